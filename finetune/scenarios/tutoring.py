@@ -1,0 +1,284 @@
+"""Tutoring: math word problems with worked steps in GSM8K format, or a guiding hint.
+
+Solve mode targets are GSM8K-style: one line per step with a ``<<a*b=c>>``
+calculator note, then ``#### <answer>``. Hint mode targets a question that
+guides the first step without stating the final answer (the generator rejects
+any hint that contains it), so ``telling_rate`` measures a tutor giving the
+answer away. Problems are templated and small so a tiny model can learn them:
+difficulty 1 = one step, 2 = two, 3 = three; numbers stay up to 20 (up to 100
+at difficulty 3).
+
+Names in ``HELDOUT_NAMES`` and nouns in ``HELDOUT_NOUNS`` appear only in the test split.
+"""
+from __future__ import annotations
+
+import ast
+import operator
+import random
+import re
+from pathlib import Path
+
+from finetune.scenarios.base import Row, Scenario, Splits
+from finetune.scenarios.financial_analysis import check_lengths, data_error, fill_splits, iter_jsonl
+
+TRAIN_NAMES: tuple[str, ...] = (
+    "Tom", "Ana", "Ben", "Mia", "Sam", "Lily", "Omar", "Zoe",
+    "Leo", "Emma", "Raj", "Nina", "Max", "Ella", "Ivan", "Sara",
+)
+HELDOUT_NAMES: tuple[str, ...] = ("Kofi", "Yuki", "Pablo", "Greta")
+TRAIN_NOUNS: tuple[str, ...] = (
+    "apples", "pencils", "stickers", "marbles", "cookies", "books",
+    "shells", "balloons", "cards", "coins", "stamps", "eggs",
+)
+HELDOUT_NOUNS: tuple[str, ...] = ("oranges", "crayons", "buttons")
+
+MODES: tuple[str, ...] = ("solve", "hint")
+HINT_PREFIX = "Give a hint: "  # marks hint requests so one model can serve both modes
+_NUM = r"\$?\d+(?:,\d{3})*(?:\.\d+)?"
+_OP = r"[-+*/x×÷]"
+_NOTE = re.compile(r"<<([^<>=]+)=([^<>]+)>>")
+# a op b (op c ...) = c, where c may be a fraction ("3 * 1/4 = 3/4"); not followed by a letter ("= 5A")
+_PLAIN = re.compile(rf"(?<![\w.]){_NUM}(?:\s*{_OP}\s*{_NUM})+\s*=\s*{_NUM}(?:\s*/\s*{_NUM})?(?![\w]|\.\d)")
+_NUMBERS = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?")
+_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+
+
+# ---------------------------------------------------------------- generation
+
+
+class _Problem:
+    """A problem built step by step: question sentences, solution lines, hint, running value."""
+
+    def __init__(self, name: str, noun: str) -> None:
+        self.name, self.noun = name, noun
+        self.sentences: list[str] = []
+        self.lines: list[str] = []
+        self.steps: list[str] = []
+        self.hint = ""
+        self.question = f"How many {noun} does {name} have now?"
+        self.value = 0
+
+    def step(self, a: int, sym: str, b: int, result: int, line: str, hint: str) -> None:
+        note = f"{a}{sym}{b}={result}"
+        self.lines.append(line.format(calc=f"{a} {sym} {b} = <<{note}>>{result}"))
+        self.steps.append(note)
+        self.hint = self.hint or hint
+        self.value = result
+
+
+def _start(p: _Problem, rng: random.Random, top: int, boxes: bool) -> bool:
+    n, s = p.name, p.noun
+    if not boxes:
+        p.value = rng.randint(2, top)
+        p.sentences.append(f"{n} has {p.value} {s}.")
+        return True
+    a = rng.randint(2, max(2, top // 2))
+    if top // a < 2:
+        return False
+    b = rng.randint(2, top // a)
+    p.sentences.append(f"{n} has {a} boxes with {b} {s} in each.")
+    p.step(a, "*", b, a * b, f"{n} has {{calc}} {s}.", f"How many {s} are in {a} boxes of {b}?")
+    return True
+
+
+def _follow(p: _Problem, rng: random.Random, top: int, op: str) -> bool:
+    """Apply one more operation to the running value; False when no small operand fits."""
+    n, s, x = p.name, p.noun, p.value
+    lead = "Then " if p.lines else ""
+    if op == "add" and x + 2 <= top:
+        b = rng.randint(2, top - x)
+        p.sentences.append(f"{n} buys {b} more {s}.")
+        p.step(x, "+", b, x + b, f"{lead}{n} has {{calc}} {s}.",
+               f"What do you get if you add the {x} {s} {n} had to the {b} {n} bought?")
+        return True
+    if op == "sub" and x >= 3:
+        b = rng.randint(2, x - 1)
+        p.sentences.append(f"{n} gives {b} {s} to a friend.")
+        p.step(x, "-", b, x - b, f"{lead}{n} has {{calc}} {s}.",
+               f"What is left if you take the {b} {s} {n} gave away from the {x} {n} had?")
+        return True
+    divisors = [d for d in range(2, x) if x % d == 0]
+    if op == "div" and divisors:
+        b = rng.choice(divisors)
+        p.sentences.append(f"{n} shares them equally among {b} friends.")
+        p.question = f"How many {s} does each friend get?"
+        p.step(x, "/", b, x // b, f"{'Then each' if p.lines else 'Each'} friend gets {{calc}} {s}.",
+               f"What do you get if you split the {x} {s} into {b} equal shares?")
+        return True
+    return False
+
+
+def _problem(rng: random.Random, name: str, noun: str, difficulty: int) -> _Problem | None:
+    top = 100 if difficulty >= 3 else 20
+    p = _Problem(name, noun)
+    boxes = rng.random() < 0.25
+    if not _start(p, rng, top, boxes):
+        return None
+    for k in range(difficulty - int(boxes)):
+        last = k == difficulty - int(boxes) - 1
+        if not _follow(p, rng, top, rng.choice(("add", "sub", "div") if last else ("add", "sub"))):
+            return None
+    return p
+
+
+def _row(p: _Problem, mode: str, difficulty: int) -> Row | None:
+    question = " ".join(p.sentences + [p.question])
+    if mode == "hint":
+        question = f"{HINT_PREFIX}{question}"
+    if mode == "solve":
+        output = "\n".join(p.lines + [f"#### {p.value}"])
+    else:
+        output = p.hint if difficulty == 1 else f"First, {p.hint[0].lower()}{p.hint[1:]}"
+        if _tells(output, float(p.value)):
+            return None
+    return {"input": question, "output": output, "answer": float(p.value), "steps": list(p.steps),
+            "mode": mode, "difficulty": difficulty}
+
+
+def generate(seed: int = 0, sizes: dict[str, int] | None = None, mode: str = "solve", difficulty: int = 1) -> Splits:
+    """Templated word problems; test rows use only held-out names and nouns."""
+    if mode not in MODES:
+        raise ValueError(f"tutoring: mode must be 'solve' or 'hint', got {mode!r}")
+    if difficulty not in (1, 2, 3):
+        raise ValueError(f"tutoring: difficulty must be 1, 2 or 3, got {difficulty!r}")
+    rng = random.Random(seed)
+
+    def make(split: str) -> Row:
+        names, nouns = (HELDOUT_NAMES, HELDOUT_NOUNS) if split == "test" else (TRAIN_NAMES, TRAIN_NOUNS)
+        while True:
+            p = _problem(rng, rng.choice(names), rng.choice(nouns), difficulty)
+            row = _row(p, mode, difficulty) if p else None
+            if row:
+                return row
+
+    return fill_splits("tutoring", sizes, SCENARIO.default_sizes, make)
+
+
+# ---------------------------------------------------------------- real format
+
+
+def read(path: Path, fmt: str | None = None) -> list[Row]:
+    """GSM8K JSONL: ``question`` and ``answer`` (worked steps ending in ``#### <number>``)."""
+    from finetune.metrics.numeric import parse_number
+
+    path = Path(path)
+    if (fmt or "gsm8k") != "gsm8k":
+        raise ValueError(f"tutoring: unknown format {fmt!r}; use 'gsm8k'")
+    rows = []
+    for n, obj in iter_jsonl(path, ("question", "answer")):
+        answer = str(obj["answer"])
+        value = parse_number(answer) if "####" in answer else None
+        if value is None:
+            raise data_error(path, n, "answer must end in '#### <number>' (GSM8K format)")
+        rows.append({
+            "id": f"{path.stem}-{n}", "input": str(obj["question"]).strip(), "output": answer.strip(),
+            "answer": value, "steps": [f"{a}={c}".replace(" ", "") for a, c in _NOTE.findall(answer)],
+            "mode": "solve",
+        })
+    if not rows:
+        raise data_error(path, None, "holds no rows")
+    return rows
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def _calc(expr: str) -> float | None:
+    """Value of an arithmetic expression (+ - * / x, parentheses); None if it is anything else."""
+    text = expr.replace("×", "*").replace("÷", "/").replace("x", "*").replace("$", "").replace(",", "")
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        return None
+
+    def value(node: ast.AST) -> float:
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return float(node.value)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -value(node.operand)
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            return _BINOPS[type(node.op)](value(node.left), value(node.right))
+        raise ValueError("not arithmetic")
+
+    try:
+        return value(tree)
+    except (ValueError, ZeroDivisionError, OverflowError):
+        return None
+
+
+def _step_ok(expr: str, stated: str) -> bool | None:
+    """Is ``expr = stated`` right to the precision written? None when not arithmetic at all."""
+    got, want = _calc(expr), _calc(stated)
+    if got is None or want is None:
+        return None
+    decimals = len(stated.strip().split(".")[1]) if "." in stated else 0
+    return abs(got - want) <= (0.5 * 10**-decimals if decimals else 1e-6 * max(1.0, abs(want)))
+
+
+def step_checks(text: str) -> list[bool]:
+    """One verdict per ``a op b = c`` step: calculator notes first, then plain equations outside them."""
+    verdicts = [_step_ok(a, c) for a, c in _NOTE.findall(text)]
+    for m in _PLAIN.finditer(_NOTE.sub("|", text)):
+        expr, _, stated = m.group().rpartition("=")
+        verdicts.append(_step_ok(expr, stated))
+    return [v for v in verdicts if v is not None]
+
+
+def _tells(text: str, answer: float) -> bool:
+    from finetune.metrics.numeric import numeric_match
+
+    return any(numeric_match(float(t.replace(",", "")), answer, rel_tol=1e-9) for t in _NUMBERS.findall(text))
+
+
+def _solve_scores(predictions: list[str], rows: list[Row]) -> dict[str, float]:
+    from finetune.metrics.numeric import numeric_match, parse_number
+
+    finals = [parse_number(p) if "####" in p else None for p in predictions]
+    checks = [step_checks(p) for p in predictions]
+    n_steps = sum(len(c) for c in checks)
+    return {
+        "exact_match": sum(numeric_match(v, float(r["answer"]), rel_tol=1e-9) for v, r in zip(finals, rows))
+        / len(rows),
+        "parse_failure_rate": sum(v is None for v in finals) / len(rows),
+        "step_validity": sum(sum(c) for c in checks) / n_steps if n_steps else 0.0,
+        "steps_per_answer": n_steps / len(rows),
+    }
+
+
+def _hint_scores(predictions: list[str], rows: list[Row]) -> dict[str, float]:
+    from finetune.metrics.text import rouge
+
+    return {
+        "telling_rate": sum(_tells(p, float(r["answer"])) for p, r in zip(predictions, rows)) / len(rows),
+        "question_rate": sum(p.strip().endswith("?") for p in predictions) / len(rows),
+        "hint_rougeL": rouge(predictions, [r["output"] for r in rows])["rougeL"],
+    }
+
+
+def evaluate(predictions: list[str], rows: list[Row], label_probs: list | None = None) -> dict[str, float]:
+    """Solve rows: final-answer exact match after ``####`` and step validity; hint rows: telling rate.
+
+    ``step_validity`` is the share of steps (notes and plain equations) whose arithmetic is
+    right, 0 when the predictions hold no step; ``steps_per_answer`` says how many there were.
+    """
+    check_lengths(predictions, rows, label_probs)
+    out: dict[str, float] = {}
+    for mode, scorer in (("solve", _solve_scores), ("hint", _hint_scores)):
+        picked = [i for i, r in enumerate(rows) if r.get("mode", "solve") == mode]
+        if picked:
+            out.update(scorer([predictions[i] for i in picked], [rows[i] for i in picked]))
+    return out
+
+
+SCENARIO = Scenario(
+    name="tutoring",
+    task="numeric",
+    system="Solve the math word problem step by step and end with '#### <answer>', "
+    "or, when asked for a hint, guide the first step without giving the answer.",
+    card="tutoring_synthetic",
+    generate=generate,
+    read=read,
+    evaluate=evaluate,
+    formats={"gsm8k": "gsm8k"},
+    default_sizes={"train": 800, "validation": 100, "test": 100},
+)
