@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
+from finetune.errors import UserError
+
 Row = dict[str, Any]
 Splits = dict[str, list[Row]]  # keys: "train", "validation", "test"
 Task = Literal["generation", "classification", "numeric", "mixed"]
@@ -22,7 +24,7 @@ Task = Literal["generation", "classification", "numeric", "mixed"]
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
 
-class ScenarioDataError(ValueError):
+class ScenarioDataError(UserError):
     """A user's file does not fit the format: the message names the file and the row."""
 
 

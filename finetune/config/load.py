@@ -1,0 +1,167 @@
+"""YAML (safe_load) + dotted key=value overrides -> Recipe, with every error at once.
+
+Errors name the dotted path and, for unknown keys, the closest known key, so a
+typo never silently does nothing.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import typing
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from finetune.config.schema import Recipe
+from finetune.errors import UserError
+
+
+class RecipeError(UserError):
+    """A recipe that cannot be used; ``errors`` holds one line per problem."""
+
+    def __init__(self, source: str, errors: list[str]):
+        self.source = source
+        self.errors = errors
+        super().__init__(f"{source}: " + "; ".join(errors) if len(errors) == 1 else
+                         f"{source}: {len(errors)} problems\n" + "\n".join(f"  {e}" for e in errors))
+
+
+def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
+    """Read a recipe file, apply ``key=value`` overrides, validate the whole tree."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RecipeError(str(path), [f"cannot read the recipe: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "somewhere"
+        raise RecipeError(str(path), [f"not valid YAML ({where}): {getattr(exc, 'problem', exc)}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(str(path), [f"a recipe is a mapping of keys, got {type(data).__name__}"])
+    return recipe_from_dict(data, overrides, source=str(path))
+
+
+def recipe_from_dict(data: dict[str, Any], overrides: Iterable[str] = (), source: str = "recipe") -> Recipe:
+    data = json.loads(json.dumps(data, default=str))  # deep copy; YAML dates etc. become strings
+    errors: list[str] = []
+    for item in overrides:
+        try:
+            apply_override(data, item)
+        except ValueError as exc:
+            errors.append(str(exc))
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        errors.extend(format_validation_error(exc, data))
+        recipe = None
+    if errors:
+        raise RecipeError(source, errors)
+    return recipe
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Set ``a.b.c=value`` in the nested dict; the value is parsed as YAML (1e-4 stays a string; pydantic coerces)."""
+    if "=" not in item:
+        raise ValueError(f"override {item!r}: expected key=value, e.g. train.learning_rate=1e-4")
+    key, _, raw = item.partition("=")
+    parts = [p for p in key.strip().split(".")]
+    if not all(parts):
+        raise ValueError(f"override {item!r}: empty key part")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ValueError(f"override {key}: {'.'.join(parts[:i + 1])} is not an index of a list of {len(node)}")
+            node = node[int(part)]
+            continue
+        if not isinstance(node.get(part), (dict, list)):
+            node[part] = {}
+        node = node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ValueError(f"override {key}: {last} is not an index of a list of {len(node)}")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def format_validation_error(exc: ValidationError, data: dict[str, Any]) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        # pydantic puts union member names and validator tags in loc; keep only real keys
+        loc = [p for p in loc if not p.startswith(("function-", "literal[", "list[", "tuple["))]
+        dotted = ".".join(loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            hint = did_you_mean(loc)
+            lines.append(f"{dotted}: unknown key" + (f"; did you mean {hint}?" if hint else ""))
+        elif err["type"] == "missing":
+            lines.append(f"{dotted}: required key missing")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            shown = "" if err["type"].startswith("value_error") else f" (got {err.get('input')!r})"
+            lines.append(f"{dotted}: {msg}{shown}")
+    return lines
+
+
+def did_you_mean(loc: list[str]) -> str | None:
+    """The closest known key at the same place as the unknown key at ``loc``, as a dotted path."""
+    model = _model_at(Recipe, loc[:-1])
+    if model is None:
+        return None
+    match = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1, cutoff=0.6)
+    return ".".join(loc[:-1] + match) if match else None
+
+
+def _model_at(model: type[BaseModel], path: list[str]) -> type[BaseModel] | None:
+    for part in path:
+        if part.isdigit():
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        nested = _find_model(field.annotation)
+        if nested is None:
+            return None
+        model = nested
+    return model
+
+
+def _find_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _find_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    """Stable hash of the resolved recipe (key order and YAML formatting do not matter)."""
+    canonical = json.dumps(recipe.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def section_hash(section: BaseModel | dict | None, *extra: Any) -> str:
+    """Hash of part of a recipe (used to key caches such as a pretrained base model)."""
+    payload = section.model_dump(mode="json") if isinstance(section, BaseModel) else section
+    canonical = json.dumps([payload, *extra], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def dump_recipe(recipe: Recipe, path: Path) -> None:
+    path.write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,269 @@
+"""The recipe as one strict pydantic tree.
+
+Every model forbids unknown keys, so a misspelled key is an error instead of a
+silent no-op. Each field is documented once, here; `ft validate` and the README
+show these descriptions. This module must not import torch.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ScenarioName = Literal["content_writing", "medical_records", "tutoring", "financial_analysis", "risk_assessment"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ---------------------------------------------------------------- model
+class CoreSpec(Strict):
+    """Our own transformer, built from scratch (see finetune/model/core.py)."""
+
+    layers: int = Field(2, ge=1, le=128, description="number of transformer blocks")
+    width: int = Field(64, ge=8, le=16384, description="model (embedding) width")
+    heads: int = Field(4, ge=1, le=256, description="attention heads; must divide width")
+    context_length: int = Field(256, ge=8, le=131072, description="longest sequence the model sees")
+    positions: Literal["sinusoidal", "rope", "learned"] = Field("rope", description="position encoding")
+    ffn: Literal["relu", "gelu", "swiglu"] = Field("swiglu", description="feed-forward activation")
+    ffn_mult: float = Field(4.0, gt=0, le=16, description="feed-forward hidden size / width")
+    norm: Literal["layernorm", "rmsnorm"] = Field("rmsnorm", description="pre-norm type")
+    tie_embeddings: bool = Field(True, description="share input embedding and output projection")
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "CoreSpec":
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+        return self
+
+
+class ModelSpec(Strict):
+    path: Optional[str] = Field(None, description="local directory (or hub id) of a Hugging Face causal LM")
+    revision: Optional[str] = Field(None, description="hub revision when path is a hub id")
+    core: Optional[CoreSpec] = Field(None, description="build our core transformer (needs a pretrain section)")
+    tokenizer: Optional[str] = Field(None, description="tokenizer directory; default: the model's own")
+    trust_remote_code: bool = Field(False, description="allow code from the model folder to run; off by default")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelSpec":
+        if self.path and self.core:
+            raise ValueError("give either model.path or model.core, not both")
+        if not self.path and not self.core:
+            raise ValueError("give model.path (an existing model) or model.core (our transformer to pretrain)")
+        return self
+
+
+# ---------------------------------------------------------------- training
+class TrainSpec(Strict):
+    epochs: float = Field(1.0, gt=0, description="passes over the training data (ignored when max_steps is set)")
+    max_steps: Optional[int] = Field(None, ge=1, description="optimizer steps; overrides epochs")
+    learning_rate: float = Field(3e-4, gt=0, lt=10, description="peak learning rate")
+    batch_size: int = Field(8, ge=1, description="sequences per device per micro-step")
+    grad_accum: int = Field(1, ge=1, description="micro-steps per optimizer step")
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="AdamW (default) or SGD with momentum")
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    schedule: Literal["cosine", "linear", "constant"] = Field("cosine", description="learning-rate shape after warmup")
+    warmup: float = Field(0.05, ge=0, description="warmup: fraction of steps if < 1, else a step count")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="final lr / peak lr for cosine and linear")
+    max_grad_norm: Optional[float] = Field(1.0, gt=0, description="gradient clipping; null disables")
+    eval_every: int = Field(0, ge=0, description="validation every N steps (0: only at the end)")
+    save_every: int = Field(0, ge=0, description="checkpoint every N steps (0: only at the end)")
+    save_total_limit: int = Field(2, ge=1, description="checkpoints kept; the latest complete one is never deleted")
+    log_every: int = Field(10, ge=1, description="metrics.jsonl / progress update every N steps")
+    max_bad_steps: int = Field(5, ge=1, description="non-finite steps in a row before the run stops")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on capable GPUs, fp32 on CPU")
+    gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
+    log_with: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(default_factory=list, description="offline trackers")
+    threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+
+
+# ---------------------------------------------------------------- pretraining
+class CorpusSpec(Strict):
+    kind: Literal["generated", "file", "hf"] = Field("generated", description="generated needs no download")
+    path: Optional[str] = Field(None, description="text/JSONL file (kind: file) or dataset id (kind: hf)")
+    text_field: str = Field("text", description="JSONL / dataset column holding the text")
+    split: str = "train"
+    revision: Optional[str] = None
+    subset: Optional[str] = None
+    documents: int = Field(4000, ge=10, description="generated documents (kind: generated)")
+
+    @model_validator(mode="after")
+    def _path_needed(self) -> "CorpusSpec":
+        if self.kind != "generated" and not self.path:
+            raise ValueError(f"corpus kind {self.kind!r} needs a path")
+        return self
+
+
+class TokenizerSpec(Strict):
+    vocab_size: int = Field(2048, ge=300, le=262144, description="BPE vocabulary size (byte-level, >= 256 + specials)")
+    path: Optional[str] = Field(None, description="reuse this tokenizer directory instead of training one")
+
+
+class PretrainSpec(Strict):
+    corpus: CorpusSpec = Field(default_factory=CorpusSpec)
+    tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec)
+    block_size: int = Field(128, ge=8, description="tokens per training block")
+    validation_fraction: float = Field(0.05, gt=0, lt=0.5)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    cache: bool = Field(True, description="reuse a pretrained model with identical settings from the cache folder")
+
+
+# ---------------------------------------------------------------- fine-tuning data
+class Fields(Strict):
+    """Maps the user's column names to ours."""
+
+    input: Optional[str] = None
+    output: Optional[str] = None
+    messages: Optional[str] = None
+    text: Optional[str] = None
+    label: Optional[str] = None
+    group: Optional[str] = None
+
+
+class SourceSpec(Strict):
+    scenario: Optional[ScenarioName] = Field(None, description="generate this scenario's data (or read `path` in its format)")
+    options: dict[str, Any] = Field(default_factory=dict, description="scenario generator options")
+    sizes: Optional[dict[Literal["train", "validation", "test"], int]] = None
+    path: Optional[str] = Field(None, description="local jsonl/csv/parquet file or a Hugging Face dataset id")
+    format: Optional[str] = Field(None, description="file format or a scenario's real format (e.g. mts_dialog)")
+    split: str = "train"
+    revision: Optional[str] = None
+    subset: Optional[str] = None
+    fields: Fields = Field(default_factory=Fields)
+    system: Optional[str] = Field(None, description="system text put before every prompt")
+    instruction: Optional[str] = Field(None, description="instruction text put before every input")
+    card: Optional[str] = Field(None, description="data card name for this source")
+    weight: int = Field(1, ge=1, description="repeat this source's training rows N times")
+
+    @model_validator(mode="after")
+    def _scenario_or_path(self) -> "SourceSpec":
+        if not self.scenario and not self.path:
+            raise ValueError("a data source needs a scenario or a path")
+        return self
+
+
+class DataSpec(Strict):
+    sources: list[SourceSpec] = Field(default_factory=list, description="scenario generators and/or files, mixed")
+    shape: Literal["instruction", "chat", "text"] = "instruction"
+    max_length: int = Field(256, ge=8)
+    truncation: Literal["truncate", "drop"] = "truncate"
+    packing: bool = Field(False, description="concatenate examples into blocks (no cross-example attention)")
+    train_on_prompt: bool = Field(False, description="also compute the loss on prompt tokens")
+    label_loss: bool = Field(True, description="for classification rows, loss only over the label words")
+    scrub_pii: bool = Field(False, description="replace personal identifiers with typed placeholders before tokenizing")
+    on_bad_row: Literal["error", "skip"] = "error"
+    require_card: bool = Field(False, description="refuse data without a data card")
+    validation_fraction: float = Field(0.1, gt=0, lt=0.5, description="for files without a validation split")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scenario_shorthand(cls, value: Any) -> Any:
+        """`data: {scenario: x}` is short for `data: {sources: [{scenario: x}]}`."""
+        if isinstance(value, dict) and "scenario" in value:
+            value = dict(value)
+            name = value.pop("scenario")
+            names = name if isinstance(name, list) else [name]
+            value.setdefault("sources", [])
+            value["sources"] = [{"scenario": n} for n in names] + list(value["sources"])
+        return value
+
+
+# ---------------------------------------------------------------- method
+class FreezeSpec(Strict):
+    train_top_blocks: Optional[int] = Field(None, ge=0, description="full fine-tuning: train only the top k blocks")
+    embeddings: bool = Field(False, description="freeze the token embeddings")
+
+
+class MethodSpec(Strict):
+    kind: Literal["full", "lora", "dora"] = "lora"
+    r: int = Field(8, ge=1, le=1024)
+    alpha: float = Field(16, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    targets: Union[list[str], Literal["default", "all-linear"]] = Field(
+        "default", description="module names for the adapter; default: attention projections of known architectures"
+    )
+    freeze: FreezeSpec = Field(default_factory=FreezeSpec)
+
+    @model_validator(mode="after")
+    def _freeze_is_full_only(self) -> "MethodSpec":
+        if self.kind != "full" and (self.freeze.train_top_blocks is not None or self.freeze.embeddings):
+            raise ValueError(f"method.freeze applies to kind: full, not {self.kind}")
+        return self
+
+
+# ---------------------------------------------------------------- evaluation
+class EvalSpec(Strict):
+    before: bool = Field(True, description="evaluate the base model first")
+    after: bool = True
+    samples: int = Field(100, ge=1, description="test examples per source")
+    max_new_tokens: int = Field(64, ge=1)
+    batch_size: int = Field(16, ge=1)
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    task: Optional[Literal["generation", "classification", "numeric"]] = Field(
+        None, description="for user data without a scenario"
+    )
+    data: Optional[SourceSpec] = Field(None, description="evaluate on this file instead of the sources' test splits")
+
+
+class DistributedSpec(Strict):
+    strategy: Literal["auto", "ddp", "fsdp", "deepspeed"] = "auto"
+    fsdp_sharding: Literal["full_shard", "shard_grad_op", "no_shard", "hybrid_shard"] = "full_shard"
+    fsdp_wrap: Literal["transformer_block", "size"] = "transformer_block"
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    cpu_offload: bool = False
+    config_file: Optional[str] = Field(None, description="an accelerate config file instead of the options above")
+
+
+# ---------------------------------------------------------------- the recipe
+class Recipe(Strict):
+    name: str = Field(..., min_length=1, description="run name")
+    seed: int = 0
+    output: Optional[str] = Field(None, description="run folder; default runs/<name>")
+    resume: Literal["never", "auto"] = Field("never", description="auto: continue from the latest complete checkpoint")
+    overwrite: bool = Field(False, description="allow replacing a finished run in the output folder")
+    model: ModelSpec
+    pretrain: Optional[PretrainSpec] = None
+    data: Optional[DataSpec] = None
+    method: Optional[MethodSpec] = None
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    eval: Optional[EvalSpec] = None
+    distributed: DistributedSpec = Field(default_factory=DistributedSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if "/" in value or "\\" in value or value.startswith("."):
+            raise ValueError("name must not contain path separators or start with a dot")
+        return value
+
+    @model_validator(mode="after")
+    def _stages_fit(self) -> "Recipe":
+        if self.model.core and not self.pretrain:
+            raise ValueError("model.core needs a pretrain section (or point model.path at a trained model)")
+        if self.pretrain and not self.model.core:
+            raise ValueError("pretrain needs model.core (the architecture to pretrain)")
+        if (self.data is None) != (self.method is None):
+            raise ValueError("fine-tuning needs both data and method")
+        if self.data is not None and not self.data.sources:
+            raise ValueError("data needs at least one source (data.scenario or data.sources)")
+        if self.eval and self.eval.data is None and self.data is None:
+            raise ValueError("eval needs data: data.sources with scenarios or eval.data")
+        return self
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.output or f"runs/{self.name}")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> "Recipe":
+        """Read and validate a recipe file (all errors at once, as a RecipeError)."""
+        from finetune.config.load import load_recipe
+
+        return load_recipe(path, overrides)

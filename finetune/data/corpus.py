@@ -1,0 +1,81 @@
+"""Pretraining text that needs no download.
+
+The generated corpus mixes English prose that ships with Python itself (the
+documentation topics in ``pydoc_data``) with the *inputs* of the five scenario
+generators, so a pretrained base knows the domains' vocabulary but has never
+seen a single answer: fine-tuning, not pretraining, must teach the tasks.
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+from finetune.config.schema import CorpusSpec
+from finetune.errors import UserError
+
+
+def load_corpus(spec: CorpusSpec, seed: int) -> list[str]:
+    """The corpus as a list of documents, per the recipe's corpus section."""
+    if spec.kind == "generated":
+        return generated_corpus(spec.documents, seed)
+    if spec.kind == "file":
+        return _read_text_file(Path(spec.path), spec.text_field)
+    from datasets import load_dataset
+
+    ds = load_dataset(spec.path, spec.subset, split=spec.split, revision=spec.revision)
+    if spec.text_field not in ds.column_names:
+        raise UserError(f"dataset {spec.path} has no column {spec.text_field!r}; columns: {ds.column_names}")
+    return [t for t in ds[spec.text_field] if isinstance(t, str) and t.strip()]
+
+
+def generated_corpus(documents: int, seed: int) -> list[str]:
+    """About half Python documentation paragraphs, half scenario inputs, shuffled by seed."""
+    from finetune import scenarios
+
+    rng = random.Random(seed)
+    prose = _python_doc_paragraphs()
+    rng.shuffle(prose)
+    docs = prose[: documents // 2]
+    per_scenario = max(1, (documents - len(docs)) // len(scenarios.NAMES))
+    for name in scenarios.NAMES:
+        scenario = scenarios.get(name)
+        # a seed far from the fine-tuning seeds; train split only, so held-out test entities never appear
+        rows = scenario.generate(seed=10_000 + seed, sizes={"train": per_scenario, "validation": 1, "test": 1})["train"]
+        docs.extend(row["input"] for row in rows)
+    rng.shuffle(docs)
+    return docs
+
+
+def _python_doc_paragraphs() -> list[str]:
+    from pydoc_data.topics import topics
+
+    paragraphs = []
+    for text in topics.values():
+        for para in re.split(r"\n\s*\n", text):
+            para = " ".join(para.split())
+            if len(para) > 80 and not para.startswith((">>>", "...")):
+                paragraphs.append(para)
+    return paragraphs
+
+
+def _read_text_file(path: Path, field: str) -> list[str]:
+    if not path.is_file():
+        raise UserError(f"corpus file {path} does not exist")
+    if path.suffix == ".jsonl":
+        docs = []
+        with path.open(encoding="utf-8") as fh:
+            for i, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise UserError(f"{path}, row {i}: not valid JSON ({exc.msg})") from None
+                if not isinstance(row, dict) or not isinstance(row.get(field), str):
+                    raise UserError(f"{path}, row {i}: no text field {field!r}")
+                docs.append(row[field])
+        return docs
+    text = path.read_text(encoding="utf-8")
+    return [p for p in re.split(r"\n\s*\n", text) if p.strip()]

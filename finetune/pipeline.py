@@ -1,0 +1,63 @@
+"""run(recipe): the table of contents of a run.
+
+    open the run folder -> pretrain? -> fine-tune? -> evaluate (before/after)? -> report
+
+Each stage writes into the run folder; heavy imports happen inside the stages.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from finetune.config.schema import Recipe
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    model_dir: Path | None
+    metrics: dict[str, Any] = field(default_factory=dict)  # final numbers, flat: "pretrain.val_loss", ...
+    report: Path | None = None
+
+
+def run(recipe: Recipe, resume: bool | None = None) -> RunResult:
+    """Run every stage the recipe asks for and return where things went and the final numbers."""
+    from accelerate.utils import set_seed
+
+    from finetune.rundir import close_run_dir, open_run_dir
+    from finetune.train.accel import make_accelerator
+
+    resume = recipe.resume == "auto" if resume is None else resume
+    accelerator = make_accelerator(recipe.train, recipe.distributed)
+    run_dir = open_run_dir(recipe, resume, accelerator.is_main_process)
+    accelerator.wait_for_everyone()
+    set_seed(recipe.seed)
+    stages: dict[str, Any] = {}
+
+    if recipe.pretrain:
+        from finetune.stages.pretrain import pretrain
+
+        stages["pretrain"] = pretrain(recipe, run_dir, accelerator, resume)
+    base_model = stages["pretrain"].model_dir if recipe.pretrain else Path(recipe.model.path) if recipe.model.path else None
+
+    if recipe.method:
+        from finetune.stages.finetune import finetune
+
+        stages["finetune"] = finetune(recipe, run_dir, str(base_model), accelerator, resume)
+    final_model = stages["finetune"].model_dir if recipe.method else base_model
+
+    if recipe.eval:
+        from finetune.stages.evaluate import evaluate_run
+
+        stages["eval"] = evaluate_run(recipe, run_dir, str(base_model), final_model, accelerator)
+
+    report = None
+    if accelerator.is_main_process:
+        from finetune.report import write_report
+
+        report = write_report(recipe, run_dir, stages)
+        close_run_dir(run_dir, model_dir=str(final_model))
+    accelerator.wait_for_everyone()
+    metrics = {f"{name}.{k}": v for name, stage in stages.items() for k, v in stage.summary().items()}
+    return RunResult(run_dir, final_model, metrics, report)

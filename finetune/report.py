@@ -1,0 +1,234 @@
+"""report.json, report.md, the loss-curve PNG and the terminal table.
+
+Every number in a report comes from the run's own stage results and logs,
+never from the recipe.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from finetune.config.load import recipe_hash
+from finetune.config.schema import Recipe
+
+# The GPU-hours estimate: the run's FLOPs on this reference at this utilisation.
+REFERENCE_GPU = "NVIDIA A100 80GB, bf16 dense"
+REFERENCE_PEAK_FLOPS = 312e12
+REFERENCE_UTILISATION = 0.40
+
+
+def write_report(recipe: Recipe, run_dir: Path, stages: dict[str, Any]) -> Path:
+    """Write report.json, report.md and loss_curve.png into the run folder; return report.md."""
+    from finetune.rundir import write_json
+
+    report = build_report(recipe, run_dir, stages)
+    pretrain = stages.get("pretrain")
+    curve = plot_losses(run_dir, pretrain.model_dir.parent if pretrain else None)
+    if curve:
+        report["loss_curve"] = curve.name
+    write_json(run_dir / "report.json", report)
+    md = run_dir / "report.md"
+    md.write_text(render_markdown(report), encoding="utf-8")
+    return md
+
+
+def build_report(recipe: Recipe, run_dir: Path, stages: dict[str, Any]) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "name": recipe.name, "recipe_hash": recipe_hash(recipe), "seed": recipe.seed,
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "run_dir": str(run_dir), "versions": _versions(),
+    }
+    for name, stage in stages.items():
+        report[name] = stage.report_dict() if hasattr(stage, "report_dict") else stage.summary()
+    report["cost"] = cost(stages)
+    return report
+
+
+def cost(stages: dict[str, Any]) -> dict[str, Any]:
+    """Tokens, FLOPs and wall time of the training stages, and the GPU-hours those FLOPs mean."""
+    tokens = flops = wall = 0.0
+    formulas = []
+    for name in ("pretrain", "finetune"):
+        stage = stages.get(name)
+        if stage is None or getattr(stage, "reused", False):
+            continue
+        tokens += stage.tokens
+        wall += stage.wall_time
+        f, formula = training_flops(stage)
+        flops += f
+        formulas.append(f"{name}: {formula}")
+    gpu_hours = flops / (REFERENCE_PEAK_FLOPS * REFERENCE_UTILISATION) / 3600
+    return {
+        "tokens": int(tokens), "train_flops": flops, "flops_formula": "; ".join(formulas), "wall_time_s": round(wall, 1),
+        "reference_gpu": REFERENCE_GPU, "reference_utilisation": REFERENCE_UTILISATION, "reference_gpu_hours": gpu_hours,
+    }
+
+
+def training_flops(stage: Any) -> tuple[float, str]:
+    """6·N·T for full training; LoRA: 4·N·T (forward + activation gradients) + 6·N_trainable·T."""
+    n_total = getattr(stage, "parameters", None) or getattr(stage, "total_params", 0)
+    n_train = getattr(stage, "trainable_params", n_total)
+    if n_train >= n_total:
+        return 6 * n_total * stage.tokens, f"6 x {n_total:,} params x {stage.tokens:,} tokens"
+    return (4 * n_total + 6 * n_train) * stage.tokens, (
+        f"(4 x {n_total:,} + 6 x {n_train:,} trainable) params x {stage.tokens:,} tokens"
+    )
+
+
+def plot_losses(run_dir: Path, pretrain_dir: Path | None) -> Path | None:
+    """Train and validation loss against step, one panel per training stage that logged."""
+    candidates = (("pretrain", pretrain_dir / "metrics.jsonl" if pretrain_dir else None), ("fine-tune", run_dir / "metrics.jsonl"))
+    logs = [(title, p) for title, p in candidates if p is not None and p.exists()]
+    if not logs:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(logs), figsize=(6 * len(logs), 4), squeeze=False)
+    for ax, (title, path) in zip(axes[0], logs):
+        rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+        train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+        val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
+        if train:
+            ax.plot(*zip(*train), label="train loss")
+        if val:
+            ax.plot(*zip(*val), "o-", label="validation loss")
+        ax.set_title(title)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("loss (nats/token)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    out = run_dir / "loss_curve.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    out = [f"# Run `{report['name']}`", "",
+           f"Recipe hash `{report['recipe_hash']}`, seed {report['seed']}, written {report['written']}.", ""]
+    if "eval" in report:
+        out += ["## Results: before and after fine-tuning", ""]
+        out += _metric_tables(report["eval"])
+    if "pretrain" in report:
+        p = report["pretrain"]
+        out += ["## Pretraining", "",
+                f"- final validation loss **{_f(p.get('val_loss'))}** nats/token; the corpus' unigram entropy "
+                f"{_f(p.get('unigram_entropy'))} nats/token (a model that ignores context scores that)",
+                f"- {p.get('parameters', 0):,} parameters, {p.get('steps')} steps, {p.get('tokens', 0):,} tokens"
+                + (" (reused from the cache)" if p.get("reused") else ""), ""]
+    if "finetune" in report:
+        f = report["finetune"]
+        out += ["## Fine-tuning", "",
+                f"- method **{f.get('method')}**: {f.get('trainable_params', 0):,} trainable of {f.get('total_params', 0):,} parameters",
+                f"- held-out loss before {_f(f.get('base_val_loss'))} -> after **{_f(f.get('val_loss'))}**",
+                f"- {f.get('steps')} steps, {f.get('tokens', 0):,} tokens, padding {100 * f.get('padding_fraction', 0):.1f}% of batch tokens",
+                f"- data cards: {_cards(f.get('cards', {}))}",
+                f"- PII scrubbed: {_counts(f.get('scrub_counts'))}; rows skipped: {f.get('skipped_rows', 0)}", ""]
+    if report.get("loss_curve"):
+        out += [f"![loss curve]({report['loss_curve']})", ""]
+    if "eval" in report and report["eval"].get("samples"):
+        out += ["## Sample generations", ""]
+        for source, samples in report["eval"]["samples"].items():
+            out += [f"### {source}", ""]
+            for s in samples:
+                out += [f"- **input**: {_short(s['input'])}", f"  - reference: {_short(s['reference'])}"]
+                for key in ("before", "after"):
+                    if key in s:
+                        out.append(f"  - {key}: {_short(s[key])}")
+            out.append("")
+    c = report["cost"]
+    out += ["## Cost", "",
+            f"- tokens seen in training: {c['tokens']:,}; wall time {c['wall_time_s']} s",
+            f"- estimated training FLOPs: {c['train_flops']:.3g} ({c['flops_formula'] or 'no training'})",
+            f"- the same FLOPs on one {c['reference_gpu']} at {int(100 * c['reference_utilisation'])}% utilisation: "
+            f"{c['reference_gpu_hours']:.2g} GPU-hours", ""]
+    return "\n".join(out)
+
+
+def _metric_tables(ev: dict[str, Any]) -> list[str]:
+    out = []
+    for source, after in ev.get("after", {}).items():
+        before = ev.get("before", {}).get(source, {})
+        out += [f"### {source}", "", "| metric | before | after | change |", "|---|---:|---:|---:|"]
+        for key in after:
+            if key.startswith("ref_"):
+                continue
+            b, a = before.get(key), after[key]
+            delta = f"{a - b:+.3f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) else ""
+            out.append(f"| {key} | {_f(b)} | {_f(a)} | {delta} |")
+        refs = {k: v for k, v in after.items() if k.startswith("ref_")}
+        if refs:
+            out += ["", "Reference points (do not depend on the model): "
+                    + ", ".join(f"{k[4:]} {_f(v)}" for k, v in refs.items())]
+        out.append("")
+    return out
+
+
+def print_summary(result: Any) -> None:
+    """The terminal table at the end of `ft run` (also `ft report RUN_DIR`)."""
+    print_report(result.run_dir)
+
+
+def print_report(run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    path = Path(run_dir) / "report.json"
+    if not path.exists():
+        from finetune.errors import UserError
+
+        raise UserError(f"{run_dir} has no report.json; is it a finished ft run folder?")
+    report = json.loads(path.read_text())
+    console = Console()
+    console.print(f"[bold]{report['name']}[/bold]  ({run_dir})")
+    if "pretrain" in report:
+        p = report["pretrain"]
+        console.print(f"pretrain: validation loss {_f(p.get('val_loss'))} nats/token vs unigram entropy "
+                      f"{_f(p.get('unigram_entropy'))} nats/token")
+    if "finetune" in report:
+        f = report["finetune"]
+        console.print(f"fine-tune ({f.get('method')}): held-out loss {_f(f.get('base_val_loss'))} -> {_f(f.get('val_loss'))}; "
+                      f"trainable {f.get('trainable_params', 0):,} / {f.get('total_params', 0):,}")
+    ev = report.get("eval", {})
+    for source, after in ev.get("after", {}).items():
+        before = ev.get("before", {}).get(source, {})
+        table = Table(title=source)
+        for col in ("metric", "before", "after", "change"):
+            table.add_column(col, justify="left" if col == "metric" else "right")
+        for key, a in after.items():
+            b = before.get(key)
+            delta = f"{a - b:+.3f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) else ""
+            table.add_row(key, _f(b), _f(a), "" if key.startswith("ref_") else delta)
+        console.print(table)
+    c = report["cost"]
+    console.print(f"cost: {c['tokens']:,} tokens, {c['train_flops']:.3g} FLOPs, {c['wall_time_s']} s; "
+                  f"~{c['reference_gpu_hours']:.2g} GPU-hours on {c['reference_gpu']}")
+    console.print(f"report: {Path(run_dir) / 'report.md'}")
+
+
+def _f(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else str(v))
+
+
+def _short(text: str, n: int = 240) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _cards(cards: dict[str, str | None]) -> str:
+    return ", ".join(f"{source}: {card or 'NONE'}" for source, card in cards.items()) or "none"
+
+
+def _counts(counts: dict[str, int] | None) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) if counts else "none"
+
+
+def _versions() -> dict[str, str]:
+    from finetune.train.loop import _versions as versions
+
+    return versions()

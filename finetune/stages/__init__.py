@@ -1,0 +1,1 @@
+"""The stages a recipe runs, in order: pretrain, finetune, evaluate (report is finetune/report.py)."""

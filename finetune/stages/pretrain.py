@@ -1,0 +1,138 @@
+"""Pretraining stage: corpus -> tokenizer -> fixed-length blocks -> our transformer -> next-token training.
+
+With ``pretrain.cache: true`` the result lives in the cache folder under a hash of
+everything that shapes it, so a second recipe with the same settings reuses it
+(and a crashed pretraining resumes there).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from finetune.config.load import section_hash
+from finetune.config.schema import Recipe
+from finetune.train.batching import TokenizedData
+
+DONE = "PRETRAINED"
+
+
+@dataclass
+class PretrainResult:
+    model_dir: Path
+    val_loss: float | None
+    unigram_entropy: float
+    tokens: int
+    steps: int
+    wall_time: float
+    reused: bool
+    parameters: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "model_dir": str(self.model_dir)}
+
+    def summary(self) -> dict[str, Any]:
+        return {k: v for k, v in self.to_dict().items() if k != "model_dir"}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("FT_CACHE", Path.home() / ".cache" / "ft"))
+
+
+def pretrain_dir(recipe: Recipe, run_dir: Path) -> Path:
+    spec = recipe.pretrain
+    if spec.cache:
+        key = section_hash(spec, recipe.model.core, recipe.seed, _code_version())
+        return cache_root() / "pretrained" / f"{recipe.name}-{key}"
+    return run_dir / "pretrain"
+
+
+def pretrain(recipe: Recipe, run_dir: Path, accelerator: Any, resume: bool) -> PretrainResult:
+    out = pretrain_dir(recipe, run_dir)
+    if (out / DONE).is_file():
+        saved = json.loads((out / DONE).read_text())
+        accelerator.print(f"pretrain: reusing {out / 'model'} (same settings)")
+        return PretrainResult(**{**saved, "model_dir": Path(saved["model_dir"]), "reused": True})
+    from finetune.data.corpus import load_corpus
+    from finetune.model.core import CoreConfig, CoreForCausalLM, count_parameters
+    from finetune.model.tokenizer import load_tokenizer, train_tokenizer
+    from finetune.train.loop import train
+
+    spec = recipe.pretrain
+    docs = load_corpus(spec.corpus, recipe.seed)
+    random.Random(recipe.seed).shuffle(docs)
+    n_val = max(1, int(len(docs) * spec.validation_fraction))
+    val_docs, train_docs = docs[:n_val], docs[n_val:]
+    if spec.tokenizer.path:
+        tokenizer = load_tokenizer(spec.tokenizer.path)
+    elif accelerator.is_main_process:
+        tokenizer = train_tokenizer(train_docs, spec.tokenizer.vocab_size, out / "tokenizer")
+    accelerator.wait_for_everyone()
+    if not spec.tokenizer.path and not accelerator.is_main_process:
+        tokenizer = load_tokenizer(out / "tokenizer")
+    train_ids = _encode(tokenizer, train_docs)
+    val_ids = _encode(tokenizer, val_docs)
+    entropy = unigram_entropy(train_ids)
+    core = recipe.model.core
+    config = CoreConfig(
+        vocab_size=len(tokenizer), width=core.width, layers=core.layers, heads=core.heads,
+        context_length=max(core.context_length, spec.block_size), positions=core.positions, ffn=core.ffn,
+        ffn_mult=core.ffn_mult, norm=core.norm, tie_embeddings=core.tie_embeddings, dropout=core.dropout,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    import torch
+
+    torch.manual_seed(recipe.seed)
+    model = CoreForCausalLM(config)
+    _, n_params = count_parameters(model)
+    accelerator.print(f"pretrain: {n_params:,} parameters, {len(train_ids):,} training tokens, block {spec.block_size}")
+    result = train(
+        model, blocks(train_ids, spec.block_size, tokenizer.pad_token_id), blocks(val_ids, spec.block_size, tokenizer.pad_token_id),
+        spec.train, out, accelerator, seed=recipe.seed,
+        fingerprint={"stage": "pretrain", "pretrain": section_hash(spec), "model": section_hash(core),
+                     "processes": accelerator.num_processes},
+        resume=resume or spec.cache, group_by_length=False, desc="pretrain",
+    )
+    res = PretrainResult(out / "model", result.val_loss, entropy, result.tokens, result.steps, result.wall_time, False, n_params)
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(out / "model", safe_serialization=True)
+        tokenizer.save_pretrained(out / "model")
+        (out / DONE).write_text(json.dumps({k: v for k, v in res.to_dict().items() if k != "reused"}, indent=1))
+    accelerator.wait_for_everyone()
+    return res
+
+
+def _encode(tokenizer: Any, docs: list[str]) -> list[int]:
+    ids: list[int] = []
+    eos = tokenizer.eos_token_id
+    for enc in tokenizer(docs, add_special_tokens=False)["input_ids"]:
+        ids.extend(enc)
+        ids.append(eos)
+    return ids
+
+
+def blocks(ids: list[int], size: int, pad_id: int) -> TokenizedData:
+    """Fixed-length blocks of the token stream; every position is scored (labels = inputs, shifted in the loss)."""
+    chunks = [ids[i:i + size] for i in range(0, len(ids) - size + 1, size)]
+    return TokenizedData([{"input_ids": c, "labels": list(c)} for c in chunks], pad_id=pad_id)
+
+
+def unigram_entropy(ids: list[int]) -> float:
+    """Entropy of the token frequency distribution, in nats per token (the loss of a unigram model)."""
+    counts = Counter(ids)
+    n = len(ids)
+    return -sum(c / n * math.log(c / n) for c in counts.values())
+
+
+def _code_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ft")
+    except PackageNotFoundError:
+        return "dev"

@@ -1,0 +1,83 @@
+"""Deterministic batch plans and collation.
+
+The order of micro-batches is a pure function of (seed, epoch), so a resumed run
+replays nothing and skips nothing: it recomputes the plan and starts at the saved
+position. Every optimizer step consumes ``grad_accum * world_size`` micro-batches
+of the same global plan, so one process with accumulation 2 and two processes
+with accumulation 1 see the same examples in the same steps.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+Example = dict[str, list[int]]  # input_ids, labels, optional position_ids / choice_index
+
+
+@dataclass
+class TokenizedData:
+    examples: list[Example]
+    choice_sets: list[list[int]] = field(default_factory=list)  # first-token ids of each label set
+    pad_id: int = 0
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+
+def micro_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, group_by_length: bool) -> list[list[int]]:
+    """Micro-batches of indices for one epoch; grouping by length cuts padding."""
+    rng = random.Random(f"{seed}:{epoch}")
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    if group_by_length:
+        chunk = batch_size * 32
+        grouped = []
+        for start in range(0, len(order), chunk):
+            grouped.extend(sorted(order[start:start + chunk], key=lambda i: -lengths[i]))
+        order = grouped
+    batches = [order[i:i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+    if group_by_length:
+        rng.shuffle(batches)
+    return batches
+
+
+def steps_for_epoch(batches: list[list[int]], per_step: int) -> list[list[list[int]]]:
+    """Group micro-batches into optimizer steps (an incomplete last group is dropped)."""
+    return [batches[i:i + per_step] for i in range(0, len(batches) - per_step + 1, per_step)]
+
+
+def collate(examples: list[Example], pad_id: int) -> dict[str, Any]:
+    """Right-pad to the longest example; attention_mask only when there is padding (keeps SDPA's fast path)."""
+    longest = max(len(e["input_ids"]) for e in examples)
+    has_pad = any(len(e["input_ids"]) < longest for e in examples)
+    batch: dict[str, Any] = {}
+
+    def pad(key: str, value: int) -> torch.Tensor:
+        return torch.tensor([e[key] + [value] * (longest - len(e[key])) for e in examples], dtype=torch.long)
+
+    batch["input_ids"] = pad("input_ids", pad_id)
+    batch["labels"] = pad("labels", -100)
+    if "position_ids" in examples[0]:
+        batch["position_ids"] = pad("position_ids", 0)
+    if has_pad:
+        batch["attention_mask"] = torch.tensor(
+            [[1] * len(e["input_ids"]) + [0] * (longest - len(e["input_ids"])) for e in examples], dtype=torch.long
+        )
+        if "position_ids" in batch:  # pads must not look like the start of a new packed example
+            mask = batch["attention_mask"].bool()
+            batch["position_ids"] = torch.where(mask, batch["position_ids"], batch["position_ids"].max())
+    if "choice_index" in examples[0]:
+        batch["choice_index"] = pad("choice_index", -1)
+    return batch
+
+
+def count_label_tokens(examples: list[Example]) -> int:
+    """Scored positions (a label at position t is predicted from t-1, so position 0 never counts)."""
+    total = 0
+    for e in examples:
+        labels = e["labels"]
+        total += sum(1 for t in range(1, len(labels)) if labels[t] != -100)
+    return total

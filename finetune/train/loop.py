@@ -1,0 +1,322 @@
+"""The training loop shared by pretraining and fine-tuning.
+
+accelerate places the model and wraps it for DDP/FSDP; everything a resume must
+reproduce is either saved in the checkpoint or a pure function of it (data order
+from (seed, epoch), learning rate from the step). Gradients are token-weighted:
+every scored token counts the same whatever the micro-batch, accumulation or
+process it lands in.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from finetune.config.schema import TrainSpec
+from finetune.errors import StopRequested, UserError
+from finetune.train import checkpoint as ckpt
+from finetune.train.batching import TokenizedData, collate, count_label_tokens, micro_batches, steps_for_epoch
+from finetune.train.loss import causal_lm_loss
+from finetune.train.schedule import lr_at
+
+
+class NonFiniteError(RuntimeError):
+    """Too many non-finite steps in a row; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    train_loss: float | None
+    val_loss: float | None
+    tokens: int  # non-padding input tokens processed (all processes)
+    padding_fraction: float
+    wall_time: float
+    skipped_steps: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("history")
+        return d
+
+
+class _StopFlag:
+    """SIGTERM / Ctrl-C only set a flag; the loop acts on it at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopFlag":
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.raised = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def make_optimizer(params: list[torch.nn.Parameter], spec: TrainSpec) -> torch.optim.Optimizer:
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=spec.learning_rate, momentum=spec.momentum, weight_decay=spec.weight_decay)
+    return torch.optim.AdamW(params, lr=spec.learning_rate, betas=spec.betas, weight_decay=spec.weight_decay)
+
+
+def plan_total_steps(n_examples: int, spec: TrainSpec, world: int) -> tuple[int, int]:
+    """(steps per epoch, total steps); too little data for one step is a user error."""
+    per_step = spec.grad_accum * world
+    steps_per_epoch = (n_examples // spec.batch_size) // per_step
+    if steps_per_epoch == 0:
+        raise UserError(
+            f"{n_examples} training examples are fewer than one optimizer step needs "
+            f"(batch_size {spec.batch_size} x grad_accum {spec.grad_accum} x processes {world}); "
+            "lower train.batch_size or add data"
+        )
+    total = spec.max_steps or max(1, int(spec.epochs * steps_per_epoch))
+    return steps_per_epoch, total
+
+
+def train(
+    model: torch.nn.Module,
+    data: TokenizedData,
+    val: TokenizedData | None,
+    spec: TrainSpec,
+    run_dir: Path,
+    accelerator: Any,
+    *,
+    seed: int,
+    fingerprint: dict[str, Any],
+    resume: bool,
+    group_by_length: bool = True,
+    desc: str = "train",
+) -> TrainResult:
+    """Train ``model`` in place; checkpoints and metrics.jsonl go to ``run_dir``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    steps_per_epoch, total = plan_total_steps(len(data), spec, world)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params, spec)
+    state = {"step": 0, "epoch": 0, "pos": 0, "samples": 0, "tokens": 0, "pad_tokens": 0, "skipped": 0}
+    if main:
+        ckpt.clean_partial(run_dir)
+    accelerator.wait_for_everyone()
+    latest = ckpt.latest_checkpoint(run_dir) if resume else None
+    if latest is not None:
+        loaded = ckpt.load_checkpoint(latest, rank)
+        _check_fingerprint(loaded["state"]["fingerprint"], fingerprint, latest)
+        _load_trainable(model, loaded["weights"])
+        optimizer.load_state_dict(loaded["optimizer"])
+        state.update(loaded["state"]["progress"])
+        ckpt.set_rng_state(loaded["rng"])
+        accelerator.print(f"resumed from {latest} (step {state['step']} of {total})")
+    model, optimizer = accelerator.prepare(model, optimizer)
+    metrics_path = run_dir / "metrics.jsonl"
+    if main:
+        _truncate_metrics(metrics_path, state["step"])
+    choice_ids = torch.tensor(_pad_sets(data.choice_sets), dtype=torch.long, device=accelerator.device) if data.choice_sets else None
+    lengths = [len(e["input_ids"]) for e in data.examples]
+    per_step = spec.grad_accum * world
+    history: list[dict[str, Any]] = []
+    last_loss, val_loss, bad_streak = None, None, 0
+    started = time.perf_counter()
+    progress = _progress(total, state["step"], desc, disable=not main)
+
+    def save() -> None:
+        unwrapped = accelerator.unwrap_model(model)
+        weights = {n: p for n, p in unwrapped.named_parameters() if p.requires_grad}
+        ckpt.save_checkpoint(
+            run_dir, state["step"], weights, optimizer.state_dict(),
+            {"progress": state, "fingerprint": fingerprint, "versions": _versions(), "total_steps": total},
+            rank=rank, is_main=main, barrier=accelerator.wait_for_everyone, keep=spec.save_total_limit,
+        )
+
+    with _StopFlag() as stop:
+        while state["step"] < total:
+            plan = steps_for_epoch(micro_batches(lengths, spec.batch_size, seed, state["epoch"], group_by_length), per_step)
+            for pos in range(state["pos"], len(plan)):
+                if state["step"] >= total:
+                    break
+                step_batches = plan[pos]
+                n_scored = sum(count_label_tokens([data.examples[i] for i in mb]) for mb in step_batches)
+                lr = lr_at(state["step"], total, spec)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                mine = step_batches[rank::world]
+                loss_sum = torch.zeros((), device=accelerator.device)
+                for i, mb in enumerate(mine):
+                    batch = collate([data.examples[j] for j in mb], data.pad_id)
+                    batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+                    sync = contextlib.nullcontext() if i == len(mine) - 1 else accelerator.no_sync(model)
+                    with sync, accelerator.autocast():
+                        out = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch})
+                        s, _ = causal_lm_loss(out.logits, batch["labels"], batch.get("choice_index"), choice_ids)
+                        accelerator.backward(s * (world / max(1, n_scored)))
+                    loss_sum += s.detach()
+                    real = int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
+                    state["tokens"] += real
+                    state["pad_tokens"] += batch["input_ids"].numel() - real
+                step_loss = float(accelerator.reduce(loss_sum, reduction="sum")) / max(1, n_scored)
+                norm = accelerator.clip_grad_norm_(params, spec.max_grad_norm or float("inf"))
+                norm = float(norm) if norm is not None else 0.0
+                if math.isfinite(step_loss) and math.isfinite(norm):
+                    optimizer.step()
+                    bad_streak = 0
+                else:
+                    bad_streak += 1
+                    state["skipped"] += 1
+                    accelerator.print(f"step {state['step']}: non-finite loss {step_loss} or grad norm {norm}; update skipped")
+                optimizer.zero_grad(set_to_none=True)
+                state["step"] += 1
+                state["pos"] = pos + 1
+                state["samples"] += sum(len(mb) for mb in step_batches)
+                last_loss = step_loss if math.isfinite(step_loss) else last_loss
+                record = {"step": state["step"], "epoch": state["epoch"], "loss": step_loss, "lr": lr, "grad_norm": norm}
+                if bad_streak >= spec.max_bad_steps:
+                    _append(metrics_path, record, main)
+                    raise NonFiniteError(
+                        f"{bad_streak} non-finite steps in a row (last at step {state['step']}); stopped. "
+                        "The last good checkpoint is kept; lower train.learning_rate or check the data"
+                    )
+                history.append(record)
+                if state["step"] % spec.log_every == 0 or state["step"] == total:
+                    elapsed = time.perf_counter() - started
+                    record["tokens_per_s"] = round(state["tokens"] * world / max(elapsed, 1e-9), 1)
+                    _append(metrics_path, record, main)
+                    progress.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
+                progress.update(1)
+                if val is not None and spec.eval_every and state["step"] % spec.eval_every == 0 and state["step"] < total:
+                    val_loss = evaluate_loss(model, val, spec.batch_size, accelerator)
+                    _append(metrics_path, {"step": state["step"], "val_loss": val_loss, "val_ppl": _ppl(val_loss)}, main)
+                stop_now = _any_rank(stop.raised, accelerator)
+                if (spec.save_every and state["step"] % spec.save_every == 0) or stop_now:
+                    save()
+                if stop_now:
+                    progress.close()
+                    raise StopRequested(f"stopped at step {state['step']}; checkpoint saved in {run_dir / 'checkpoints'}")
+            else:
+                state["epoch"] += 1
+                state["pos"] = 0
+    progress.close()
+    if val is not None:
+        val_loss = evaluate_loss(model, val, spec.batch_size, accelerator)
+        _append(metrics_path, {"step": state["step"], "val_loss": val_loss, "val_ppl": _ppl(val_loss)}, main)
+    save()
+    total_tokens = int(accelerator.reduce(torch.tensor(state["tokens"], device=accelerator.device), reduction="sum"))
+    total_pad = int(accelerator.reduce(torch.tensor(state["pad_tokens"], device=accelerator.device), reduction="sum"))
+    return TrainResult(
+        steps=state["step"], train_loss=last_loss, val_loss=val_loss, tokens=total_tokens,
+        padding_fraction=total_pad / max(1, total_tokens + total_pad), wall_time=time.perf_counter() - started,
+        skipped_steps=state["skipped"], history=history,
+    )
+
+
+@torch.no_grad()
+def evaluate_loss(model: torch.nn.Module, data: TokenizedData, batch_size: int, accelerator: Any) -> float:
+    """Token-weighted mean loss over ``data``, sharded across processes."""
+    was_training = model.training
+    model.eval()
+    choice_ids = torch.tensor(_pad_sets(data.choice_sets), dtype=torch.long, device=accelerator.device) if data.choice_sets else None
+    idx = list(range(len(data.examples)))[accelerator.process_index::accelerator.num_processes]
+    total = torch.zeros((), device=accelerator.device)
+    count = torch.zeros((), device=accelerator.device)
+    for start in range(0, len(idx), batch_size):
+        batch = collate([data.examples[i] for i in idx[start:start + batch_size]], data.pad_id)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        with accelerator.autocast():
+            out = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch})
+        s, c = causal_lm_loss(out.logits, batch["labels"], batch.get("choice_index"), choice_ids)
+        total += s
+        count += c
+    model.train(was_training)
+    total = accelerator.reduce(total, reduction="sum")
+    count = accelerator.reduce(count, reduction="sum")
+    return float(total / count.clamp(min=1))
+
+
+def _pad_sets(sets: list[list[int]]) -> list[list[int]]:
+    width = max(len(s) for s in sets)
+    return [s + [-1] * (width - len(s)) for s in sets]
+
+
+def _ppl(loss: float) -> float:
+    return math.exp(min(loss, 50.0))
+
+
+def _any_rank(flag: bool, accelerator: Any) -> bool:
+    if accelerator.num_processes == 1:
+        return flag
+    t = torch.tensor(1.0 if flag else 0.0, device=accelerator.device)
+    return bool(accelerator.reduce(t, reduction="sum") > 0)
+
+
+def _append(path: Path, record: dict[str, Any], main: bool) -> None:
+    if main:
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop log lines past the checkpoint so the log equals an uninterrupted run's."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    if step == 0:
+        kept = []
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(path)
+
+
+def _load_trainable(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    named = dict(model.named_parameters())
+    missing = [n for n, p in named.items() if p.requires_grad and n not in weights]
+    unknown = [n for n in weights if n not in named]
+    if missing or unknown:
+        raise ckpt.CheckpointError(
+            f"checkpoint does not match the model: missing {missing[:3]}, unexpected {unknown[:3]}"
+        )
+    with torch.no_grad():
+        for n, w in weights.items():
+            named[n].copy_(w)
+
+
+def _check_fingerprint(saved: dict[str, Any], now: dict[str, Any], where: Path) -> None:
+    differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if differ:
+        raise UserError(
+            f"cannot resume from {where}: {', '.join(differ)} changed since it was written; "
+            "use a new output folder or restore the recipe"
+        )
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("torch", "transformers", "peft", "accelerate"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _progress(total: int, initial: int, desc: str, disable: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, disable=disable, dynamic_ncols=True, leave=False, mininterval=1.0)

@@ -1,0 +1,42 @@
+"""Next-token loss as (sum, count), so gradient accumulation and processes weight every token equally."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def causal_lm_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    choice_index: torch.Tensor | None = None,
+    choice_ids: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy over labelled positions and their count.
+
+    ``labels[b, t]`` is the token expected at position t (-100: not scored); position
+    t-1 predicts it. Label-restricted positions (``choice_index[b, t] >= 0``) score the
+    target only against the other allowed labels: ``choice_ids[choice_index]`` lists
+    their first tokens (-1 pads). This teaches a classifier to choose between labels
+    instead of spending capacity on the rest of the vocabulary.
+    """
+    logits = logits[:, :-1].float()
+    targets = labels[:, 1:]
+    mask = targets != -100
+    total = logits.new_zeros(())
+    if choice_index is not None:
+        restricted = choice_index[:, 1:]
+        rmask = restricted >= 0
+        mask = mask & ~rmask
+        if rmask.any():
+            rows = logits[rmask]  # [n, vocab]
+            sets = choice_ids[restricted[rmask]]  # [n, k]
+            valid = sets >= 0
+            picked = rows.gather(1, sets.clamp(min=0)).masked_fill(~valid, float("-inf"))
+            want = (sets == targets[rmask].unsqueeze(1)).float().argmax(1)
+            total = total + F.cross_entropy(picked, want, reduction="sum")
+        count = mask.sum() + rmask.sum()
+    else:
+        count = mask.sum()
+    if mask.any():
+        total = total + F.cross_entropy(logits[mask], targets[mask], reduction="sum")
+    return total, count
