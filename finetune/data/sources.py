@@ -1,0 +1,309 @@
+"""Turn the recipe's data sources into checked rows, split three ways.
+
+Every source ends up in our row schema (``input``/``output``, ``messages`` or
+``text``, plus whatever else it carries), so formatting and evaluation never see
+user column names. Rows are checked here, at the edge: a bad row is an error
+naming the file and the row, or (``on_bad_row: skip``) it is dropped and
+counted; nothing vanishes silently.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from finetune.config.schema import DataSpec, SourceSpec
+from finetune.errors import UserError
+
+Row = dict[str, Any]
+SPLITS = ("train", "validation", "test")
+OUR_FIELDS = ("input", "output", "messages", "text", "label", "group")
+FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class LoadedSource:
+    name: str
+    scenario: str | None
+    splits: dict[str, list[Row]]
+    system: str | None
+    instruction: str | None
+    card: str | None
+    skipped: int = 0
+    weight: int = 1
+
+
+def load_sources(spec: DataSpec, seed: int) -> list[LoadedSource]:
+    """All sources of the recipe, in order; generated data uses ``seed``, files are split by it."""
+    return [_load_source(spec, i, source, seed) for i, source in enumerate(spec.sources)]
+
+
+def _load_source(spec: DataSpec, index: int, source: SourceSpec, seed: int) -> LoadedSource:
+    scenario = None
+    if source.scenario:
+        from finetune import scenarios
+
+        scenario = scenarios.get(source.scenario)
+    if scenario is not None and not source.path:
+        splits = _generate(scenario, index, source, seed)
+        checked, skipped = {}, 0
+        for split in SPLITS:
+            checked[split], n = check_rows(splits.get(split, []), spec, f"scenario {scenario.name}, {split}")
+            skipped += n
+        name, card = scenario.name, source.card or scenario.card
+    else:
+        if scenario is not None and source.format in scenario.formats:
+            rows = scenario.read_file(source.path, source.format)
+            card = source.card or scenario.formats[source.format]
+            where = [n + 1 for n in range(len(rows))]
+        else:
+            rows, where = _read_table(source, spec.shape)
+            card = source.card
+        rows, skipped = check_rows(rows, spec, _label(source.path), where)
+        checked = carve_splits(rows, spec.validation_fraction, seed, _label(source.path))
+        name = _stem(source.path)
+    return LoadedSource(
+        name=name,
+        scenario=scenario.name if scenario is not None else None,
+        splits=checked,
+        system=source.system or (scenario.system if scenario is not None else None),
+        instruction=source.instruction,
+        card=card,
+        skipped=skipped,
+        weight=source.weight,
+    )
+
+
+def _generate(scenario: Any, index: int, source: SourceSpec, seed: int) -> dict[str, list[Row]]:
+    """Bad options are the user's to fix; bind first so a TypeError inside the generator stays a bug."""
+    where = f"data.sources[{index}].options"
+    try:
+        inspect.signature(scenario.generate).bind(seed=seed, sizes=source.sizes, **source.options)
+    except TypeError as exc:
+        raise UserError(f"{where}: {exc} (scenario {scenario.name})") from None
+    try:
+        return scenario.generate(seed=seed, sizes=source.sizes, **source.options)
+    except UserError:
+        raise
+    except ValueError as exc:
+        raise UserError(f"{where}: {exc}") from None
+
+
+# ---------------------------------------------------------------- files
+
+
+def _label(path: str | None) -> str:
+    return Path(path).name if path else "?"
+
+
+def _stem(path: str | None) -> str:
+    return Path(path.rstrip("/")).stem if path else "data"
+
+
+def _datasets_cache() -> str:
+    """datasets' default cache folder, read from the environment now (not at import) so tests can redirect it."""
+    if os.environ.get("HF_DATASETS_CACHE"):
+        return os.environ["HF_DATASETS_CACHE"]
+    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+    return os.path.join(home, "datasets")
+
+
+def _builder(source: SourceSpec, path: Path) -> str:
+    fmt = (source.format or "").lower().lstrip(".")
+    if fmt:
+        if f".{fmt}" not in FILE_BUILDERS:
+            raise UserError(
+                f"{path.name}: format {source.format!r} is not a file format (jsonl, json, csv, parquet)"
+                + (f" nor a real format of scenario {source.scenario}" if source.scenario else "")
+            )
+        return FILE_BUILDERS[f".{fmt}"]
+    if path.suffix.lower() not in FILE_BUILDERS:
+        raise UserError(f"{path}: cannot tell the format from {path.suffix!r}; set format: jsonl, json, csv or parquet")
+    return FILE_BUILDERS[path.suffix.lower()]
+
+
+def _read_table(source: SourceSpec, shape: str) -> tuple[list[Row], list[int]]:
+    """Rows of a local file or hub dataset, mapped to our field names, and each row's number in the file."""
+    from datasets import load_dataset
+
+    path = Path(source.path)
+    if path.exists():
+        builder = _builder(source, path)
+        try:
+            ds = load_dataset(builder, data_files=str(path), split="train", cache_dir=_datasets_cache())
+        except Exception as exc:  # datasets wraps parser errors; say which file and, for JSONL, which line
+            raise _unreadable(path, exc) from None
+        numbers = _jsonl_line_numbers(path) if path.suffix.lower() == ".jsonl" else None
+    elif path.suffix.lower() in FILE_BUILDERS:
+        raise UserError(f"{path}: no such file; check data.sources path (relative paths start at the working folder)")
+    else:
+        ds = load_dataset(source.path, source.subset, split=source.split, revision=source.revision)
+        numbers = None
+    columns = list(ds.column_names)
+    rows = map_fields(ds.to_list(), columns, source, path.name)
+    if shape == "instruction" and rows and not any("input" in row for row in rows):
+        raise UserError(f"{path.name}: no 'input' column; map one with fields.input (columns: {', '.join(columns)})")
+    if numbers is None or len(numbers) != len(rows):
+        numbers = list(range(1, len(rows) + 1))
+    return rows, numbers
+
+
+def _jsonl_line_numbers(path: Path) -> list[int]:
+    """Line number of each record: JSONL readers skip blank lines, error messages must not."""
+    with path.open("rb") as fh:
+        return [n for n, line in enumerate(fh, start=1) if line.strip()]
+
+
+def _unreadable(path: Path, exc: Exception) -> UserError:
+    if path.suffix.lower() == ".jsonl":
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            for n, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as err:
+                    return UserError(f"{path.name}, row {n}: not valid JSON ({err.msg}); one JSON object per line")
+                if not isinstance(obj, dict):
+                    return UserError(f"{path.name}, row {n}: expected a JSON object, got {type(obj).__name__}")
+    cause = exc.__cause__ or exc.__context__ or exc
+    first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return UserError(f"{path.name}: cannot read it ({first}); give every column one type in every row")
+
+
+def map_fields(records: list[Row], columns: list[str], source: SourceSpec, label: str) -> list[Row]:
+    """Rename the user's columns to ours and keep the rest; an explicitly mapped column must exist."""
+    fields = source.fields.model_dump()
+    mapping: dict[str, str] = {}
+    for ours in OUR_FIELDS:
+        theirs = fields.get(ours)
+        if theirs is not None and theirs not in columns:
+            raise UserError(
+                f"{label}: fields.{ours} names column {theirs!r}, which is not there; columns: {', '.join(columns)}"
+            )
+        if theirs is None and ours in columns:
+            theirs = ours
+        if theirs is not None:
+            mapping[ours] = theirs
+    renamed = set(mapping.values())
+    label_choices = _label_choices(records, mapping) if "label" in mapping and "output" not in mapping else None
+    rows = []
+    for record in records:
+        row = {k: v for k, v in record.items() if k not in renamed}
+        for ours, theirs in mapping.items():
+            row[ours] = _text_value(record[theirs]) if ours in ("input", "output", "text", "label") else record[theirs]
+        if "messages" in row and isinstance(row["messages"], str):
+            row["messages"] = _maybe_json(row["messages"])
+        if label_choices is not None and row.get("label") is not None:
+            row["output"], row["choices"] = row["label"], label_choices
+        rows.append(row)
+    return rows
+
+
+def _label_choices(records: list[Row], mapping: dict[str, str]) -> list[str]:
+    """A label column makes classification rows: the target is the label, the choices all labels seen."""
+    return sorted({_text_value(r[mapping["label"]]) for r in records if r[mapping["label"]] is not None})
+
+
+def _text_value(value: Any) -> Any:
+    """CSV/JSON readers turn "42" into 42; text fields stay text (NaN from empty CSV cells is None)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _maybe_json(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def carve_splits(rows: list[Row], fraction: float, seed: int, label: str) -> dict[str, list[Row]]:
+    """One file, three splits: validation and test each take ``fraction`` of the rows, chosen by seed."""
+    n = len(rows)
+    held = max(1, int(n * fraction))
+    if n - 2 * held < 1:
+        raise UserError(f"{label}: {n} usable rows are too few to split into train, validation and test")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    validation, test = sorted(order[:held]), sorted(order[held:2 * held])
+    train = sorted(order[2 * held:])
+    return {
+        "train": [rows[i] for i in train],
+        "validation": [rows[i] for i in validation],
+        "test": [rows[i] for i in test],
+    }
+
+
+# ---------------------------------------------------------------- row checks
+
+
+def check_rows(
+    rows: list[Row], spec: DataSpec, label: str, numbers: list[int] | None = None
+) -> tuple[list[Row], int]:
+    """Rows that fit ``spec.shape`` and the number skipped; a misfit is an error unless on_bad_row is skip."""
+    kept, skipped = [], 0
+    for i, row in enumerate(rows):
+        row = _as_shape(row, spec.shape)
+        problem = row_problem(row, spec.shape)
+        if problem is None:
+            kept.append(row)
+            continue
+        if spec.on_bad_row != "skip":
+            n = numbers[i] if numbers else i + 1
+            raise UserError(f"{label}, row {n}: {problem} (fix the row or set data.on_bad_row: skip)")
+        skipped += 1
+    return kept, skipped
+
+
+def _as_shape(row: Row, shape: str) -> Row:
+    """Instruction rows (e.g. generated ones) used as chat become one user turn and one assistant turn."""
+    if shape == "instruction" and row.get("input") is None and "output" in row:
+        return {**row, "input": ""}
+    if shape == "chat" and "messages" not in row and isinstance(row.get("output"), str):
+        turns = [{"role": "user", "content": row.get("input") or ""}, {"role": "assistant", "content": row["output"]}]
+        return {**row, "messages": turns}
+    return row
+
+
+def row_problem(row: Row, shape: str) -> str | None:
+    """What is wrong with ``row`` for ``shape``, or None."""
+    if shape == "text":
+        text = row.get("text")
+        return None if isinstance(text, str) and text.strip() else "needs a non-empty string 'text'"
+    if shape == "chat":
+        return _messages_problem(row.get("messages"))
+    output = row.get("output")
+    if not isinstance(output, str) or not output.strip():
+        return "needs a non-empty string 'output'"
+    if not isinstance(row.get("input"), str):
+        return f"'input' must be a string, got {type(row.get('input')).__name__}"
+    choices = row.get("choices")
+    if choices is not None:
+        if not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices):
+            return "'choices' must be a non-empty list of strings"
+        if output not in choices:
+            return f"output {output[:40]!r} is not one of its choices {choices}"
+    return None
+
+
+def _messages_problem(messages: Any) -> str | None:
+    if not isinstance(messages, list) or not messages:
+        return "needs 'messages', a list of {role, content} turns"
+    for k, turn in enumerate(messages):
+        if not isinstance(turn, dict) or not isinstance(turn.get("content"), str):
+            return f"messages[{k}] must be an object with a string 'content'"
+        if turn.get("role") not in ROLES:
+            return f"messages[{k}] has role {turn.get('role')!r}; use one of {', '.join(ROLES)}"
+    if not any(turn["role"] == "assistant" for turn in messages):
+        return "messages need at least one assistant turn"
+    return None
