@@ -28,7 +28,7 @@ def _write_pickle(path, marker, fmt: str) -> None:
     if fmt == "torch.save":
         torch.save({"weight": _Payload(marker)}, path)
     else:
-        path.write_bytes(pickle.dumps(_Payload(marker)))
+        path.write_bytes(pickle.dumps(_Payload(marker), protocol=2))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,60 @@
+"""LoRA and DoRA adapters through peft.
+
+Target names are checked against the model before peft sees them: peft's own error for a
+typo is a long traceback, ours names the typo and lists the names that would work.
+"""
+from __future__ import annotations
+
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from finetune.config.schema import MethodSpec
+from finetune.errors import UserError
+from finetune.methods.targets import default_targets
+
+ADAPTABLE = (nn.Linear, Conv1D)
+
+
+def prepare_lora(model: nn.Module, spec: MethodSpec) -> PeftModel:
+    """Wrap ``model`` with a LoRA (or, for kind "dora", weight-decomposed LoRA) adapter."""
+    config = LoraConfig(
+        r=spec.r,
+        lora_alpha=spec.alpha,
+        lora_dropout=spec.dropout,
+        target_modules=resolve_targets(model, spec.targets),
+        use_dora=spec.kind == "dora",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def resolve_targets(model: nn.Module, targets: list[str] | str) -> list[str] | str:
+    """"default" -> the architecture's table entry; "all-linear" as is; a list after checking it."""
+    where = "method.targets"
+    if targets == "default":
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        targets = default_targets(model_type)
+        where = f"the default targets for model_type {model_type!r} (finetune/methods/targets.py)"
+    if isinstance(targets, str):
+        return targets
+    check_targets(model, targets, where)
+    return list(targets)
+
+
+def check_targets(model: nn.Module, targets: list[str], where: str = "method.targets") -> None:
+    """Each target must name (or end a dotted name of) a Linear/Conv1D module, as peft matches them."""
+    names = [name for name, module in model.named_modules() if isinstance(module, ADAPTABLE)]
+    if not targets:
+        raise UserError(f"{where} is empty; list module names such as {', '.join(leaf_names(names))}")
+    for target in targets:
+        if not any(name == target or name.endswith("." + target) for name in names):
+            raise UserError(
+                f"{where}: {target!r} matches no Linear/Conv1D module of this model; "
+                f"available names: {', '.join(leaf_names(names))}"
+            )
+
+
+def leaf_names(names: list[str]) -> list[str]:
+    """Last dotted component of each name, deduplicated, in model order."""
+    return list(dict.fromkeys(name.rsplit(".", 1)[-1] for name in names))
