@@ -26,12 +26,13 @@ def run(recipe: Recipe, resume: bool | None = None) -> RunResult:
     from accelerate.utils import set_seed
 
     from finetune.rundir import close_run_dir, open_run_dir
-    from finetune.train.accel import make_accelerator
+    from finetune.train.accel import end_trackers, make_accelerator, start_trackers
 
     resume = recipe.resume == "auto" if resume is None else resume
     accelerator = make_accelerator(recipe.train, recipe.distributed)
     run_dir = open_run_dir(recipe, resume, accelerator.is_main_process)
     accelerator.wait_for_everyone()
+    start_trackers(accelerator, recipe, run_dir)
     set_seed(recipe.seed)
     stages: dict[str, Any] = {}
 
@@ -58,6 +59,7 @@ def run(recipe: Recipe, resume: bool | None = None) -> RunResult:
 
         report = write_report(recipe, run_dir, stages)
         close_run_dir(run_dir, model_dir=str(final_model))
+    end_trackers(accelerator)
     accelerator.wait_for_everyone()
     metrics = {f"{name}.{k}": v for name, stage in stages.items() for k, v in stage.summary().items()}
     return RunResult(run_dir, final_model, metrics, report)

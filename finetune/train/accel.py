@@ -22,6 +22,29 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
+def start_trackers(accelerator: Any, recipe: Any, run_dir: Any) -> None:
+    """Experiment trackers named in train.log_with (offline by default); the resolved recipe as hyperparameters."""
+    if recipe.train.log_with:
+        accelerator.project_configuration.set_directories(str(run_dir))
+        accelerator.init_trackers(recipe.name, config=_flat(recipe.model_dump(mode="json")))
+
+
+def end_trackers(accelerator: Any) -> None:
+    if getattr(accelerator, "trackers", None):
+        accelerator.end_training()
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return out
+
+
 def make_accelerator(train: TrainSpec, distributed: DistributedSpec) -> Any:
     """An Accelerator for this process; under torchrun/accelerate launch on CPU it joins the gloo world."""
     import torch
@@ -35,6 +58,8 @@ def make_accelerator(train: TrainSpec, distributed: DistributedSpec) -> Any:
     # per process and trains them independently (seen with accelerate 1.15).
     cpu = not torch.cuda.is_available()
     kwargs: dict[str, Any] = {"cpu": cpu, "mixed_precision": {"fp32": "no"}.get(precision, precision)}
+    if train.log_with:
+        kwargs["log_with"] = list(train.log_with)
     kwargs.update(strategy_plugins(distributed, multi_process))
     return Accelerator(**kwargs)
 

@@ -103,6 +103,7 @@ def train(
     fingerprint: dict[str, Any],
     resume: bool,
     group_by_length: bool = True,
+    forward_kwargs: dict[str, Any] | None = None,
     desc: str = "train",
 ) -> TrainResult:
     """Train ``model`` in place; checkpoints and metrics.jsonl go to ``run_dir``."""
@@ -163,7 +164,7 @@ def train(
                     batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                     sync = contextlib.nullcontext() if i == len(mine) - 1 else accelerator.no_sync(model)
                     with sync, accelerator.autocast():
-                        out = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch})
+                        out = model(**_inputs(batch), **(forward_kwargs or {}))
                         s, _ = causal_lm_loss(out.logits, batch["labels"], batch.get("choice_index"), choice_ids)
                         accelerator.backward(s * (world / max(1, n_scored)))
                     loss_sum += s.detach()
@@ -187,7 +188,7 @@ def train(
                 last_loss = step_loss if math.isfinite(step_loss) else last_loss
                 record = {"step": state["step"], "epoch": state["epoch"], "loss": step_loss, "lr": lr, "grad_norm": norm}
                 if bad_streak >= spec.max_bad_steps:
-                    _append(metrics_path, record, main)
+                    _append(metrics_path, record, main, accelerator)
                     raise NonFiniteError(
                         f"{bad_streak} non-finite steps in a row (last at step {state['step']}); stopped. "
                         "The last good checkpoint is kept; lower train.learning_rate or check the data"
@@ -196,12 +197,12 @@ def train(
                 if state["step"] % spec.log_every == 0 or state["step"] == total:
                     elapsed = time.perf_counter() - started
                     record["tokens_per_s"] = round(state["tokens"] * world / max(elapsed, 1e-9), 1)
-                    _append(metrics_path, record, main)
+                    _append(metrics_path, record, main, accelerator)
                     progress.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
                 progress.update(1)
                 if val is not None and spec.eval_every and state["step"] % spec.eval_every == 0 and state["step"] < total:
                     val_loss = evaluate_loss(model, val, spec.batch_size, accelerator)
-                    _append(metrics_path, {"step": state["step"], "val_loss": val_loss, "val_ppl": _ppl(val_loss)}, main)
+                    _append(metrics_path, {"step": state["step"], "val_loss": val_loss, "val_ppl": _ppl(val_loss)}, main, accelerator)
                 stop_now = _any_rank(stop.raised, accelerator)
                 if (spec.save_every and state["step"] % spec.save_every == 0) or stop_now:
                     save()
@@ -214,7 +215,7 @@ def train(
     progress.close()
     if val is not None:
         val_loss = evaluate_loss(model, val, spec.batch_size, accelerator)
-        _append(metrics_path, {"step": state["step"], "val_loss": val_loss, "val_ppl": _ppl(val_loss)}, main)
+        _append(metrics_path, {"step": state["step"], "val_loss": val_loss, "val_ppl": _ppl(val_loss)}, main, accelerator)
     save()
     total_tokens = int(accelerator.reduce(torch.tensor(state["tokens"], device=accelerator.device), reduction="sum"))
     total_pad = int(accelerator.reduce(torch.tensor(state["pad_tokens"], device=accelerator.device), reduction="sum"))
@@ -238,7 +239,7 @@ def evaluate_loss(model: torch.nn.Module, data: TokenizedData, batch_size: int, 
         batch = collate([data.examples[i] for i in idx[start:start + batch_size]], data.pad_id)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with accelerator.autocast():
-            out = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch})
+            out = model(**_inputs(batch), use_cache=False)
         s, c = causal_lm_loss(out.logits, batch["labels"], batch.get("choice_index"), choice_ids)
         total += s
         count += c
@@ -246,6 +247,10 @@ def evaluate_loss(model: torch.nn.Module, data: TokenizedData, batch_size: int, 
     total = accelerator.reduce(total, reduction="sum")
     count = accelerator.reduce(count, reduction="sum")
     return float(total / count.clamp(min=1))
+
+
+def _inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
 
 
 def _pad_sets(sets: list[list[int]]) -> list[list[int]]:
@@ -264,10 +269,14 @@ def _any_rank(flag: bool, accelerator: Any) -> bool:
     return bool(accelerator.reduce(t, reduction="sum") > 0)
 
 
-def _append(path: Path, record: dict[str, Any], main: bool) -> None:
+def _append(path: Path, record: dict[str, Any], main: bool, accelerator: Any = None) -> None:
+    """metrics.jsonl (main process only) and the same scalars to any configured trackers."""
     if main:
         with path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
+    if accelerator is not None and getattr(accelerator, "trackers", None):
+        prefix = path.parent.name
+        accelerator.log({f"{prefix}/{k}": v for k, v in record.items() if k != "step"}, step=record["step"])
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

@@ -1,0 +1,196 @@
+"""Fine-tuning stage: sources -> scrub PII -> format -> tokenize (cached) -> pack -> method -> train -> save.
+
+The template used for training is saved beside the model as ``ft_template.json``
+(one per data source), so generation and evaluation render prompts exactly as
+training did.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from finetune.config.load import section_hash
+from finetune.config.schema import Recipe
+from finetune.errors import UserError
+from finetune.train.batching import TokenizedData
+
+TEMPLATE_FILE = "ft_template.json"
+
+
+@dataclass
+class FinetuneResult:
+    model_dir: Path
+    method: str
+    trainable_params: int
+    total_params: int
+    base_val_loss: float | None
+    val_loss: float | None
+    tokens: int
+    steps: int
+    wall_time: float
+    padding_fraction: float
+    packing: bool
+    skipped_rows: int
+    scrub_counts: dict[str, int] = field(default_factory=dict)
+    cards: dict[str, str | None] = field(default_factory=dict)
+    data_stats: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in ("model_dir", "data_stats", "cards", "scrub_counts")}
+
+    def report_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "model_dir": str(self.model_dir)}
+
+
+def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume: bool) -> FinetuneResult:
+    from finetune import methods
+    from finetune.data.format import Template
+    from finetune.data.sources import load_sources
+    from finetune.model.hf import load_model
+    from finetune.model.tokenizer import load_tokenizer
+    from finetune.train.loop import evaluate_loss, train
+
+    spec = recipe.data
+    say = accelerator.print
+    tokenizer = load_tokenizer(recipe.model.tokenizer or base, recipe.model.trust_remote_code, recipe.model.revision)
+    sources = load_sources(spec, recipe.seed)
+    cards = check_cards(sources, spec.require_card, say)
+    scrub_counts = scrub_sources(sources, run_dir, accelerator.is_main_process) if spec.scrub_pii else {}
+    templates = {s.name: Template.for_tokenizer(tokenizer, s.system, s.instruction, spec.shape) for s in sources}
+    cache = _token_cache()
+    train_data, train_stats = tokenize_split(sources, "train", templates, tokenizer, spec, cache)
+    val_data, val_stats = tokenize_split(sources, "validation", templates, tokenizer, spec, cache)
+    for name, stats in train_stats.items():
+        say(f"data {name}: {stats['examples']} training examples, {stats['truncated']} truncated, "
+            f"{stats['dropped']} dropped" + (" (tokenization reused from cache)" if stats["cached"] else ""))
+
+    model = load_model(base, trust_remote_code=recipe.model.trust_remote_code, revision=recipe.model.revision)
+    packing, forward_kwargs = _packing(recipe, model, say)
+    if packing:
+        from finetune.data.pack import pack
+
+        train_data = pack(train_data, spec.max_length)
+    model = methods.prepare(model, recipe.method)
+    if recipe.train.gradient_checkpointing:
+        _enable_checkpointing(model)
+    trainable, total = methods.count_trainable(model)
+    say(f"method {recipe.method.kind}: {methods.describe(model)}")
+    model.to(accelerator.device)
+    base_val = evaluate_loss(model, val_data, recipe.train.batch_size, accelerator) if len(val_data) else None
+    fingerprint = {
+        "stage": "finetune", "model": base, "method": section_hash(recipe.method),
+        "data": section_hash(spec), "seed": recipe.seed, "processes": accelerator.num_processes,
+    }
+    result = train(
+        model, train_data, val_data if len(val_data) else None, recipe.train, run_dir, accelerator,
+        seed=recipe.seed, fingerprint=fingerprint, resume=resume, group_by_length=not packing,
+        forward_kwargs=forward_kwargs, desc="fine-tune",
+    )
+    out = run_dir / "model"
+    if accelerator.is_main_process:
+        saved = {"default": next(iter(templates.values())).to_dict(),
+                 "sources": {name: t.to_dict() for name, t in templates.items()}}
+        methods.save_trained(accelerator.unwrap_model(model), tokenizer, out,
+                             extra_files={TEMPLATE_FILE: json.dumps(saved, indent=1)})
+    accelerator.wait_for_everyone()
+    say(f"fine-tune: held-out loss {_fmt(base_val)} -> {_fmt(result.val_loss)}; "
+        f"padding {100 * result.padding_fraction:.1f}% of batch tokens")
+    return FinetuneResult(
+        model_dir=out, method=recipe.method.kind, trainable_params=trainable, total_params=total,
+        base_val_loss=base_val, val_loss=result.val_loss, tokens=result.tokens, steps=result.steps,
+        wall_time=result.wall_time, padding_fraction=result.padding_fraction, packing=packing,
+        skipped_rows=sum(s.skipped for s in sources), scrub_counts=scrub_counts, cards=cards,
+        data_stats={"train": train_stats, "validation": val_stats},
+    )
+
+
+def check_cards(sources: list[Any], require: bool, say: Any) -> dict[str, str | None]:
+    """Which data card each source came with; a missing card is a warning, or an error when required."""
+    from finetune.data.cards import find_card
+
+    cards = {}
+    for s in sources:
+        card = find_card(s.card) if s.card else None
+        cards[s.name] = card.name if card else None
+        if card is None:
+            msg = f"data source {s.name} has no data card" + (f" (named {s.card!r}, not found)" if s.card else "")
+            if require:
+                raise UserError(msg + "; add one under data_cards/ or set data.require_card: false")
+            say(f"warning: {msg}")
+    return cards
+
+
+def scrub_sources(sources: list[Any], run_dir: Path, is_main: bool) -> dict[str, int]:
+    """Replace identifiers in what is trained on (train and validation splits); counts go to the run folder."""
+    from finetune.data.scrub import scrub_rows
+
+    total: Counter = Counter()
+    for s in sources:
+        for split in ("train", "validation"):
+            fields = ("input", "output", "text")
+            s.splits[split], counts = scrub_rows(s.splits[split], fields=fields)
+            total.update(counts)
+    if is_main:
+        (run_dir / "pii_scrub.json").write_text(json.dumps(dict(total), indent=1, sort_keys=True))
+    return dict(total)
+
+
+def tokenize_split(sources, split, templates, tokenizer, spec, cache) -> tuple[TokenizedData, dict[str, Any]]:
+    """Tokenize one split of every source and merge them (label sets renumbered into one registry)."""
+    from finetune.data.tokenize import tokenize_rows
+
+    merged = TokenizedData(examples=[], choice_sets=[], pad_id=tokenizer.pad_token_id)
+    stats = {}
+    for s in sources:
+        rows = s.splits.get(split, [])
+        data, stats[s.name] = tokenize_rows(rows, templates[s.name], tokenizer, spec, cache)
+        repeat = s.weight if split == "train" else 1
+        merged.examples.extend(_renumber(data, merged.choice_sets) * repeat)
+    if any("choice_index" in e for e in merged.examples):
+        for e in merged.examples:
+            e.setdefault("choice_index", [-1] * len(e["input_ids"]))
+    return merged, stats
+
+
+def _renumber(data: TokenizedData, sets: list[list[int]]) -> list[dict[str, list[int]]]:
+    if not data.choice_sets:
+        return data.examples
+    mapping = {}
+    for i, s in enumerate(data.choice_sets):
+        if s not in sets:
+            sets.append(s)
+        mapping[i] = sets.index(s)
+    return [{**e, "choice_index": [mapping.get(c, -1) if c >= 0 else -1 for c in e["choice_index"]]}
+            if "choice_index" in e else e for e in data.examples]
+
+
+def _packing(recipe: Recipe, model: Any, say: Any) -> tuple[bool, dict[str, Any]]:
+    if not recipe.data.packing:
+        return False, {}
+    from finetune.data.pack import pack_supported, packed_forward_kwargs
+
+    ok, why = pack_supported(model)
+    if not ok:
+        say(f"packing off: {why}; batches are grouped by length instead")
+        return False, {}
+    return True, packed_forward_kwargs(model)
+
+
+def _enable_checkpointing(model: Any) -> None:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()
+
+
+def _token_cache() -> Path:
+    from finetune.stages.pretrain import cache_root
+
+    return cache_root() / "tokenized"
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
