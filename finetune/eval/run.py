@@ -1,0 +1,106 @@
+"""Evaluate a model on scenario test splits or a user's file: generate, score labels, compute metrics."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from finetune.config.schema import DataSpec, EvalSpec, SourceSpec
+from finetune.errors import UserError
+
+Row = dict[str, Any]
+N_SAMPLES = 5
+
+
+@dataclass
+class EvalSet:
+    name: str
+    rows: list[Row]
+    system: str | None
+    instruction: str | None
+    evaluate: Callable[..., dict[str, float]]
+
+
+def eval_sets(data: DataSpec | None, spec: EvalSpec, seed: int) -> list[EvalSet]:
+    """What to evaluate: eval.data (all its rows) or each data source's test split."""
+    from finetune import scenarios
+    from finetune.data.sources import load_sources
+    from finetune.eval.generic import evaluator, with_choices
+
+    if spec.data is not None:
+        loaded = load_sources(DataSpec(sources=[spec.data]), seed)
+    else:
+        loaded = load_sources(data, seed)
+    out = []
+    for src in loaded:
+        rows = [r for split in ("train", "validation", "test") for r in src.splits[split]] if spec.data else src.splits["test"]
+        rows = rows[: spec.samples]
+        if not rows:
+            raise UserError(f"evaluation data {src.name} has no rows")
+        if src.scenario and not (spec.data and spec.task):
+            fn = scenarios.get(src.scenario).evaluate
+        else:
+            task = spec.task or "generation"
+            fn = evaluator(task)
+            if task == "classification":
+                rows = with_choices(rows)
+        out.append(EvalSet(src.name, rows, src.system, src.instruction, fn))
+    return out
+
+
+def evaluate_model(model: Any, tokenizer: Any, templates: dict[str, Any], sets: list[EvalSet], spec: EvalSpec) -> dict[str, Any]:
+    """Metrics, predictions and speed per eval set for one model."""
+    from finetune.eval.generate import generate, label_probs
+
+    results: dict[str, Any] = {"metrics": {}, "predictions": {}, "examples_per_s": {}}
+    for s in sets:
+        template = templates[s.name]
+        prompts = [template.prompt(r) for r in s.rows]
+        started = time.perf_counter()
+        preds = generate(model, tokenizer, prompts, max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size,
+                         do_sample=spec.do_sample, temperature=spec.temperature, top_p=spec.top_p)
+        results["examples_per_s"][s.name] = len(prompts) / max(time.perf_counter() - started, 1e-9)
+        probs = None
+        scored = [i for i, r in enumerate(s.rows) if r.get("choices")]
+        if scored:
+            got = label_probs(model, tokenizer, [prompts[i] for i in scored], [s.rows[i]["choices"] for i in scored],
+                              batch_size=spec.batch_size * 2)
+            probs = [{} for _ in s.rows]
+            for i, p in zip(scored, got):
+                probs[i] = p
+        results["metrics"][s.name] = s.evaluate(preds, s.rows, probs)
+        results["predictions"][s.name] = preds
+    return results
+
+
+def templates_for(tokenizer: Any, sets: list[EvalSet], shape: str, saved: dict[str, Any] | None) -> dict[str, Any]:
+    """The saved training templates when the model has them, else fresh ones for its tokenizer."""
+    from finetune.data.format import Template
+
+    out = {}
+    for s in sets:
+        if saved:
+            data = saved.get("sources", {}).get(s.name) or saved["default"]
+            out[s.name] = Template.from_dict(data)
+        else:
+            out[s.name] = Template.for_tokenizer(tokenizer, s.system, s.instruction, shape)
+    return out
+
+
+def samples(sets: list[EvalSet], before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, list[dict]]:
+    out = {}
+    for s in sets:
+        items = []
+        for i, row in enumerate(s.rows[:N_SAMPLES]):
+            item = {"input": row.get("input", ""), "reference": row.get("output", "")}
+            if before:
+                item["before"] = before["predictions"][s.name][i]
+            if after:
+                item["after"] = after["predictions"][s.name][i]
+            items.append(item)
+        out[s.name] = items
+    return out
+
+
+def source_for_file(path: str, fields: dict[str, str], fmt: str | None = None) -> SourceSpec:
+    return SourceSpec(path=path, format=fmt, fields=fields)

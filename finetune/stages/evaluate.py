@@ -1,0 +1,72 @@
+"""Evaluation stage: the base model before, the trained model after, on the same rows with the same template."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from finetune.config.schema import Recipe
+
+RESULT_FILE = "eval.json"
+
+
+@dataclass
+class EvalResult:
+    before: dict[str, dict[str, float]] = field(default_factory=dict)
+    after: dict[str, dict[str, float]] = field(default_factory=dict)
+    samples: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    examples_per_s: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        out = {}
+        for when in ("before", "after"):
+            for source, metrics in getattr(self, when).items():
+                out.update({f"{source}.{k}.{when}": v for k, v in metrics.items()})
+        return out
+
+    def report_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate_run(recipe: Recipe, run_dir: Path, base: str | None, final: Path | None, accelerator: Any) -> EvalResult:
+    """Runs on the main process (generation is cheap next to training); the others read its result."""
+    if accelerator.is_main_process:
+        result = _evaluate(recipe, base, final, accelerator.device, accelerator.print)
+        (run_dir / RESULT_FILE).write_text(json.dumps(result.report_dict(), indent=1))
+    accelerator.wait_for_everyone()
+    return EvalResult(**json.loads((run_dir / RESULT_FILE).read_text()))
+
+
+def _evaluate(recipe: Recipe, base: str | None, final: Path | None, device: Any, say: Any) -> EvalResult:
+    from finetune.eval.run import eval_sets, evaluate_model, samples, templates_for
+    from finetune.methods import load_trained
+    from finetune.model.hf import load_model
+    from finetune.model.tokenizer import load_tokenizer
+
+    spec = recipe.eval
+    shape = recipe.data.shape if recipe.data else "instruction"
+    sets = eval_sets(recipe.data, spec, recipe.seed)
+    tuned = recipe.method is not None and final is not None
+    before = after = None
+    if spec.before and tuned or not tuned:
+        model = load_model(base, trust_remote_code=recipe.model.trust_remote_code, revision=recipe.model.revision).to(device)
+        tokenizer = load_tokenizer(recipe.model.tokenizer or base, recipe.model.trust_remote_code, recipe.model.revision)
+        say("evaluate: base model" if tuned else "evaluate: model")
+        before = evaluate_model(model, tokenizer, templates_for(tokenizer, sets, shape, None), sets, spec)
+        del model
+    if tuned and spec.after:
+        model, tokenizer = load_trained(final, trust_remote_code=recipe.model.trust_remote_code)
+        model.to(device)
+        saved_path = Path(final) / "ft_template.json"
+        saved = json.loads(saved_path.read_text()) if saved_path.exists() else None
+        say("evaluate: fine-tuned model")
+        after = evaluate_model(model, tokenizer, templates_for(tokenizer, sets, shape, saved), sets, spec)
+    if not tuned:  # nothing was trained: the one evaluation is the model's result
+        before, after = None, before
+    return EvalResult(
+        before=before["metrics"] if before else {},
+        after=after["metrics"] if after else {},
+        samples=samples(sets, before, after),
+        examples_per_s=(after or before)["examples_per_s"],
+    )
