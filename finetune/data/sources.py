@@ -143,12 +143,19 @@ def _read_table(source: SourceSpec, shape: str) -> tuple[list[Row], list[int]]:
     elif path.suffix.lower() in FILE_BUILDERS:
         raise UserError(f"{path}: no such file; check data.sources path (relative paths start at the working folder)")
     else:
-        ds = load_dataset(source.path, source.subset, split=source.split, revision=source.revision)
+        try:
+            ds = load_dataset(source.path, source.subset, split=source.split, revision=source.revision)
+        except Exception as exc:  # offline, unknown id, bad split: one line the user can act on
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"cannot load dataset {source.path!r} (split {source.split!r}): {first}") from None
         numbers = None
     columns = list(ds.column_names)
     rows = map_fields(ds.to_list(), columns, source, path.name)
     if shape == "instruction" and rows and not any("input" in row for row in rows):
-        raise UserError(f"{path.name}: no 'input' column; map one with fields.input (columns: {', '.join(columns)})")
+        hint = f", or set format: to one of scenario {source.scenario}'s formats" if source.scenario else ""
+        raise UserError(
+            f"{path.name}: no 'input' column; map one with fields.input (columns: {', '.join(columns)}){hint}"
+        )
     if numbers is None or len(numbers) != len(rows):
         numbers = list(range(1, len(rows) + 1))
     return rows, numbers

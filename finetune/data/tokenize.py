@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,8 @@ def _save(path: Path, data: TokenizedData, stats: dict[str, Any]) -> None:
 
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    Dataset.from_list(data.examples).save_to_disk(str(tmp))
+    with _quiet():
+        Dataset.from_list(data.examples).save_to_disk(str(tmp))
     (tmp / META).write_text(json.dumps({"choice_sets": data.choice_sets, "stats": stats}))
     try:
         os.replace(tmp, path)
@@ -122,6 +124,21 @@ def _load(path: Path, pad_id: int) -> tuple[TokenizedData, dict[str, Any]] | Non
     from datasets import load_from_disk
 
     meta = json.loads(meta_file.read_text())
-    examples = load_from_disk(str(path)).to_list()
+    with _quiet():
+        examples = load_from_disk(str(path)).to_list()
     stats = {**meta["stats"], "cached": True}
     return TokenizedData(examples=examples, choice_sets=meta["choice_sets"], pad_id=pad_id), stats
+
+
+@contextmanager
+def _quiet():
+    """No datasets progress bars for a cache read or write: the run prints one line about the cache instead."""
+    import datasets
+
+    was_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_on:
+            datasets.enable_progress_bars()
