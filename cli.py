@@ -107,5 +107,98 @@ def list_recipes() -> None:
         typer.echo(f"{str(path.relative_to(RECIPES.parent)):42s} {about}")
 
 
+@app.command("eval")
+def eval_cmd(
+    model: Path = typer.Option(..., "--model", help="model folder, adapter folder or run folder"),
+    scenario: Optional[str] = typer.Option(None, "--scenario", help="evaluate on this scenario's test split"),
+    data: Optional[Path] = typer.Option(None, "--data", help="a jsonl/csv/parquet file of your own"),
+    task: Optional[str] = typer.Option(None, "--task", help="generation | classification | numeric (with --data)"),
+    field: Optional[List[str]] = typer.Option(None, "--field", help="column mapping, e.g. --field input=dialogue"),
+    samples: int = typer.Option(100, "--samples", min=1),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
+) -> None:
+    """Evaluate a model on a scenario or on your own file, and print the metrics."""
+
+    def go() -> None:
+        from finetune.commands import evaluate_command
+
+        evaluate_command(model, scenario, data, task, field or [], samples, max_new_tokens)
+
+    _guard(go)
+
+
+@app.command()
+def generate(
+    model: Path = typer.Argument(..., help="model folder, adapter folder or run folder"),
+    prompt: str = typer.Argument(..., help="the input text; rendered with the template saved at training"),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
+    source: Optional[str] = typer.Option(None, "--source", help="which training source's template to use"),
+) -> None:
+    """Print a completion, rendered with the prompt template the model was trained with."""
+
+    def go() -> None:
+        from finetune.commands import generate_command
+
+        typer.echo(generate_command(model, prompt, max_new_tokens, source))
+
+    _guard(go)
+
+
+@app.command()
+def merge(
+    run_dir: Path = typer.Argument(..., help="run folder (or adapter folder)"),
+    out: Path = typer.Option(..., "--out", help="where to write the merged model"),
+) -> None:
+    """Merge a LoRA/DoRA adapter into its base and save a plain model (safetensors)."""
+
+    def go() -> None:
+        from finetune.commands import resolve_model_dir
+        from finetune.methods import merge as merge_adapter
+
+        typer.echo(f"merged model written to {merge_adapter(resolve_model_dir(run_dir), out)}")
+
+    _guard(go)
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="a finished run folder")) -> None:
+    """Print a run's report as tables."""
+
+    def go() -> None:
+        from finetune.report import print_report
+
+        print_report(run_dir)
+
+    _guard(go)
+
+
+@app.command()
+def cards() -> None:
+    """The data cards, one line each, with licence."""
+
+    def go() -> None:
+        from finetune.data.cards import list_cards
+
+        for card in list_cards():
+            typer.echo(f"{card.name:28s} {card.licence:22s} {card.title}")
+
+    _guard(go)
+
+
+@data_app.command("preview")
+def data_preview(
+    what: str = typer.Argument(..., help="a scenario name or a recipe file"),
+    n: int = typer.Option(3, "--n", min=1, help="examples per source"),
+) -> None:
+    """Print a few formatted training examples (prompt and target) of a scenario or a recipe's data."""
+
+    def go() -> None:
+        from finetune.commands import preview_command
+
+        typer.echo(preview_command(what, n))
+
+    _guard(go)
+
+
 if __name__ == "__main__":
     app()

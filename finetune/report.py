@@ -196,19 +196,30 @@ def print_report(run_dir: Path) -> None:
                       f"trainable {f.get('trainable_params', 0):,} / {f.get('total_params', 0):,}")
     ev = report.get("eval", {})
     for source, after in ev.get("after", {}).items():
-        before = ev.get("before", {}).get(source, {})
-        table = Table(title=source)
-        for col in ("metric", "before", "after", "change"):
-            table.add_column(col, justify="left" if col == "metric" else "right")
-        for key, a in after.items():
-            b = before.get(key)
-            delta = f"{a - b:+.3f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) else ""
-            table.add_row(key, _f(b), _f(a), "" if key.startswith("ref_") else delta)
-        console.print(table)
+        print_metrics(source, after, ev.get("before", {}).get(source), console)
     c = report["cost"]
     console.print(f"cost: {c['tokens']:,} tokens, {c['train_flops']:.3g} FLOPs, {c['wall_time_s']} s; "
                   f"~{c['reference_gpu_hours']:.2g} GPU-hours on {c['reference_gpu']}")
     console.print(f"report: {Path(run_dir) / 'report.md'}")
+
+
+def print_metrics(title: str, after: dict[str, float], before: dict[str, float] | None = None, console: Any = None) -> None:
+    """One table of metrics; with ``before``, the before/after/change columns."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    columns = ("metric", "before", "after", "change") if before else ("metric", "value")
+    for col in columns:
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for key, a in after.items():
+        if before is None:
+            table.add_row(key, _f(a))
+            continue
+        b = before.get(key)
+        delta = f"{a - b:+.3f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) else ""
+        table.add_row(key, _f(b), _f(a), "" if key.startswith("ref_") else delta)
+    (console or Console()).print(table)
 
 
 def _f(v: Any) -> str:

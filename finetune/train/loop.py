@@ -250,7 +250,10 @@ def evaluate_loss(model: torch.nn.Module, data: TokenizedData, batch_size: int, 
 
 
 def _inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    """Model inputs; packed batches go without attention_mask, since Hugging Face models (transformers 5.24)
+    keep packed examples apart only from position_ids alone. Pads sit at the right, so causal attention never sees them."""
+    keys = ("input_ids", "position_ids") if "position_ids" in batch else ("input_ids", "attention_mask")
+    return {k: batch[k] for k in keys if k in batch}
 
 
 def _pad_sets(sets: list[list[int]]) -> list[list[int]]:
