@@ -48,7 +48,7 @@ def pretrain_dir(recipe: Recipe, run_dir: Path) -> Path:
     spec = recipe.pretrain
     if spec.cache:
         key = section_hash(spec, recipe.model.core, recipe.seed, _code_version())
-        return cache_root() / "pretrained" / f"{recipe.name}-{key}"
+        return cache_root() / "pretrained" / key  # shared by every recipe with the same base settings
     return run_dir / "pretrain"
 
 

@@ -1,0 +1,73 @@
+"""The recipe loader: strict keys, all errors at once, dotted paths, did-you-mean, overrides, hash."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from finetune.config.load import RecipeError, load_recipe, recipe_from_dict, recipe_hash
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+BASE = {"name": "t", "model": {"core": {"layers": 2, "width": 32, "heads": 4}}, "pretrain": {}}
+
+
+def test_every_shipped_recipe_validates_and_starts_with_its_command():
+    files = sorted(RECIPES.rglob("*.yaml"))  # recursive: nested folders count too
+    assert len(files) >= 3
+    for path in files:
+        load_recipe(path)
+        first = path.read_text().splitlines()[0]
+        assert first.startswith("# ft run ") and str(path.relative_to(RECIPES.parent)) in first, path
+
+
+def test_misspelled_key_names_path_and_suggestion():
+    with pytest.raises(RecipeError) as exc:
+        recipe_from_dict({**BASE, "train": {"learnig_rate": 1e-3}})
+    assert exc.value.errors == ["train.learnig_rate: unknown key; did you mean train.learning_rate?"]
+
+
+def test_all_errors_reported_at_once():
+    bad = {**BASE, "train": {"batch_size": "many", "epoks": 1}, "model": {"core": {"layers": 0, "width": 32}}}
+    with pytest.raises(RecipeError) as exc:
+        recipe_from_dict(bad)
+    text = "\n".join(exc.value.errors)
+    assert "train.batch_size" in text and "train.epoks: unknown key; did you mean train.epochs?" in text
+    assert "model.core.layers" in text
+    assert len(exc.value.errors) == 3
+
+
+def test_overrides_are_validated_like_the_file():
+    r = recipe_from_dict(BASE, ["train.learning_rate=1e-4", "model.core.layers=3", "pretrain.train.max_steps=5"])
+    assert r.train.learning_rate == 1e-4 and r.model.core.layers == 3 and r.pretrain.train.max_steps == 5
+    with pytest.raises(RecipeError) as exc:
+        recipe_from_dict(BASE, ["train.learnin_rate=1"])
+    assert "train.learnin_rate: unknown key; did you mean train.learning_rate?" in exc.value.errors
+    with pytest.raises(RecipeError, match="expected key=value"):
+        recipe_from_dict(BASE, ["train.learning_rate"])
+
+
+def test_contradictions_are_errors():
+    with pytest.raises(RecipeError, match="give model.path"):
+        recipe_from_dict({"name": "t", "model": {}})
+    with pytest.raises(RecipeError, match="freeze applies to kind: full"):
+        recipe_from_dict({"name": "t", "model": {"path": "x"}, "data": {"scenario": "tutoring"},
+                          "method": {"kind": "lora", "freeze": {"train_top_blocks": 1}}})
+    with pytest.raises(RecipeError, match="not divisible"):
+        recipe_from_dict({**BASE, "model": {"core": {"width": 30, "heads": 4}}})
+
+
+def test_scenario_shorthand_and_hash_stability(tmp_path):
+    r = recipe_from_dict({"name": "t", "model": {"path": "m"}, "data": {"scenario": "tutoring"}, "method": {"kind": "lora"}})
+    assert r.data.sources[0].scenario == "tutoring"
+    a = tmp_path / "a.yaml"
+    b = tmp_path / "b.yaml"
+    a.write_text(yaml.safe_dump({"name": "x", "seed": 1, "model": {"path": "m"}}))
+    b.write_text("model: {path: m}\nseed: 1\nname: x\n")
+    assert recipe_hash(load_recipe(a)) == recipe_hash(load_recipe(b))
+    assert recipe_hash(load_recipe(a, ["seed=2"])) != recipe_hash(load_recipe(a))
+
+
+def test_yaml_is_safe_loaded(tmp_path):
+    p = tmp_path / "evil.yaml"
+    p.write_text("name: !!python/object/apply:os.system ['echo hacked']\nmodel: {path: m}\n")
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        load_recipe(p)
