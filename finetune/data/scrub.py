@@ -164,58 +164,55 @@ _RECORD_CUE = (
 _LINK = r"(?:\s*(?:is|was|:|#|=|-|number|no\.?)){0,3}\s*"
 
 
-def _rx(pattern: str, flags: int = 0) -> re.Pattern[str]:
-    return re.compile(pattern, flags)
-
-
-_EMAIL_RE = _rx(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-_DIGIT_RUN_RE = _rx(r"(?<![\w.,/-])\d{3,}(?:[ -]\d{3,})*(?![\w/]|[.,]\d)")
-_SSN_RE = _rx(r"(?<![\w-])\d{3}[- ]\d{2}[- ]\d{4}(?![\w-])")
-_NI_RE = _rx(r"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D]\b")
-_ID_CUE_RE = _rx(
+_EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+_DIGIT_RUN_RE = re.compile(r"(?<![\w.,/-])\d{3,}(?:[ -]\d{3,})*(?![\w/]|[.,]\d)")
+_SSN_RE = re.compile(r"(?<![\w-])\d{3}[- ]\d{2}[- ]\d{4}(?![\w-])")
+_NI_RE = re.compile(r"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D]\b")
+_ID_CUE_RE = re.compile(
     rf"\b(?i:{_ID_CUE}{_LINK})(?P<v>(?:[A-Z]{{1,3}}\s?)?\d(?:[ -]?\d){{3,15}}(?:\s?[A-D]\b|[A-Z])?)(?![\w-]|\.\d)"
 )
-_RECORD_RE = _rx(rf"\b(?i:{_RECORD_CUE}{_LINK})(?P<v>[A-Z]{{0,4}}-?\d[\d-]{{2,14}}\d)(?![\w-]|\.\d)")
-_DOB_RE = _rx(
+_RECORD_RE = re.compile(rf"\b(?i:{_RECORD_CUE}{_LINK})(?P<v>[A-Z]{{0,4}}-?\d[\d-]{{2,14}}\d)(?![\w-]|\.\d)")
+_DOB_RE = re.compile(
     rf"(?:\b(?:born|DOB|D\.O\.B\.?|date\s+of\s+birth|birth\s?date|birthday)\b[^\n.;\d]{{0,24}}?"
     rf"(?P<v>{_DATE})|(?P<w>{_DATE})\s*\(\s*(?:DOB|date of birth|born)\s*\))",
     re.I,
 )
-_ADDRESS_RE = _rx(
+_ADDRESS_RE = re.compile(
     rf"(?:(?:Apt|Apartment|Unit|Suite|Flat)\.?\s*#?\w{{1,5}},?\s+)?\b\d{{1,5}}[A-Z]?\s+"
     rf"(?:[A-Z][a-z]+\s+){{1,3}}{_STREET_SUFFIX}"
+    rf"(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b)?"
     rf"(?:,?\s+(?:Apt|Apartment|Unit|Suite|Flat)\.?\s*#?\w{{1,5}})?"
     rf"(?:,\s*[A-Z][a-z]+(?:\s[A-Z][a-z]+)?(?=,|\s+[A-Z]{{2}}\s+\d|\s+{_POSTCODE}))?"
     rf"(?:,?\s*[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?|,?\s+{_POSTCODE}\b)?"
     rf"|\b{_POSTCODE}\b(?=[\s,.;)]|$)"
 )
 _PHONE_RES = (
-    _rx(r"(?<![\w/+.-])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?![\w/-]|\.\d)"),
-    _rx(r"(?<![\w/+.-])(?:\+44\s?(?:\(0\)\s?)?|0)\d{2,4}\s?\d{3,4}\s?\d{3,4}(?![\w/-]|\.\d)"),
-    _rx(r"(?<![\w/+])\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,5}(?![\w/-]|\.\d)"),
-    _rx(
+    re.compile(r"(?<![\w/+.-])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?![\w/-]|\.\d)"),
+    re.compile(r"(?<![\w/+.-])(?:\+44\s?(?:\(0\)\s?)?|0)\d{2,4}\s?\d{3,4}\s?\d{3,4}(?![\w/-]|\.\d)"),
+    re.compile(r"(?<![\w/+])\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,5}(?![\w/-]|\.\d)"),
+    re.compile(
         r"\b(?:phone|tel|telephone|cell|mobile|call|reach|contact|text|ring)\b[^\n\d]{0,20}?"
         r"(?P<v>\+?\d[\d\s().-]{5,16}\d)(?![\w/-]|\.\d)",
         re.I,
     ),
 )
-_SPEAKER_TAG_RE = _rx(
+_SPEAKER_TAG_RE = re.compile(
     r"(?m)^[ \t]*(?i:patient|doctor|dr|nurse|physician|clinician|caregiver|guest_family|guest_clinician|"
     r"parent|mother|father|husband|wife|son|daughter|interpreter|speaker\s*\d*|pt|md|rn)"
     r"\s*\((?P<v>[A-Z][^()\n:]{1,39})\)\s*:"
 )
-_TITLE_RE = _rx(
+_TITLE_RE = re.compile(
     rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Doctor|Nurse|Professor)\.?[ \t]+(?P<v>{_NAME_SEQ})"
 )
-_CUE_RE = _rx(
+_CUE_RE = re.compile(
     rf"\b(?i:my\s+name\s+is|name\s+is|name['’]s|name\s*:|named|"
     rf"call\s+me|speaking\s+with|spoke\s+(?:with|to)|signed|regards|sincerely|"
     rf"wife|husband|son|daughter|mother|father|brother|sister|partner|friend|mom|dad|"
     rf"grandson|granddaughter|caregiver|neighbou?r)[ \t]*,?[ \t]+(?P<v>{_NAME_SEQ})"
 )
 # "I'm Tired in the evenings": after these weaker cues a lone unknown word must end the clause.
-_WEAK_CUE_RE = _rx(rf"\b(?i:i['’]m|i\s+am|this\s+is|it['’]s)[ \t]*,?[ \t]+(?P<v>{_NAME_SEQ})")
-_CLAUSE_END_RE = _rx(r"[ \t]*(?:[,.!?;:)]|$|\n|[ \t]+(?:and|from|here|speaking|calling)\b)")
+_WEAK_CUE_RE = re.compile(rf"\b(?i:i['’]m|i\s+am|this\s+is|it['’]s)[ \t]*,?[ \t]+(?P<v>{_NAME_SEQ})")
+_CLAUSE_END_RE = re.compile(r"[ \t]*(?:[,.!?;:)]|$|\n|[ \t]+(?:and|from|here|speaking|calling)\b)")
 
 
 def luhn_valid(number: str) -> bool:
@@ -283,28 +280,28 @@ def _phone_digits_ok(value: str) -> bool:
     return 7 <= sum(c.isdigit() for c in value) <= 15
 
 
-def _trim_name(seq: str, blocked: frozenset[str]) -> tuple[int, int] | None:
-    """Span of the leading name words in a cue's capture; None if the first word is no name."""
+def _name_end(seq: str, blocked: frozenset[str]) -> int:
+    """Length of the leading name words in a cue's capture; 0 if the first word is no name."""
     end = 0
     for m in re.finditer(rf"(?:[A-Z]\.\s?)?{_NAME_TOKEN}", seq):
         word = m.group(0).split(".")[-1].strip()
         if word in blocked or seq[end : m.start()].strip():
             break
         end = m.end()
-    return (0, end) if end else None
+    return end
 
 
 def _cue_spans(text: str) -> list[tuple[int, int]]:
     spans = [m.span("v") for m in _SPEAKER_TAG_RE.finditer(text)]
     for pattern, blocked in ((_TITLE_RE, _COMMON_WORDS), (_CUE_RE, _NOT_NAMES), (_WEAK_CUE_RE, _NOT_NAMES)):
         for m in pattern.finditer(text):
-            trimmed = _trim_name(m.group("v"), blocked)
-            if not trimmed:
+            length = _name_end(m.group("v"), blocked)
+            if not length:
                 continue
-            start, end = m.start("v"), m.start("v") + trimmed[1]
-            lone = " " not in text[start:end]
-            if pattern is _WEAK_CUE_RE and lone and not (
-                text[start:end] in _FIRST or text[start:end] in _SURNAME or _CLAUSE_END_RE.match(text, end)
+            start, end = m.start("v"), m.start("v") + length
+            name = text[start:end]
+            if pattern is _WEAK_CUE_RE and " " not in name and not (
+                name in _FIRST or name in _SURNAME or _CLAUSE_END_RE.match(text, end)
             ):
                 continue
             spans.append((start, end))

@@ -168,7 +168,7 @@ def _identity(rng: random.Random) -> dict[str, str]:
 def _opening(rng: random.Random, who: dict[str, str]) -> tuple[list[str], list[str]]:
     """Identity-check turns and the identifiers they plant."""
     lines = rng.choice((
-        [f"Doctor: Good morning, can you tell me your name and date of birth?",
+        ["Doctor: Good morning, can you tell me your name and date of birth?",
          f"Patient: My name is {who['name']}, born {who['dob']}."],
         [f"Patient: Hi, I'm {who['name']}. My date of birth is {who['dob']}.",
          f"Doctor: Thank you, {who['title']} {who['last']}."],
