@@ -1,0 +1,92 @@
+"""Generation and evaluation: batched equals one-by-one, constrained scoring, `ft eval` on users' files."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from finetune.eval.generate import generate, label_probs
+from finetune.eval.generic import evaluator, parse_label, with_choices
+from finetune.model.core import CoreConfig, CoreForCausalLM
+from finetune.model.tokenizer import load_tokenizer, train_tokenizer
+
+CLI = Path(__file__).resolve().parents[1] / "cli.py"
+TEXTS = [f"Sentence {i}: the market rose {i} points and the patient felt good, or bad." for i in range(200)]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    tok = train_tokenizer(TEXTS, 320, out)
+    torch.manual_seed(0)
+    model = CoreForCausalLM(CoreConfig(vocab_size=len(tok), width=32, layers=2, heads=4, context_length=128,
+                                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                                       bos_token_id=tok.bos_token_id))
+    model.save_pretrained(out)
+    return model.eval(), load_tokenizer(out), out
+
+
+def test_batched_generation_equals_one_by_one(tiny):
+    model, tok, _ = tiny
+    prompts = ["the market", "Sentence 12: the patient felt", "or", "points and the patient felt good, or bad. Sentence"]
+    batched = generate(model, tok, prompts, max_new_tokens=10, batch_size=4)
+    single = [generate(model, tok, [p], max_new_tokens=10, batch_size=1)[0] for p in prompts]
+    assert batched == single
+    assert tok.padding_side == "right"  # restored after generation
+
+
+def test_label_probs_are_a_distribution_ordered_by_likelihood(tiny):
+    model, tok, _ = tiny
+    probs = label_probs(model, tok, ["the patient felt", "the market"], [["good", "bad"], ["rose", "fell", "flat"]])
+    assert [sorted(p) for p in probs] == [["bad", "good"], ["fell", "flat", "rose"]]
+    for p in probs:
+        assert abs(sum(p.values()) - 1) < 1e-6
+    # the same scores as a direct sum of token log-probabilities
+    ids = tok("the patient felt", add_special_tokens=False)["input_ids"]
+    scores = {}
+    for label in ("good", "bad"):
+        c = tok(label, add_special_tokens=False)["input_ids"]
+        logp = torch.log_softmax(model(input_ids=torch.tensor([ids + c])).logits[0], -1)
+        scores[label] = sum(float(logp[len(ids) - 1 + j, t]) for j, t in enumerate(c))
+    expect = torch.softmax(torch.tensor([scores["good"], scores["bad"]]), 0)
+    assert abs(probs[0]["good"] - float(expect[0])) < 1e-5
+
+
+def test_generic_evaluators_hand_computed():
+    rows = with_choices([{"output": "yes"}, {"output": "no"}, {"output": "yes"}, {"output": "no"}])
+    m = evaluator("classification")(["Yes!", "no", "maybe", "yes"], rows, [{"yes": .9, "no": .1}, {"yes": .2, "no": .8},
+                                                                           {"yes": .6, "no": .4}, {"yes": .7, "no": .3}])
+    assert m["accuracy"] == 0.75 and m["gen_accuracy"] == 0.5 and m["parse_failure_rate"] == 0.25
+    assert parse_label("It is NO, not yes", ["yes", "no"]) == "no"
+    m = evaluator("numeric")(["#### 12", "about 3.0", ""], [{"output": "12"}, {"output": "3"}, {"output": "5"}])
+    assert m["numeric_em"] == pytest.approx(2 / 3) and m["parse_failure_rate"] == pytest.approx(1 / 3)
+    m = evaluator("generation")(["the cat sat", ""], [{"output": "the cat sat"}, {"output": "a dog"}])
+    assert m["rouge1"] == pytest.approx(0.5) and m["exact_match"] == 0.5
+
+
+@pytest.mark.parametrize("task,rows,key", [
+    ("generation", [{"q": f"say {i}", "a": f"number {i}"} for i in range(6)], "rougeL"),
+    ("classification", [{"q": f"case {i}", "a": "good" if i % 2 else "bad"} for i in range(6)], "mcc"),
+    ("numeric", [{"q": f"{i} plus 1", "a": str(i + 1)} for i in range(6)], "numeric_em"),
+])
+def test_ft_eval_on_user_csv(tiny, tmp_path, task, rows, key):
+    _, _, model_dir = tiny
+    path = tmp_path / "mine.csv"
+    path.write_text("q,a\n" + "".join(f"{r['q']},{r['a']}\n" for r in rows))
+    out = subprocess.run([sys.executable, str(CLI), "eval", "--model", str(model_dir), "--data", str(path), "--task", task,
+                          "--field", "input=q", "--field", "output=a", "--max-new-tokens", "4"],
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert key in out.stdout
+
+
+def test_ft_eval_bad_field_is_one_line_exit_2(tiny, tmp_path):
+    _, _, model_dir = tiny
+    path = tmp_path / "mine.csv"
+    path.write_text("q,a\nx,y\n")
+    out = subprocess.run([sys.executable, str(CLI), "eval", "--model", str(model_dir), "--data", str(path), "--task",
+                          "generation", "--field", "input=question"], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "question" in out.stderr
