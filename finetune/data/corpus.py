@@ -48,6 +48,24 @@ def generated_corpus(documents: int, seed: int) -> list[str]:
     return docs
 
 
+def label_words(repeat: int = 50) -> list[str]:
+    """The scenarios' label words as standalone lines, for tokenizer training only.
+
+    A label starts a response right after a newline; without these lines BPE learns
+    the words only mid-sentence (" positive") and splits the bare label into pieces
+    whose first tokens collide (ne|gat|ive, ne|ut|ral), which defeats the
+    label-restricted loss. They never enter the language-model corpus.
+    """
+    from finetune import scenarios
+
+    words: set[str] = set()
+    for name in scenarios.NAMES:
+        rows = scenarios.get(name).generate(seed=0, sizes={"train": 50, "validation": 1, "test": 1})["train"]
+        for row in rows:
+            words.update(row.get("choices") or ())
+    return sorted(words) * repeat
+
+
 def _python_doc_paragraphs() -> list[str]:
     from pydoc_data.topics import topics
 

@@ -58,7 +58,7 @@ def pretrain(recipe: Recipe, run_dir: Path, accelerator: Any, resume: bool) -> P
         saved = json.loads((out / DONE).read_text())
         accelerator.print(f"pretrain: reusing {out / 'model'} (same settings)")
         return PretrainResult(**{**saved, "model_dir": Path(saved["model_dir"]), "reused": True})
-    from finetune.data.corpus import load_corpus
+    from finetune.data.corpus import label_words, load_corpus
     from finetune.model.core import CoreConfig, CoreForCausalLM, count_parameters
     from finetune.model.tokenizer import load_tokenizer, train_tokenizer
     from finetune.train.loop import train
@@ -71,7 +71,7 @@ def pretrain(recipe: Recipe, run_dir: Path, accelerator: Any, resume: bool) -> P
     if spec.tokenizer.path:
         tokenizer = load_tokenizer(spec.tokenizer.path)
     elif accelerator.is_main_process:
-        tokenizer = train_tokenizer(train_docs, spec.tokenizer.vocab_size, out / "tokenizer")
+        tokenizer = train_tokenizer(train_docs + label_words(), spec.tokenizer.vocab_size, out / "tokenizer")
     accelerator.wait_for_everyone()
     if not spec.tokenizer.path and not accelerator.is_main_process:
         tokenizer = load_tokenizer(out / "tokenizer")
