@@ -9,6 +9,7 @@ import pytest
 
 from finetune.scenarios import ScenarioDataError, get
 from finetune.scenarios import financial_analysis as fa
+from finetune.scenarios._common import parse_label
 
 SMALL = {"train": 300, "validation": 50, "test": 50}
 
@@ -148,10 +149,10 @@ def _sentiment(labels):
 
 
 def test_parse_label():
-    assert fa.parse_label("The sentiment is Negative.", fa.LABELS) == "negative"
-    assert fa.parse_label("positive, not negative", fa.LABELS) == "positive"
-    assert fa.parse_label("nonpositive", fa.LABELS) is None
-    assert fa.parse_label("", fa.LABELS) is None
+    assert parse_label("The sentiment is Negative.", fa.LABELS) == "negative"
+    assert parse_label("positive, not negative", fa.LABELS) == "positive"
+    assert parse_label("nonpositive", fa.LABELS) is None
+    assert parse_label("", fa.LABELS) is None
 
 
 def test_evaluate_sentiment_hand_computed():

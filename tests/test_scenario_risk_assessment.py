@@ -8,7 +8,7 @@ from sklearn.metrics import matthews_corrcoef
 
 from finetune.scenarios import ScenarioDataError, get
 from finetune.scenarios import risk_assessment as ra
-from finetune.scenarios.financial_analysis import UNPARSED
+from finetune.scenarios._common import UNPARSED
 
 SMALL = {"train": 300, "validation": 50, "test": 50}
 

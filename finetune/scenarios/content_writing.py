@@ -18,8 +18,8 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from finetune.scenarios._common import check_lengths, data_error, fill_splits, iter_csv, read_with
 from finetune.scenarios.base import Row, Scenario, Splits
-from finetune.scenarios.financial_analysis import check_lengths, data_error, fill_splits, iter_csv
 
 VENUES: tuple[str, ...] = (
     "The Golden Lantern", "Blue Heron", "The Copper Kettle", "Juniper House", "The Red Fox", "Olive Grove",
@@ -304,6 +304,8 @@ def generate(seed: int = 0, sizes: dict[str, int] | None = None, product_share: 
 
 def _read_e2e(path: Path) -> list[Row]:
     """One row per distinct ``mr`` with all its ``ref`` texts, in file order."""
+    if path.suffix.lower() != ".csv":
+        raise data_error(path, None, "expected an E2E .csv file with columns mr,ref")
     grouped: dict[str, Row] = {}
     for n, rec in iter_csv(path, ("mr", "ref")):
         mr, ref = rec["mr"].strip(), rec["ref"].strip()
@@ -322,16 +324,7 @@ def _read_e2e(path: Path) -> list[Row]:
 
 def read(path: Path, fmt: str | None = None) -> list[Row]:
     """E2E CSV (columns ``mr``, ``ref``; several refs per mr become one row with ``references``)."""
-    path = Path(path)
-    fmt = fmt or "e2e"
-    if fmt != "e2e":
-        raise ValueError(f"content_writing: unknown format {fmt!r}; use 'e2e'")
-    if path.suffix.lower() != ".csv":
-        raise data_error(path, None, "expected an E2E .csv file with columns mr,ref")
-    rows = _read_e2e(path)
-    if not rows:
-        raise data_error(path, None, "holds no rows")
-    return rows
+    return read_with("content_writing", path, fmt, {"e2e": _read_e2e})
 
 
 # ---------------------------------------------------------------- evaluation

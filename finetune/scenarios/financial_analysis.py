@@ -12,25 +12,29 @@ sentiment lines cue words decide the label (rose/beat/raised -> positive,
 fell/missed/cut -> negative, scheduling/appointments -> neutral); a share of
 rows (``hard: True``) need more than one cue word: negation, contrast, "loss
 narrowed".
-
-This module also holds the small helpers the other scenarios of this family
-reuse (split filling, file-error messages, JSONL/CSV reading, label parsing).
 """
 from __future__ import annotations
 
-import csv
-import json
 import random
-import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from finetune.scenarios.base import SPLITS, Row, Scenario, ScenarioDataError, Splits
+from finetune.scenarios._common import (
+    argmax_labels,
+    check_lengths,
+    data_error,
+    fill_splits,
+    gen_labels,
+    iter_csv,
+    iter_jsonl,
+    iter_lines,
+    read_text,
+    read_with,
+)
+from finetune.scenarios.base import Row, Scenario, Splits
 
 LABELS: tuple[str, ...] = ("positive", "negative", "neutral")
-UNPARSED = "<unparsed>"  # stands for an answer naming no label: always wrong, never a class of its own
 
 TRAIN_COMPANIES: tuple[str, ...] = (
     "Apex Mining", "Blue Harbor Bank", "Cobalt Motors", "Delta Foods", "Evergreen Energy",
@@ -81,120 +85,6 @@ _QUESTIONS: dict[str, tuple[str, str]] = {
     "gross_profit": ("What is the gross profit in {y}?", "The gross profit in {y} is ${v} million."),
     "operating_income": ("What is the operating income in {y}?", "The operating income in {y} is ${v} million."),
 }
-
-
-# ---------------------------------------------------------------- shared helpers
-
-
-def data_error(path: Path, row: int | None, what: str) -> ScenarioDataError:
-    """One-line error naming the file and the 1-based row (line) so users can jump to it."""
-    where = f"{path}: row {row}" if row is not None else str(path)
-    return ScenarioDataError(f"{where}: {what}")
-
-
-def fill_splits(name: str, sizes: dict[str, int] | None, defaults: dict[str, int],
-                make: Callable[[str], Row]) -> Splits:
-    """Draw rows split by split, dropping any input already used so splits never share one.
-
-    ``make(split)`` returns a row without ``id``; it must draw held-out values only for "test".
-    """
-    wanted = dict(defaults)
-    for key, n in (sizes or {}).items():
-        if key not in SPLITS:
-            raise ValueError(f"sizes: unknown split {key!r}; use {', '.join(SPLITS)}")
-        if not isinstance(n, int) or n < 0:
-            raise ValueError(f"sizes[{key!r}] must be a non-negative int, got {n!r}")
-        wanted[key] = n
-    seen: set[str] = set()
-    splits: Splits = {}
-    for split in SPLITS:
-        rows: list[Row] = []
-        tries = 0
-        while len(rows) < wanted[split]:
-            tries += 1
-            if tries > 200 * wanted[split] + 1000:
-                raise ValueError(f"{name}: cannot draw {wanted[split]} distinct {split} rows; ask for fewer")
-            row = make(split)
-            if row["input"] in seen:
-                continue
-            seen.add(row["input"])
-            rows.append({"id": f"{name}-{split}-{len(rows):05d}", **row})
-        splits[split] = rows
-    return splits
-
-
-def read_text(path: Path) -> str:
-    """UTF-8 if it decodes, else latin-1 (Financial PhraseBank ships latin-1 files)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise data_error(path, None, f"cannot read file ({exc.strerror})") from exc
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
-def iter_jsonl(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) per non-blank line, each checked for the ``required`` keys."""
-    for n, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise data_error(path, n, f"not valid JSON ({exc.msg}); write one object per line") from exc
-        if not isinstance(obj, dict):
-            raise data_error(path, n, "expected a JSON object per line")
-        missing = [k for k in required if k not in obj]
-        if missing:
-            raise data_error(path, n, f"missing key(s) {', '.join(missing)}; each line needs {', '.join(required)}")
-        yield n, obj
-
-
-def iter_csv(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
-    """(row number counting the header as row 1, record) after checking the header has ``required``."""
-    reader = csv.DictReader(read_text(path).splitlines())
-    columns = reader.fieldnames or []
-    missing = [c for c in required if c not in columns]
-    if missing:
-        raise data_error(path, 1, f"header lacks column(s) {', '.join(missing)}; found {', '.join(columns) or 'none'}")
-    for n, record in enumerate(reader, start=2):
-        if None in record or any(v is None for v in record.values()):
-            raise data_error(path, n, f"has a different number of fields than the header ({len(columns)})")
-        yield n, record
-
-
-def parse_label(text: str, choices: list[str] | tuple[str, ...]) -> str | None:
-    """The first choice named as a whole word in ``text`` (case-insensitive); None when none is."""
-    lowered = text.lower()
-    hits = [(m.start(), c) for c in choices if (m := re.search(rf"\b{re.escape(c.lower())}\b", lowered))]
-    return min(hits)[1] if hits else None
-
-
-def gen_labels(predictions: list[str], choices: list[str] | tuple[str, ...]) -> tuple[list[str], float]:
-    """Labels parsed from generated text (UNPARSED when none) and the share that failed."""
-    parsed = [parse_label(p, choices) for p in predictions]
-    failures = sum(p is None for p in parsed)
-    return [p if p is not None else UNPARSED for p in parsed], failures / max(len(parsed), 1)
-
-
-def argmax_labels(label_probs: list[dict[str, float]], choices: list[str] | tuple[str, ...]) -> list[str]:
-    """Constrained prediction: the most probable choice per row (ties -> first choice)."""
-    out = []
-    for i, probs in enumerate(label_probs):
-        scored = [(probs[c], -k, c) for k, c in enumerate(choices) if probs and c in probs]
-        if not scored:
-            raise ValueError(f"label_probs[{i}] has no probability for any of {list(choices)}")
-        out.append(max(scored)[2])
-    return out
-
-
-def check_lengths(predictions: list[str], rows: list[Row], label_probs: list | None) -> None:
-    if len(predictions) != len(rows):
-        raise ValueError(f"evaluate: {len(predictions)} predictions for {len(rows)} rows; pass one per row")
-    if label_probs is not None and len(label_probs) != len(rows):
-        raise ValueError(f"evaluate: {len(label_probs)} label_probs for {len(rows)} rows; pass one per row")
 
 
 # ---------------------------------------------------------------- generation
@@ -284,9 +174,7 @@ def _sentiment_row(path: Path, n: int, text: str, label: str) -> Row:
 
 def _read_phrasebank(path: Path) -> list[Row]:
     rows = []
-    for n, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
+    for n, line in iter_lines(path):
         text, sep, label = line.rpartition("@")
         label = label.strip().lower()
         if not sep or not text.strip():
@@ -347,14 +235,7 @@ def _detect(path: Path) -> str:
 
 def read(path: Path, fmt: str | None = None) -> list[Row]:
     """Financial PhraseBank ``sentence@label`` (.txt), TFNS CSV, or question/answer JSONL."""
-    path = Path(path)
-    fmt = fmt or _detect(path)
-    if fmt not in _READERS:
-        raise ValueError(f"financial_analysis: unknown format {fmt!r}; use one of {', '.join(_READERS)}")
-    rows = _READERS[fmt](path)
-    if not rows:
-        raise data_error(path, None, "holds no rows")
-    return rows
+    return read_with("financial_analysis", path, fmt, _READERS, _detect)
 
 
 # ---------------------------------------------------------------- evaluation

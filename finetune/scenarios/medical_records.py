@@ -17,11 +17,10 @@ import csv
 import io
 import random
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
+from finetune.scenarios._common import check_lengths, data_error, fill_splits, iter_csv, read_text, read_with
 from finetune.scenarios.base import Row, Scenario, Splits
-from finetune.scenarios.financial_analysis import check_lengths, data_error, fill_splits, read_text
 
 SECTIONS: tuple[str, ...] = ("CHIEF COMPLAINT", "HISTORY", "MEDICATIONS", "VITALS", "ASSESSMENT", "PLAN")
 VISIT_YEAR = 2024
@@ -301,19 +300,6 @@ _ACI_COLUMNS = ("dialogue", "note")
 _ACI_TAG_RE = re.compile(r"\s*\[(doctor|patient|patient_guest|guest_family|guest_clinician|nurse|[a-z_]+)\]\s*", re.I)
 
 
-def _iter_csv(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
-    """(row number, header = row 1, record); newlines inside quoted fields are kept (dialogue turns)."""
-    reader = csv.DictReader(io.StringIO(read_text(path).replace("\r\n", "\n"), newline=""))
-    columns = reader.fieldnames or []
-    missing = [c for c in required if c not in columns]
-    if missing:
-        raise data_error(path, 1, f"header lacks column(s) {', '.join(missing)}; found {', '.join(columns) or 'none'}")
-    for n, record in enumerate(reader, start=2):
-        if None in record or any(v is None for v in record.values()):
-            raise data_error(path, n, f"has a different number of fields than the header ({len(columns)})")
-        yield n, record
-
-
 def _need(path: Path, n: int, record: dict[str, str], *fields: str) -> list[str]:
     values = [record[f].strip() for f in fields]
     for field, value in zip(fields, values):
@@ -329,7 +315,7 @@ def _note_row(row_id: str, dialogue: str, note: str, **extra: str) -> Row:
 
 def _read_mts(path: Path) -> list[Row]:
     rows = []
-    for n, rec in _iter_csv(path, _MTS_COLUMNS):
+    for n, rec in iter_csv(path, _MTS_COLUMNS):
         dialogue, text = _need(path, n, rec, "dialogue", "section_text")
         rows.append(_note_row(f"mts-{rec['ID'].strip() or n}", dialogue, text,
                               section_header=rec["section_header"].strip()))
@@ -349,7 +335,7 @@ def aci_dialogue(text: str) -> str:
 
 def _read_aci(path: Path) -> list[Row]:
     rows = []
-    for n, rec in _iter_csv(path, _ACI_COLUMNS):
+    for n, rec in iter_csv(path, _ACI_COLUMNS):
         dialogue, note = _need(path, n, rec, "dialogue", "note")
         extra = {k: rec[k].strip() for k in ("dataset",) if rec.get(k)}
         row_id = rec.get("encounter_id", "").strip() or f"aci-{n}"
@@ -374,14 +360,7 @@ def _detect(path: Path) -> str:
 
 def read(path: Path, fmt: str | None = None) -> list[Row]:
     """MTS-Dialog CSV (input = dialogue, output = section_text) or ACI-Bench CSV (dialogue -> note)."""
-    path = Path(path)
-    fmt = fmt or _detect(path)
-    if fmt not in _READERS:
-        raise ValueError(f"medical_records: unknown format {fmt!r}; use one of {', '.join(_READERS)}")
-    rows = _READERS[fmt](path)
-    if not rows:
-        raise data_error(path, None, "holds no rows")
-    return rows
+    return read_with("medical_records", path, fmt, _READERS, _detect)
 
 
 # ---------------------------------------------------------------- evaluation

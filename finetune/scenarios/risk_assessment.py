@@ -37,16 +37,17 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from finetune.scenarios.base import Row, Scenario, Splits
-from finetune.scenarios.financial_analysis import (
+from finetune.scenarios._common import (
     argmax_labels,
     check_lengths,
     data_error,
     fill_splits,
     gen_labels,
     iter_csv,
-    read_text,
+    iter_lines,
+    read_with,
 )
+from finetune.scenarios.base import Row, Scenario, Splits
 
 CHOICES: list[str] = ["good", "bad"]
 AGE_BANDS: tuple[str, ...] = ("18-24", "25-34", "35-49", "50-64", "65+")
@@ -195,8 +196,7 @@ def _australian_row(path: Path, n: int, tokens: list[str]) -> Row:
 
 
 def _read_whitespace(path: Path, parse: Callable[[Path, int, list[str]], Row]) -> list[Row]:
-    return [parse(path, n, line.split()) for n, line in enumerate(read_text(path).splitlines(), start=1)
-            if line.strip()]
+    return [parse(path, n, line.split()) for n, line in iter_lines(path)]
 
 
 def _read_csv(path: Path, label_column: str) -> list[Row]:
@@ -221,7 +221,7 @@ def _detect(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return "csv"
-    first = next((line.split() for line in read_text(path).splitlines() if line.strip()), [])
+    first = next((line.split() for _, line in iter_lines(path)), [])
     if len(first) == 21 and first[0].startswith("A1"):
         return "german_credit"
     if len(first) == 15:
@@ -231,19 +231,12 @@ def _detect(path: Path) -> str:
 
 def read(path: Path, fmt: str | None = None, label_column: str = "label") -> list[Row]:
     """German ``german.data``, Australian ``australian.dat``, or a CSV with a ``label_column``."""
-    path = Path(path)
-    fmt = fmt or _detect(path)
-    if fmt == "german_credit":
-        rows = _read_whitespace(path, _german_row)
-    elif fmt == "australian_credit":
-        rows = _read_whitespace(path, _australian_row)
-    elif fmt == "csv":
-        rows = _read_csv(path, label_column)
-    else:
-        raise ValueError(f"risk_assessment: unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    if not rows:
-        raise data_error(path, None, "holds no rows")
-    return rows
+    readers: dict[str, Callable[[Path], list[Row]]] = {
+        "german_credit": lambda p: _read_whitespace(p, _german_row),
+        "australian_credit": lambda p: _read_whitespace(p, _australian_row),
+        "csv": lambda p: _read_csv(p, label_column),
+    }
+    return read_with("risk_assessment", path, fmt, readers, _detect)
 
 
 # ---------------------------------------------------------------- evaluation

@@ -18,8 +18,8 @@ import random
 import re
 from pathlib import Path
 
+from finetune.scenarios._common import check_lengths, data_error, fill_splits, iter_jsonl, read_with
 from finetune.scenarios.base import Row, Scenario, Splits
-from finetune.scenarios.financial_analysis import check_lengths, data_error, fill_splits, iter_jsonl
 
 TRAIN_NAMES: tuple[str, ...] = (
     "Tom", "Ana", "Ben", "Mia", "Sam", "Lily", "Omar", "Zoe",
@@ -157,13 +157,9 @@ def generate(seed: int = 0, sizes: dict[str, int] | None = None, mode: str = "so
 # ---------------------------------------------------------------- real format
 
 
-def read(path: Path, fmt: str | None = None) -> list[Row]:
-    """GSM8K JSONL: ``question`` and ``answer`` (worked steps ending in ``#### <number>``)."""
+def _read_gsm8k(path: Path) -> list[Row]:
     from finetune.metrics.numeric import parse_number
 
-    path = Path(path)
-    if (fmt or "gsm8k") != "gsm8k":
-        raise ValueError(f"tutoring: unknown format {fmt!r}; use 'gsm8k'")
     rows = []
     for n, obj in iter_jsonl(path, ("question", "answer")):
         answer = str(obj["answer"])
@@ -175,9 +171,12 @@ def read(path: Path, fmt: str | None = None) -> list[Row]:
             "answer": value, "steps": [f"{a}={c}".replace(" ", "") for a, c in _NOTE.findall(answer)],
             "mode": "solve",
         })
-    if not rows:
-        raise data_error(path, None, "holds no rows")
     return rows
+
+
+def read(path: Path, fmt: str | None = None) -> list[Row]:
+    """GSM8K JSONL: ``question`` and ``answer`` (worked steps ending in ``#### <number>``)."""
+    return read_with("tutoring", path, fmt, {"gsm8k": _read_gsm8k})
 
 
 # ---------------------------------------------------------------- evaluation
