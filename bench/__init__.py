@@ -1,0 +1,1 @@
+"""Benchmarks and machine checks, run as scripts (python bench/<name>.py)."""

@@ -1,0 +1,143 @@
+"""Two CPU processes (gloo, through `ft run --processes 2`) train exactly what one process with
+grad_accum 2 trains: same global batch, same weights, one set of run files, a world of two."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from finetune.launch import child_environment, global_batch_lines
+from finetune.config.load import recipe_from_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = ROOT / "cli.py"
+WORDS = "the clerk files a report nurse checks ledger tutor explains chart analyst reviews notes invoice on day".split()
+
+
+def ft(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    """`ft ...` in a fresh process, as a user would run it (offline, caches from conftest)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, str(CLI), *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=ROOT)
+
+
+def write_recipe(folder: Path, data: dict) -> Path:
+    path = folder / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def tiny_base(folder: Path) -> Path:
+    """A 2-layer, width-32 core model with its own small tokenizer."""
+    from bench.gpu_check import build_base
+
+    return build_base(folder, width=32, layers=2, heads=4)
+
+
+def finetune_recipe(base: Path, output: Path, **train: object) -> dict:
+    return {
+        "name": "dist-ft", "output": str(output), "model": {"path": str(base)},
+        "data": {"sources": [{"scenario": "risk_assessment", "sizes": {"train": 32, "validation": 8, "test": 8}}],
+                 "max_length": 128},
+        "method": {"kind": "lora", "r": 4},
+        "train": {"batch_size": 4, "grad_accum": 2, "max_steps": 3, "learning_rate": 1e-2, "log_every": 1, **train},
+    }
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def world_seen(run_dir: Path) -> int:
+    """The world size the loop trained in, from the final checkpoint (fingerprint and one rng file per rank)."""
+    (last,) = sorted((run_dir / "checkpoints").iterdir())[-1:]
+    fingerprint = json.loads((last / "state.json").read_text())["fingerprint"]
+    assert len(list(last.glob("rng-rank*.pt"))) == fingerprint["processes"]
+    return fingerprint["processes"]
+
+
+def assert_same_run(one: Path, two: Path, weights: str) -> None:
+    """Final weights and logged losses agree; the 2-process run wrote each file and each log line once."""
+    a, b = load_file(one / weights), load_file(two / weights)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-5, rtol=0, msg=k)
+    m1, m2 = metrics(one), metrics(two)
+    assert [r["step"] for r in m2] == [r["step"] for r in m1]
+    for r1, r2 in zip(m1, m2):
+        for key in ("loss", "val_loss", "grad_norm"):
+            if key in r1:
+                assert r2[key] == pytest.approx(r1[key], abs=1e-5)
+    assert world_seen(one) == 1 and world_seen(two) == 2
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    return tiny_base(tmp_path_factory.mktemp("base"))
+
+
+def test_lora_two_processes_equal_one_process_with_accumulation(base, tmp_path):
+    one = write_recipe(tmp_path, finetune_recipe(base, tmp_path / "one"))
+    r1 = ft("run", str(one))
+    assert r1.returncode == 0, r1.stderr[-2000:]
+    r2 = ft("run", str(one), "train.grad_accum=1", f"output={tmp_path / 'two'}", "--processes", "2")
+    assert r2.returncode == 0, r2.stderr[-2000:]
+    assert "4 per process x 1 grad_accum x 2 processes = 8 sequences" in r2.stdout
+    assert_same_run(tmp_path / "one", tmp_path / "two", "model/adapter_model.safetensors")
+    adapter = load_file(tmp_path / "two" / "model" / "adapter_model.safetensors")
+    assert max(v.abs().max().item() for k, v in adapter.items() if "lora_B" in k) > 0  # it trained
+    files = lambda d: sorted(p.name for p in d.iterdir())  # noqa: E731
+    assert files(tmp_path / "two") == files(tmp_path / "one")  # one report.json, no per-rank copies
+    assert json.loads((tmp_path / "two" / "report.json").read_text())["finetune"]["steps"] == 3
+
+
+def test_pretraining_two_processes_equal_one_process_with_accumulation(tmp_path):
+    rng = random.Random(0)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(" ".join(rng.choice(WORDS) for _ in range(30)) for _ in range(120)))
+    recipe = {
+        "name": "dist-pt", "output": str(tmp_path / "one"),
+        "model": {"core": {"layers": 2, "width": 32, "heads": 4, "context_length": 64}},
+        "pretrain": {"corpus": {"kind": "file", "path": str(corpus)}, "tokenizer": {"vocab_size": 300},
+                     "block_size": 32, "cache": False,
+                     "train": {"batch_size": 4, "grad_accum": 2, "max_steps": 3, "learning_rate": 1e-2, "log_every": 1}},
+    }
+    path = write_recipe(tmp_path, recipe)
+    r1 = ft("run", str(path))
+    assert r1.returncode == 0, r1.stderr[-2000:]
+    r2 = ft("run", str(path), "pretrain.train.grad_accum=1", f"output={tmp_path / 'two'}", "--processes", "2")
+    assert r2.returncode == 0, r2.stderr[-2000:]
+    assert_same_run(tmp_path / "one" / "pretrain", tmp_path / "two" / "pretrain", "model/model.safetensors")
+    assert (tmp_path / "two" / "report.json").is_file()
+
+
+def test_children_are_told_they_are_a_cpu_world_and_share_the_cores():
+    assert child_environment(2, cuda=False, cores=2) == {"OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    assert child_environment(4, cuda=True, cores=16) == {"OMP_NUM_THREADS": "4"}
+    assert child_environment(8, cuda=False, cores=2)["OMP_NUM_THREADS"] == "1"
+
+
+def test_global_batch_is_reported_per_training_stage(base):
+    recipe = recipe_from_dict(finetune_recipe(base, Path("unused"), batch_size=3, grad_accum=5))
+    (line,) = global_batch_lines(recipe, 4)
+    assert line.startswith("fine-tune:") and "= 60 sequences per optimizer step" in line
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this is the no-GPU path")
+def test_gpu_check_skips_without_cuda():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    results = ROOT / "bench" / "results"
+    before = set(results.glob("gpu_check-*.json")) if results.is_dir() else set()
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py")], capture_output=True, text=True,
+                         env=env, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "skipped" in out.stdout
+    assert (set(results.glob("gpu_check-*.json")) if results.is_dir() else set()) == before  # nothing measured
