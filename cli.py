@@ -25,6 +25,13 @@ def _main(debug: bool = typer.Option(False, "--debug", help="show tracebacks for
     _state["debug"] = debug
 
 
+def _main_rank() -> bool:
+    """Under torchrun every rank runs this CLI; only rank 0 speaks to the user."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _guard(fn: Callable[[], None]) -> None:
     """Run a command; user errors become one line and exit 2, a stop request its own code."""
     from finetune.errors import EXIT_NON_FINITE, EXIT_STOPPED, EXIT_USER_ERROR, StopRequested, UserError
@@ -34,10 +41,12 @@ def _guard(fn: Callable[[], None]) -> None:
     except (UserError, FileNotFoundError) as exc:
         if _state["debug"]:
             raise
-        typer.secho(f"error: {exc}", err=True, fg="red")
+        if _main_rank():
+            typer.secho(f"error: {exc}", err=True, fg="red")
         raise typer.Exit(EXIT_USER_ERROR)
     except StopRequested as exc:
-        typer.secho(f"stopped: {exc}. Continue with: ft run RECIPE --resume", err=True, fg="yellow")
+        if _main_rank():
+            typer.secho(f"stopped: {exc}. Continue with: ft run RECIPE --resume", err=True, fg="yellow")
         raise typer.Exit(EXIT_STOPPED)
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
@@ -64,7 +73,7 @@ def run(
         from finetune.config.load import load_recipe
 
         parsed = load_recipe(recipe, overrides or [])  # validate before spawning anything
-        if processes > 1:
+        if processes > 1 or parsed.distributed.config_file:
             from finetune.launch import launch
 
             raise typer.Exit(launch(recipe, overrides or [], processes, resume, parsed))
@@ -72,7 +81,8 @@ def run(
         from finetune.report import print_summary
 
         result = run_recipe(parsed, resume=resume or None)
-        print_summary(result)
+        if _main_rank():
+            print_summary(result)
 
     _guard(go)
 

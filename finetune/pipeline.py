@@ -58,7 +58,7 @@ def run(recipe: Recipe, resume: bool | None = None) -> RunResult:
         from finetune.report import write_report
 
         report = write_report(recipe, run_dir, stages)
-        close_run_dir(run_dir, model_dir=str(final_model))
+        close_run_dir(run_dir, model_dir=str(final_model), processes=accelerator.num_processes)
     end_trackers(accelerator)
     accelerator.wait_for_everyone()
     metrics = {f"{name}.{k}": v for name, stage in stages.items() for k, v in stage.summary().items()}
