@@ -5,16 +5,19 @@ with the sha256 of every file, marked COMPLETE, and only then renamed into
 place. A crash at any moment therefore leaves either the old latest checkpoint
 or the new one, never a half-written one that looks complete. Loading checks
 every hash, so a flipped byte names its file instead of training on garbage.
+Folders on their way in or out (``.tmp-*``) are renamed first and removed
+after, and leftovers are cleaned at the next start.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import random
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -25,6 +28,9 @@ from finetune.errors import UserError
 MARKER = "COMPLETE"
 MANIFEST = "MANIFEST.json"
 PREFIX = "step-"
+TMP = ".tmp-"  # a checkpoint being written, or an old one being deleted
+REPLACED = ".replaced-"  # a checkpoint of the same step moved aside during a re-save
+REQUIRED = ("weights.safetensors", "optimizer.pt", "state.json")
 
 
 class CheckpointError(UserError):
@@ -35,22 +41,36 @@ def checkpoint_root(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest checkpoint that carries the COMPLETE marker (half-written ones are ignored)."""
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoints that carry the COMPLETE marker, oldest first (half-written ones are ignored)."""
     root = checkpoint_root(run_dir)
     if not root.is_dir():
-        return None
-    done = [p for p in root.iterdir() if p.name.startswith(PREFIX) and (p / MARKER).is_file()]
-    return max(done, key=lambda p: int(p.name[len(PREFIX):]), default=None)
+        return []
+    done = [p for p in root.iterdir()
+            if p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit() and (p / MARKER).is_file()]
+    return sorted(done, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    done = complete_checkpoints(run_dir)
+    return done[-1] if done else None
 
 
 def clean_partial(run_dir: Path) -> None:
-    """Remove leftovers of saves that crashed before their rename."""
+    """Remove leftovers of saves and deletions that crashed; put back a checkpoint a crashed re-save moved aside."""
     root = checkpoint_root(run_dir)
-    if root.is_dir():
-        for p in root.iterdir():
-            if p.name.startswith(".tmp-"):
+    if not root.is_dir():
+        return
+    for p in root.iterdir():
+        if p.name.startswith(TMP):
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.name.startswith(REPLACED):
+            original = root / p.name[len(REPLACED):]
+            if (original / MARKER).is_file():
                 shutil.rmtree(p, ignore_errors=True)
+            else:
+                shutil.rmtree(original, ignore_errors=True)
+                os.replace(p, original)
 
 
 def rng_state() -> dict[str, Any]:
@@ -89,69 +109,128 @@ def save_checkpoint(
     barrier: Callable[[], None] = lambda: None,
     keep: int = 2,
 ) -> Path:
-    """Write checkpoint ``step`` atomically; every rank calls this (each saves its RNG state)."""
+    """Write checkpoint ``step`` atomically; every rank calls this (each saves its RNG state).
+
+    A write that fails (full disk, lost permission) removes its temporary folder and
+    raises CheckpointError; the previous checkpoint stays the latest complete one.
+    """
     root = checkpoint_root(run_dir)
     final = root / f"{PREFIX}{step:08d}"
-    tmp = root / f".tmp-{final.name}"
+    tmp = root / f"{TMP}{final.name}"
+    with _write_errors(tmp, run_dir, step, is_main):
+        if is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        barrier()
+        torch.save(rng_state(), tmp / f"rng-rank{rank}.pt")
+        barrier()
+        if is_main:
+            save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / "weights.safetensors"))
+            torch.save(optimizer_state, tmp / "optimizer.pt")
+            (tmp / "state.json").write_text(json.dumps(state, indent=1, sort_keys=True))
+            manifest = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+            for p in tmp.iterdir():
+                _fsync(p)
+            (tmp / MARKER).write_text("ok\n")
+            _fsync(tmp / MARKER)
+            _publish(tmp, final)
     if is_main:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    barrier()
-    torch.save(rng_state(), tmp / f"rng-rank{rank}.pt")
-    barrier()
-    if is_main:
-        save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / "weights.safetensors"))
-        torch.save(optimizer_state, tmp / "optimizer.pt")
-        (tmp / "state.json").write_text(json.dumps(state, indent=1, sort_keys=True))
-        manifest = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        for p in tmp.iterdir():
-            _fsync(p)
-        (tmp / MARKER).write_text("ok\n")
-        _fsync(tmp / MARKER)
-        if final.exists():  # a re-save of the same step after a resume
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync_dir(root)
         rotate(run_dir, keep)
     barrier()
     return final
 
 
+@contextlib.contextmanager
+def _write_errors(tmp: Path, run_dir: Path, step: int, is_main: bool) -> Iterator[None]:
+    """OSError while writing -> CheckpointError naming the folder; the partial folder goes (it may fill the disk)."""
+    try:
+        yield
+    except OSError as exc:
+        if is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        kept = latest_checkpoint(run_dir)
+        raise CheckpointError(
+            f"cannot write checkpoint step {step} in {checkpoint_root(run_dir)}: {exc.strerror or exc}; "
+            f"the latest complete checkpoint is {kept or 'none yet'}. Free space or fix permissions, then resume"
+        ) from exc
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Rename the finished folder into place; a checkpoint of the same step is moved aside first, not deleted."""
+    root = final.parent
+    aside = root / f"{REPLACED}{final.name}"
+    if final.exists():  # a re-save of the same step
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(final, aside)
+        _fsync_dir(root)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def rotate(run_dir: Path, keep: int) -> None:
-    """Keep the newest ``keep`` complete checkpoints; the latest complete one always survives."""
-    root = checkpoint_root(run_dir)
-    done = sorted(
-        (p for p in root.iterdir() if p.name.startswith(PREFIX) and (p / MARKER).is_file()),
-        key=lambda p: int(p.name[len(PREFIX):]),
-    )
+    """Keep the newest ``keep`` complete checkpoints; the latest complete one always survives.
+
+    Each old one is renamed out of sight before it is deleted, so a crash mid-delete
+    never leaves a half-deleted folder that still looks complete.
+    """
+    done = complete_checkpoints(run_dir)
     for old in done[: max(0, len(done) - max(1, keep))]:
-        shutil.rmtree(old, ignore_errors=True)
+        doomed = old.with_name(f"{TMP}{old.name}")
+        os.replace(old, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
 
 
 def load_checkpoint(path: Path, rank: int = 0) -> dict[str, Any]:
-    """Verify every file against the manifest, then load with safe loaders only."""
+    """Verify every file against the manifest, then load with safe loaders only.
+
+    Tensors come from safetensors; the optimizer and RNG states go through
+    ``torch.load(weights_only=True)``, which refuses to build arbitrary objects, so a
+    crafted pickle fails here (naming its file) instead of running code.
+    """
     if not (path / MARKER).is_file():
         raise CheckpointError(f"checkpoint {path} is incomplete (no {MARKER} marker)")
     try:
         manifest = json.loads((path / MANIFEST).read_text())
     except (OSError, json.JSONDecodeError):
         raise CheckpointError(f"checkpoint {path}: manifest missing or unreadable") from None
+    rng_name = f"rng-rank{rank}.pt"
+    if not isinstance(manifest, dict) or not all(isinstance(d, str) for d in manifest.values()):
+        raise CheckpointError(f"checkpoint {path}: {MANIFEST} is not a map of file names to sha256 digests")
+    if rng_name not in manifest:
+        raise CheckpointError(f"checkpoint {path} has no RNG state for rank {rank}: resume with the same number of processes")
+    unlisted = [name for name in REQUIRED if name not in manifest]
+    if unlisted:
+        raise CheckpointError(f"checkpoint {path}: {', '.join(unlisted)} not in its {MANIFEST}; it cannot be verified")
     for name, digest in manifest.items():
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"checkpoint file {file} is missing")
         if _sha256(file) != digest:
             raise CheckpointError(f"checkpoint file {file} is corrupt (sha256 mismatch); delete {path} to use an older one")
-    rng_file = path / f"rng-rank{rank}.pt"
-    if not rng_file.is_file():
-        raise CheckpointError(f"checkpoint {path} has no RNG state for rank {rank}: resume with the same number of processes")
     return {
-        "weights": load_file(str(path / "weights.safetensors")),
-        "optimizer": torch.load(path / "optimizer.pt", weights_only=True),
-        "state": json.loads((path / "state.json").read_text()),
-        "rng": torch.load(rng_file, weights_only=True),
+        "weights": _read(path / "weights.safetensors", lambda f: load_file(str(f))),
+        "optimizer": _read(path / "optimizer.pt", _safe_torch_load),
+        "state": _read(path / "state.json", lambda f: json.loads(f.read_text())),
+        "rng": _read(path / rng_name, _safe_torch_load),
     }
+
+
+def _safe_torch_load(file: Path) -> Any:
+    return torch.load(file, weights_only=True, map_location="cpu")
+
+
+def _read(file: Path, loader: Callable[[Path], Any]) -> Any:
+    """Any failure to parse a verified file (a pickle with code in it, a broken format) names the file."""
+    try:
+        return loader(file)
+    except Exception as exc:  # noqa: BLE001 - pickle, safetensors and json each raise their own types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(
+            f"checkpoint file {file} cannot be loaded safely ({type(exc).__name__}: {first[:200]}); "
+            "it was not written by ft or has been tampered with"
+        ) from None
 
 
 def _sha256(path: Path) -> str:

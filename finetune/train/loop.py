@@ -49,7 +49,11 @@ class TrainResult:
 
 
 class _StopFlag:
-    """SIGTERM / Ctrl-C only set a flag; the loop acts on it at the next step boundary."""
+    """SIGTERM / Ctrl-C only set a flag; the loop acts on it at the next step boundary.
+
+    A second signal means the user will not wait: the old handlers come back and
+    KeyboardInterrupt stops the run now (the last complete checkpoint stays usable).
+    """
 
     def __init__(self) -> None:
         self.raised = False
@@ -64,11 +68,18 @@ class _StopFlag:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self.raised:
+            self._restore()
+            raise KeyboardInterrupt(f"signal {signum} received twice")
         self.raised = True
 
-    def __exit__(self, *exc: Any) -> None:
+    def _restore(self) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
+        self._old = {}
+
+    def __exit__(self, *exc: Any) -> None:
+        self._restore()
 
 
 def make_optimizer(params: list[torch.nn.Parameter], spec: TrainSpec) -> torch.optim.Optimizer:
@@ -110,13 +121,19 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     steps_per_epoch, total = plan_total_steps(len(data), spec, world)
+    accelerator.print(f"{desc}: global batch {spec.batch_size} per process x {spec.grad_accum} grad_accum x "
+                      f"{world} processes = {spec.batch_size * spec.grad_accum * world} sequences per step; {total} steps")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, spec)
+    # the saved position indexes a plan of batch_size x grad_accum steps; another shape would skip or replay data
+    fingerprint = {**fingerprint, "batch_size": spec.batch_size, "grad_accum": spec.grad_accum,
+                   "optimizer": spec.optimizer}
     state = {"step": 0, "epoch": 0, "pos": 0, "samples": 0, "tokens": 0, "pad_tokens": 0, "skipped": 0}
     if main:
         ckpt.clean_partial(run_dir)
     accelerator.wait_for_everyone()
     latest = ckpt.latest_checkpoint(run_dir) if resume else None
+    saved_step = -1
     if latest is not None:
         loaded = ckpt.load_checkpoint(latest, rank)
         _check_fingerprint(loaded["state"]["fingerprint"], fingerprint, latest)
@@ -124,6 +141,7 @@ def train(
         optimizer.load_state_dict(loaded["optimizer"])
         state.update(loaded["state"]["progress"])
         ckpt.set_rng_state(loaded["rng"])
+        saved_step = state["step"]
         accelerator.print(f"resumed from {latest} (step {state['step']} of {total})")
     model, optimizer = accelerator.prepare(model, optimizer)
     metrics_path = run_dir / "metrics.jsonl"
@@ -138,6 +156,7 @@ def train(
     progress = _progress(total, state["step"], desc, disable=not main)
 
     def save() -> None:
+        nonlocal saved_step
         unwrapped = accelerator.unwrap_model(model)
         weights = {n: p for n, p in unwrapped.named_parameters() if p.requires_grad}
         ckpt.save_checkpoint(
@@ -145,6 +164,7 @@ def train(
             {"progress": state, "fingerprint": fingerprint, "versions": _versions(), "total_steps": total},
             rank=rank, is_main=main, barrier=accelerator.wait_for_everyone, keep=spec.save_total_limit,
         )
+        saved_step = state["step"]
 
     with _StopFlag() as stop:
         while state["step"] < total:
@@ -174,35 +194,41 @@ def train(
                 step_loss = float(accelerator.reduce(loss_sum, reduction="sum")) / max(1, n_scored)
                 norm = accelerator.clip_grad_norm_(params, spec.max_grad_norm or float("inf"))
                 norm = float(norm) if norm is not None else 0.0
-                if math.isfinite(step_loss) and math.isfinite(norm):
+                finite = math.isfinite(step_loss) and math.isfinite(norm)
+                if finite:
                     optimizer.step()
                     bad_streak = 0
                 else:
                     bad_streak += 1
                     state["skipped"] += 1
-                    accelerator.print(f"step {state['step']}: non-finite loss {step_loss} or grad norm {norm}; update skipped")
+                    accelerator.print(f"step {state['step'] + 1}: non-finite loss {step_loss} or grad norm {norm}; "
+                                      "update skipped, weights unchanged")
                 optimizer.zero_grad(set_to_none=True)
                 state["step"] += 1
                 state["pos"] = pos + 1
                 state["samples"] += sum(len(mb) for mb in step_batches)
                 last_loss = step_loss if math.isfinite(step_loss) else last_loss
                 record = {"step": state["step"], "epoch": state["epoch"], "loss": step_loss, "lr": lr, "grad_norm": norm}
+                if not finite:
+                    record["skipped"] = True
                 if bad_streak >= spec.max_bad_steps:
-                    _append(metrics_path, record, main, accelerator)
+                    _append(metrics_path, record, main, accelerator, desc)
+                    kept = ckpt.latest_checkpoint(run_dir)
                     raise NonFiniteError(
                         f"{bad_streak} non-finite steps in a row (last at step {state['step']}); stopped. "
-                        "The last good checkpoint is kept; lower train.learning_rate or check the data"
+                        f"The last good checkpoint is kept ({kept or 'none written yet'}); "
+                        "lower train.learning_rate or check the data"
                     )
                 history.append(record)
-                if state["step"] % spec.log_every == 0 or state["step"] == total:
+                if state["step"] % spec.log_every == 0 or state["step"] == total or not finite:
                     elapsed = time.perf_counter() - started
                     record["tokens_per_s"] = round(state["tokens"] * world / max(elapsed, 1e-9), 1)
-                    _append(metrics_path, record, main, accelerator)
+                    _append(metrics_path, record, main, accelerator, desc)
                     progress.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
                 progress.update(1)
                 if val is not None and spec.eval_every and state["step"] % spec.eval_every == 0 and state["step"] < total:
                     val_loss = evaluate_loss(model, val, spec.batch_size, accelerator)
-                    _append(metrics_path, {"step": state["step"], "val_loss": val_loss, "val_ppl": _ppl(val_loss)}, main, accelerator)
+                    _append(metrics_path, {"step": state["step"], "val_loss": val_loss, "val_ppl": _ppl(val_loss)}, main, accelerator, desc)
                 stop_now = _any_rank(stop.raised, accelerator)
                 if (spec.save_every and state["step"] % spec.save_every == 0) or stop_now:
                     save()
@@ -215,8 +241,9 @@ def train(
     progress.close()
     if val is not None:
         val_loss = evaluate_loss(model, val, spec.batch_size, accelerator)
-        _append(metrics_path, {"step": state["step"], "val_loss": val_loss, "val_ppl": _ppl(val_loss)}, main, accelerator)
-    save()
+        _append(metrics_path, {"step": state["step"], "val_loss": val_loss, "val_ppl": _ppl(val_loss)}, main, accelerator, desc)
+    if saved_step != state["step"]:  # evaluation changes no state: a checkpoint of this step is already final
+        save()
     total_tokens = int(accelerator.reduce(torch.tensor(state["tokens"], device=accelerator.device), reduction="sum"))
     total_pad = int(accelerator.reduce(torch.tensor(state["pad_tokens"], device=accelerator.device), reduction="sum"))
     return TrainResult(
@@ -272,23 +299,30 @@ def _any_rank(flag: bool, accelerator: Any) -> bool:
     return bool(accelerator.reduce(t, reduction="sum") > 0)
 
 
-def _append(path: Path, record: dict[str, Any], main: bool, accelerator: Any = None) -> None:
+def _append(path: Path, record: dict[str, Any], main: bool, accelerator: Any = None, prefix: str = "train") -> None:
     """metrics.jsonl (main process only) and the same scalars to any configured trackers."""
     if main:
         with path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
     if accelerator is not None and getattr(accelerator, "trackers", None):
-        prefix = path.parent.name
         accelerator.log({f"{prefix}/{k}": v for k, v in record.items() if k != "step"}, step=record["step"])
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """On resume, drop log lines past the checkpoint so the log equals an uninterrupted run's."""
+    """On resume, drop log lines past the checkpoint so the log equals an uninterrupted run's.
+
+    A run killed while appending leaves half a line; it is dropped with the rest.
+    """
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
-    if step == 0:
-        kept = []
+    kept = []
+    for line in path.read_text().splitlines() if step > 0 else []:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in kept))
     tmp.replace(path)
@@ -310,8 +344,9 @@ def _load_trainable(model: torch.nn.Module, weights: dict[str, torch.Tensor]) ->
 def _check_fingerprint(saved: dict[str, Any], now: dict[str, Any], where: Path) -> None:
     differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
     if differ:
+        changes = "; ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differ)
         raise UserError(
-            f"cannot resume from {where}: {', '.join(differ)} changed since it was written; "
+            f"cannot resume from {where}: {', '.join(differ)} changed since it was written ({changes}); "
             "use a new output folder or restore the recipe"
         )
 
