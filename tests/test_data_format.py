@@ -160,7 +160,9 @@ def test_label_loss_marks_first_response_token(tokenizer):
     assert registry.sets == [firsts]
     marked = [i for i, c in enumerate(example["choice_index"]) if c != -1]
     assert len(marked) == 1 and example["choice_index"][marked[0]] == 0
-    assert [i for i, lab in enumerate(example["labels"]) if lab != -100] == marked
+    # the whole response (label + eos) keeps its plain loss; the decision token is marked for the restricted term
+    assert [i for i, lab in enumerate(example["labels"]) if lab != -100][0] == marked[0]
+    assert example["labels"][-1] == tokenizer.eos_token_id
     assert example["input_ids"][marked[0]] == firsts[1]
     n_prompt = len(tokenizer(template.prompt(CLS), add_special_tokens=False)["input_ids"])
     assert marked == [n_prompt]

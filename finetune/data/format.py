@@ -227,9 +227,10 @@ def encode_example(
 ) -> Example | None:
     """Token ids and labels for one row (-100: not trained); None when over max_length under "drop".
 
-    ``choices`` (label loss on) restricts a classification row's loss to its first response token,
-    scored among the first tokens of its choices. ``stats`` counts truncated, dropped and
-    label_loss_fallbacks.
+    ``choices`` (label loss on) marks a classification row's first response token, where the loss
+    adds a term that scores the target among the first tokens of its choices only (see
+    train/loss.py); the rest of the label and eos keep the plain loss, so constrained scoring and
+    free generation both work. ``stats`` counts truncated, dropped and label_loss_fallbacks.
     """
     stats = stats if stats is not None else {}
     segments = [(text, trained) for text, trained in template.segments(row) if text]
@@ -259,7 +260,6 @@ def encode_example(
         if index is None:
             stats["label_loss_fallbacks"] = stats.get("label_loss_fallbacks", 0) + 1
         else:
-            example["labels"] = labels[:start + 1] + [IGNORE] * (len(ids) - start - 1)
             example["choice_index"] = [-1] * len(ids)
             example["choice_index"][start] = index
     return example

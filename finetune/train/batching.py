@@ -75,9 +75,12 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, Any]:
 
 
 def count_label_tokens(examples: list[Example]) -> int:
-    """Scored positions (a label at position t is predicted from t-1, so position 0 never counts)."""
+    """Loss terms, as causal_lm_loss counts them (a label at position t is predicted from t-1, so position 0 never counts)."""
     total = 0
     for e in examples:
         labels = e["labels"]
         total += sum(1 for t in range(1, len(labels)) if labels[t] != -100)
+        choice = e.get("choice_index")
+        if choice is not None:  # a label decision counts twice: plain and restricted term (train/loss.py)
+            total += sum(1 for t in range(1, len(labels)) if labels[t] != -100 and choice[t] >= 0)
     return total

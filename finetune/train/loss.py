@@ -14,10 +14,11 @@ def causal_lm_loss(
     """Summed cross-entropy over labelled positions and their count.
 
     ``labels[b, t]`` is the token expected at position t (-100: not scored); position
-    t-1 predicts it. Label-restricted positions (``choice_index[b, t] >= 0``) score the
-    target only against the other allowed labels: ``choice_ids[choice_index]`` lists
-    their first tokens (-1 pads). This teaches a classifier to choose between labels
-    instead of spending capacity on the rest of the vocabulary.
+    t-1 predicts it. At label-decision positions (``choice_index[b, t] >= 0``) a second
+    term scores the target only against the other allowed labels
+    (``choice_ids[choice_index]`` lists their first tokens, -1 pads): the plain term
+    teaches that a label comes next, the restricted one which label, so the decision
+    is not drowned by the rest of the vocabulary. Each term counts as one position.
     """
     logits = logits[:, :-1].float()
     targets = labels[:, 1:]
@@ -25,8 +26,7 @@ def causal_lm_loss(
     total = logits.new_zeros(())
     if choice_index is not None:
         restricted = choice_index[:, 1:]
-        rmask = restricted >= 0
-        mask = mask & ~rmask
+        rmask = (restricted >= 0) & mask
         if rmask.any():
             rows = logits[rmask]  # [n, vocab]
             sets = choice_ids[restricted[rmask]]  # [n, k]
