@@ -43,13 +43,16 @@ def test_label_probs_are_a_distribution_ordered_by_likelihood(tiny):
     assert [sorted(p) for p in probs] == [["bad", "good"], ["fell", "flat", "rose"]]
     for p in probs:
         assert abs(sum(p.values()) - 1) < 1e-6
-    # the same scores as a direct sum of token log-probabilities
+    # the same scores as a direct computation: first token when the first tokens differ, else the sum
     ids = tok("the patient felt", add_special_tokens=False)["input_ids"]
+    firsts = {tok(l, add_special_tokens=False)["input_ids"][0] for l in ("good", "bad")}
     scores = {}
-    for label in ("good", "bad"):
-        c = tok(label, add_special_tokens=False)["input_ids"]
-        logp = torch.log_softmax(model(input_ids=torch.tensor([ids + c])).logits[0], -1)
-        scores[label] = sum(float(logp[len(ids) - 1 + j, t]) for j, t in enumerate(c))
+    with torch.no_grad():
+        for label in ("good", "bad"):
+            c = tok(label, add_special_tokens=False)["input_ids"]
+            c = c[:1] if len(firsts) == 2 else c
+            logp = torch.log_softmax(model(input_ids=torch.tensor([ids + c])).logits[0], -1)
+            scores[label] = sum(float(logp[len(ids) - 1 + j, t]) for j, t in enumerate(c))
     expect = torch.softmax(torch.tensor([scores["good"], scores["bad"]]), 0)
     assert abs(probs[0]["good"] - float(expect[0])) < 1e-5
 

@@ -47,10 +47,18 @@ def generate(
 
 @torch.no_grad()
 def label_probs(model: Any, tokenizer: Any, prompts: list[str], choices: list[list[str]], batch_size: int = 32) -> list[dict[str, float]]:
-    """Constrained classification: P(label | prompt) from the summed log-likelihood of each label's tokens."""
+    """Constrained classification: P(label | prompt), renormalised over the labels.
+
+    Scored on each label's first token when those differ (the decision), else on the summed
+    log-likelihood of all the label's tokens.
+    """
     model.eval()
     device = next(model.parameters()).device
     pairs = [(i, c) for i, cs in enumerate(choices) for c in cs]
+    # When the labels' first tokens differ, that token is the decision (it is what the label loss
+    # trains); the remaining tokens only spell the label out, so they are not scored.
+    first = {c: tuple(tokenizer(c, add_special_tokens=False)["input_ids"][:1]) for cs in choices for c in cs}
+    decided_by_first = [len({first[c] for c in cs}) == len(cs) for cs in choices]
     scores: dict[tuple[int, str], float] = {}
     pad = tokenizer.pad_token_id
     for start in range(0, len(pairs), batch_size):
@@ -66,6 +74,7 @@ def label_probs(model: Any, tokenizer: Any, prompts: list[str], choices: list[li
         mask = torch.tensor([[1] * len(s) + [0] * (longest - len(s)) for s in seqs], device=device)
         logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float(), -1)
         for row, ((i, choice), (a, b)) in enumerate(zip(chunk, spans)):
+            b = a + 1 if decided_by_first[i] else b
             targets = ids[row, a:b]
             scores[(i, choice)] = float(logp[row, a - 1:b - 1].gather(1, targets[:, None]).sum())
     out = []
