@@ -121,16 +121,32 @@ def test_failed_rename_leaves_previous_checkpoint_latest(tmp_path, monkeypatch):
     assert load_checkpoint(ckpt.latest_checkpoint(tmp_path))["state"]["progress"]["step"] == 1
 
 
-def test_crashed_resave_of_the_same_step_is_put_back(tmp_path, monkeypatch):
+def test_failed_resave_of_the_same_step_keeps_the_old_one_in_place(tmp_path, monkeypatch):
     _save(tmp_path, 3, keep=1)
-    # the re-save moves step 3 aside, then its rename into place fails: step 3 must not be lost
-    monkeypatch.setattr(ckpt.os, "replace", _fail_on_call(2, RuntimeError("simulated crash"), os.replace))
-    with pytest.raises(RuntimeError):
+    monkeypatch.setattr(ckpt.os, "replace", _fail_on_call(2, OSError(errno.ENOSPC, "No space left"), os.replace))
+    with pytest.raises(CheckpointError, match="step-00000003"):
         _save(tmp_path, 3, keep=1)
     monkeypatch.undo()
-    assert checkpoint_steps(tmp_path) == []  # mid-crash, step 3 sits aside
-    ckpt.clean_partial(tmp_path)
     assert checkpoint_steps(tmp_path) == [3]
+    load_checkpoint(ckpt.latest_checkpoint(tmp_path))
+
+
+def test_resave_killed_between_its_renames_is_put_back_at_the_next_start(tmp_path, monkeypatch):
+    _save(tmp_path, 3, keep=1)
+    real, calls = os.replace, [0]
+
+    def dies_after_first_rename(*args):  # the process is gone after moving step 3 aside: nothing else runs
+        calls[0] += 1
+        if calls[0] > 1:
+            raise SystemExit("killed")
+        real(*args)
+
+    monkeypatch.setattr(ckpt.os, "replace", dies_after_first_rename)
+    with pytest.raises(SystemExit):
+        _save(tmp_path, 3, keep=1)
+    monkeypatch.undo()
+    assert checkpoint_steps(tmp_path) == []  # step 3 sits aside
+    ckpt.clean_partial(tmp_path)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000003"]
     load_checkpoint(ckpt.latest_checkpoint(tmp_path))
 

@@ -115,6 +115,7 @@ def test_ctrl_c_checkpoints_at_the_step_boundary_and_exits_75(corpus, tmp_path, 
 
 
 def test_second_ctrl_c_interrupts_at_once_and_keeps_the_last_checkpoint(corpus, tmp_path, monkeypatch):
+    handler = signal.getsignal(signal.SIGINT)
     monkeypatch.setattr(Accelerator, "backward",
                         signalling_backward(Accelerator.backward, 3, signal.SIGINT, signal.SIGINT))
     recipe = write_recipe(pretrain_recipe(corpus, tmp_path / "run", save_every=1), tmp_path / "r.yaml")
@@ -123,7 +124,7 @@ def test_second_ctrl_c_interrupts_at_once_and_keeps_the_last_checkpoint(corpus, 
     stage = tmp_path / "run" / "pretrain"
     assert checkpoint_steps(stage) == [1, 2]
     load_checkpoint(latest_checkpoint(stage))
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler, "the run must put the caller's handler back"
 
 
 # ---------------------------------------------------------------- run folder and resume guard (7, 12)

@@ -164,7 +164,12 @@ def _publish(tmp: Path, final: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
         os.replace(final, aside)
         _fsync_dir(root)
-    os.replace(tmp, final)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        if aside.exists() and not final.exists():  # a crash that kills the process leaves this to clean_partial
+            os.replace(aside, final)
+        raise
     _fsync_dir(root)
     shutil.rmtree(aside, ignore_errors=True)
 
@@ -178,6 +183,7 @@ def rotate(run_dir: Path, keep: int) -> None:
     done = complete_checkpoints(run_dir)
     for old in done[: max(0, len(done) - max(1, keep))]:
         doomed = old.with_name(f"{TMP}{old.name}")
+        shutil.rmtree(doomed, ignore_errors=True)
         os.replace(old, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
 
