@@ -51,10 +51,14 @@ def test_missing_recipe_file_is_one_line():
 
 
 def test_data_preview_every_scenario_and_cards():
-    for name in NAMES:
-        out = ft("data", "preview", name, "--n", "1")
-        assert out.returncode == 0, out.stderr
-        assert f"=== {name}" in out.stdout and "--- prompt:" in out.stdout and "--- target:" in out.stdout
+    from finetune.commands import preview_command
+
+    for name in NAMES:  # in-process: each CLI start costs seconds of imports
+        text = preview_command(name, 1)
+        assert f"=== {name}" in text and "--- prompt:" in text and "--- target:" in text
+    out = ft("data", "preview", "risk_assessment", "--n", "2")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("--- target:") == 2
     cards = ft("cards")
     assert cards.returncode == 0
     line = next(l for l in cards.stdout.splitlines() if l.startswith("financial_phrasebank"))

@@ -36,12 +36,16 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RecipeError(str(path), [f"cannot read the recipe: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError(str(path), [f"not UTF-8 text (byte {exc.start}); save the recipe as UTF-8"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "somewhere"
         raise RecipeError(str(path), [f"not valid YAML ({where}): {getattr(exc, 'problem', exc)}"]) from None
+    except RecursionError:
+        raise RecipeError(str(path), ["nested too deeply to be a recipe"]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -50,7 +54,10 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
 
 
 def recipe_from_dict(data: dict[str, Any], overrides: Iterable[str] = (), source: str = "recipe") -> Recipe:
-    data = json.loads(json.dumps(data, default=str))  # deep copy; YAML dates etc. become strings
+    try:
+        data = json.loads(json.dumps(data, default=str))  # deep copy; YAML dates etc. become strings
+    except (ValueError, RecursionError):  # a YAML alias that contains itself, or absurd nesting
+        raise RecipeError(source, ["a value refers to itself or is nested too deeply (check YAML aliases)"]) from None
     errors: list[str] = []
     for item in overrides:
         try:
@@ -81,6 +88,8 @@ def apply_override(data: dict[str, Any], item: str) -> None:
         value = raw
     node: Any = data
     for i, part in enumerate(parts[:-1]):
+        if not isinstance(node, (dict, list)):
+            raise ValueError(f"override {key}: {'.'.join(parts[:i])} holds a plain value, not keys")
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 raise ValueError(f"override {key}: {'.'.join(parts[:i + 1])} is not an index of a list of {len(node)}")
@@ -90,6 +99,8 @@ def apply_override(data: dict[str, Any], item: str) -> None:
             node[part] = {}
         node = node[part]
     last = parts[-1]
+    if not isinstance(node, (dict, list)):
+        raise ValueError(f"override {key}: {'.'.join(parts[:-1])} holds a plain value, not keys")
     if isinstance(node, list):
         if not last.isdigit() or int(last) >= len(node):
             raise ValueError(f"override {key}: {last} is not an index of a list of {len(node)}")

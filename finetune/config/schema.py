@@ -76,7 +76,8 @@ class TrainSpec(Strict):
     save_total_limit: int = Field(2, ge=1, description="checkpoints kept; the latest complete one is never deleted")
     log_every: int = Field(10, ge=1, description="metrics.jsonl / progress update every N steps")
     max_bad_steps: int = Field(5, ge=1, description="non-finite steps in a row before the run stops")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on capable GPUs, fp32 on CPU")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on capable GPUs, fp32 on CPU; one per run, taken from the top-level train section")
     gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
     log_with: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(default_factory=list, description="offline trackers")
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
@@ -224,7 +225,7 @@ class DistributedSpec(Strict):
 # ---------------------------------------------------------------- the recipe
 class Recipe(Strict):
     name: str = Field(..., min_length=1, description="run name")
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="seeds data order, initialisation and generators")
     output: Optional[str] = Field(None, description="run folder; default runs/<name>")
     resume: Literal["never", "auto"] = Field("never", description="auto: continue from the latest complete checkpoint")
     overwrite: bool = Field(False, description="allow replacing a finished run in the output folder")

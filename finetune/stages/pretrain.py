@@ -64,7 +64,16 @@ def pretrain(recipe: Recipe, run_dir: Path, accelerator: Any, resume: bool) -> P
     from finetune.train.loop import train
 
     spec = recipe.pretrain
+    if spec.train.threads:  # the accelerator is built from the top-level train section
+        import torch
+
+        torch.set_num_threads(spec.train.threads)
     docs = load_corpus(spec.corpus, recipe.seed)
+    if len(docs) < 2:
+        from finetune.errors import UserError
+
+        raise UserError(f"the pretraining corpus has {len(docs)} document(s); it needs at least 2 "
+                        "(paragraphs separated by blank lines, or JSONL rows) to hold out a validation split")
     random.Random(recipe.seed).shuffle(docs)
     n_val = max(1, int(len(docs) * spec.validation_fraction))
     val_docs, train_docs = docs[:n_val], docs[n_val:]
