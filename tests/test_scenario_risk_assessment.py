@@ -27,7 +27,9 @@ def test_deterministic_disjoint_and_heldout_amounts():
     assert sum(len(s) for s in inputs) == len(set().union(*inputs)) == sum(SMALL.values())
     for split, rows in splits.items():
         amounts = {int(r["attributes"]["amount"]) for r in rows}
-        assert amounts <= set(ra.HELDOUT_AMOUNTS if split == "test" else ra.TRAIN_AMOUNTS)
+        assert amounts <= set(ra.TRAIN_AMOUNTS + ra.HELDOUT_AMOUNTS if split == "test" else ra.TRAIN_AMOUNTS)
+        if split == "test":
+            assert amounts & set(ra.HELDOUT_AMOUNTS)
     row = splits["train"][0]
     assert row["input"].startswith(f"age: {row['group']}; income: ") and row["choices"] == ["good", "bad"]
     assert len(row["input"].split()) < 60

@@ -24,7 +24,8 @@ well (best shortcut, prior default: MCC ~0.45 on clean labels vs 1.0 for the
 rule), so a model must combine attributes. The age band is the protected
 attribute (``group``); since it carries no points, any fairness gap a model
 shows is learnt from noise, not from the rule. Loan amounts in
-``HELDOUT_AMOUNTS`` appear only in the test split (same bands, unseen numbers).
+``HELDOUT_AMOUNTS`` appear only in the test split (same bands, unseen numbers), beside
+the training amounts.
 
 Real formats: UCI Statlog German credit (``german.data``, codes decoded with
 ``GERMAN_ATTRIBUTES``), UCI Australian credit (``australian.dat``), and any CSV
@@ -106,7 +107,9 @@ def generate(seed: int = 0, sizes: dict[str, int] | None = None, noise: float = 
     rng = random.Random(seed)
 
     def make(split: str) -> Row:
-        return _application(rng, HELDOUT_AMOUNTS if split == "test" else TRAIN_AMOUNTS, noise)
+        # test rows draw from both lists: the held-out numbers never reach training, yet most of
+        # the test measures the rule rather than how a tiny tokenizer happens to split new numbers
+        return _application(rng, TRAIN_AMOUNTS + HELDOUT_AMOUNTS if split == "test" else TRAIN_AMOUNTS, noise)
 
     return fill_splits("risk_assessment", sizes, SCENARIO.default_sizes, make)
 
