@@ -20,15 +20,16 @@ def causal_lm_loss(
     teaches that a label comes next, the restricted one which label, so the decision
     is not drowned by the rest of the vocabulary. Each term counts as one position.
     """
-    logits = logits[:, :-1].float()
-    targets = labels[:, 1:]
+    # The labels move left, not the logits: slicing logits[:, :-1] would cost a zero-filled full-size copy of
+    # their gradient in backward (bench/results: +2% LoRA, +10% pretraining tokens/s). The last position scores nothing.
+    targets = F.pad(labels[:, 1:], (0, 1), value=-100)
     mask = targets != -100
-    total = logits.new_zeros(())
+    total = logits.new_zeros((), dtype=torch.float32)
     if choice_index is not None:
-        restricted = choice_index[:, 1:]
+        restricted = F.pad(choice_index[:, 1:], (0, 1), value=-1)
         rmask = (restricted >= 0) & mask
         if rmask.any():
-            rows = logits[rmask]  # [n, vocab]
+            rows = logits[rmask].float()  # [n, vocab]
             sets = choice_ids[restricted[rmask]]  # [n, k]
             valid = sets >= 0
             picked = rows.gather(1, sets.clamp(min=0)).masked_fill(~valid, float("-inf"))
@@ -37,6 +38,9 @@ def causal_lm_loss(
         count = mask.sum() + rmask.sum()
     else:
         count = mask.sum()
-    if mask.any():
-        total = total + F.cross_entropy(logits[mask], targets[mask], reduction="sum")
+    scored = int(mask.sum())
+    if scored * 4 > mask.numel() * 3:  # mostly scored (pretraining): the flat view needs no gathered copy of the logits
+        total = total + F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
+    elif scored:
+        total = total + F.cross_entropy(logits[mask].float(), targets[mask], reduction="sum")
     return total, count
