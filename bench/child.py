@@ -35,9 +35,12 @@ def run_one(name: str, rep: int, cfg: BenchConfig, assets: Assets) -> RunRecord:
     contender = CONTENDERS[name]
     quiet_environment(cfg.threads)
     out: dict[str, Any] = contender.load()(cfg, assets, **contender.kwargs)
+    extra = {**out["extra"], "load_1min": round(os.getloadavg()[0], 2)}
+    if "cpu_seconds" in out:  # all threads' CPU time over the window: a second view when the machine is shared
+        extra["cpu_seconds"] = round(out["cpu_seconds"], 3)
     return RunRecord(contender=name, rep=rep, tokens_per_s=out["tokens"] / max(out["seconds"], 1e-9),
                      tokens=out["tokens"], seconds=out["seconds"], steps=out["steps"], peak_rss_mb=peak_rss_mb(),
-                     setup_rss_mb=out["setup_rss_mb"], matmul_params=out["matmul_params"], extra=out["extra"])
+                     setup_rss_mb=out["setup_rss_mb"], matmul_params=out["matmul_params"], extra=extra)
 
 
 def main(argv: list[str]) -> int:

@@ -19,8 +19,8 @@ class BenchConfig:
     train_rows_per_scenario: int = 400
     min_tokens: int = 20
     max_length: int = 250
-    examples: int = 480  # the workload of a fine-tuning contender: one epoch over these
-    pretrain_blocks: int = 160  # the workload of a pretraining contender: one epoch over these blocks
+    examples: int = 240  # the workload of a fine-tuning contender: one epoch over these
+    pretrain_blocks: int = 96  # the workload of a pretraining contender: one epoch over these blocks
     block_size: int = 256
     batch_size: int = 8
     warmup_steps: int = 3  # excluded from the timed window (allocator, first-call dispatch)
@@ -50,7 +50,7 @@ class BenchConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {},
     # one repetition, smaller workloads: a first look in a few minutes
-    "quick": {"reps": 1, "examples": 240, "pretrain_blocks": 80, "gen_prompts": 16},
+    "quick": {"reps": 1, "examples": 160, "pretrain_blocks": 64, "gen_prompts": 16},
     # a tiny model and a handful of examples: exercises every code path in seconds (tests)
     "smoke": {"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64, "vocab": 600,
               "train_rows_per_scenario": 24, "max_length": 120, "examples": 40, "pretrain_blocks": 24,

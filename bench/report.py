@@ -107,7 +107,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"one epoch each; LoRA r 8 on q/k/v/o. {cfg['reps']} repetition(s), contenders alternating; "
         f"the first {cfg['warmup_steps']} steps of each run are not timed.",
         "",
-        "| group | contender | tokens/s median (min-max) | peak RSS MiB | MFU | ft / peer |",
+        "| group | contender (name) | tokens/s median (min-max) | peak RSS MiB | MFU | ft / peer |",
         "|---|---|---|---|---|---|",
     ]
     rel = result["ratios"]
@@ -116,9 +116,9 @@ def markdown(result: dict[str, Any]) -> str:
         if not s.get("runs"):
             lines.append(f"| {c.group} | {c.label} | failed: {_short(s['errors'])} | | | |")
             continue
-        vs = ", ".join(f"{r:.2f}x {CONTENDERS[p].label}" for p, r in rel.get(name, {}).items())
+        vs = ", ".join(f"{r:.2f}x {p}" for p, r in rel.get(name, {}).items())
         mfu = f"{100 * s['mfu']:.1f}%" if s["mfu"] is not None else "-"
-        lines.append(f"| {c.group} | {c.label} | {s['tokens_per_s']:,.0f} ({s['min']:,.0f}-{s['max']:,.0f}) | "
+        lines.append(f"| {c.group} | {c.label} (`{name}`) | {s['tokens_per_s']:,.0f} ({s['min']:,.0f}-{s['max']:,.0f}) | "
                      f"{s['peak_rss_mb']:,.0f} | {mfu} | {vs} |")
     for name, why in result.get("skipped", {}).items():
         lines.append(f"| {CONTENDERS[name].group} | {CONTENDERS[name].label} | skipped: {why} | | | |")
