@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from finetune.codehash import source_hash
 from finetune.config.schema import DataSpec
 from finetune.data.format import ChoiceRegistry, Template, encode_example
 from finetune.train.batching import TokenizedData
@@ -72,6 +73,7 @@ def fingerprint(rows: list[dict[str, Any]], template: Template, tokenizer: Any, 
     h = hashlib.sha256()
     settings = {
         "version": CACHE_VERSION,
+        "code": source_hash("finetune.data.format", "finetune.data.tokenize"),
         "template": template.to_dict(),
         "vocabulary": vocabulary_hash(tokenizer),
         "max_length": spec.max_length,

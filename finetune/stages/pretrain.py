@@ -139,9 +139,8 @@ def unigram_entropy(ids: list[int]) -> float:
 
 
 def _code_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    """What else shapes a pretrained base: the code of the model, tokenizer, corpus, scenarios and loop."""
+    from finetune.codehash import source_hash
 
-    try:
-        return version("ft")
-    except PackageNotFoundError:
-        return "dev"
+    return source_hash("finetune.model", "finetune.data.corpus", "finetune.scenarios", "finetune.train",
+                       "finetune.stages.pretrain")
