@@ -55,7 +55,9 @@ def point(cfg: BenchConfig, width: int, length: int, tokens_per_step: int) -> di
     out = _run_train(cfg, model, data, group_by_length=False, forward_kwargs=None, lr=1e-4)
     from bench.measure import peak_rss_mb
 
-    return {"width": width, "length": length, "batch": batch, "heads": heads,
+    import os
+
+    return {"width": width, "length": length, "batch": batch, "heads": heads, "load_1min": round(os.getloadavg()[0], 2),
             "tokens_per_s": round(out["tokens"] / out["seconds"], 1), "peak_rss_mb": round(peak_rss_mb(), 1),
             "setup_rss_mb": round(out["setup_rss_mb"], 1), "matmul_params": out["matmul_params"]}
 
@@ -85,13 +87,14 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"# ft scaling, {result['date']}", "",
              f"Our pretraining path (core decoder, {result['layers']} layers, full training, fp32, "
              f"{result['threads']} threads), {result['tokens_per_step']} tokens per step.", "",
-             "| width | length | batch | matmul params | tokens/s | peak RSS MiB |", "|---|---|---|---|---|---|"]
+             "| width | length | batch | matmul params | tokens/s | peak RSS MiB | load (1 min) |",
+             "|---|---|---|---|---|---|---|"]
     for r in result["points"]:
         if "error" in r:
-            lines.append(f"| {r['width']} | {r['length']} | | | failed | |")
+            lines.append(f"| {r['width']} | {r['length']} | | | failed | | |")
         else:
             lines.append(f"| {r['width']} | {r['length']} | {r['batch']} | {r['matmul_params']:,} | "
-                         f"{r['tokens_per_s']:,.0f} | {r['peak_rss_mb']:,.0f} |")
+                         f"{r['tokens_per_s']:,.0f} | {r['peak_rss_mb']:,.0f} | {r['load_1min']} |")
     return "\n".join(lines) + "\n"
 
 
