@@ -72,9 +72,11 @@ def operator_profile(cfg: BenchConfig, assets: Any, active_steps: int = 10) -> d
 
 
 def _only_top(hook: Any) -> Any:
-    """A global forward pre-hook that fires for the causal LM's own forward only (not every submodule)."""
+    """A global forward pre-hook that fires once per step: for the causal LM's forward, not its submodules'
+    nor peft's wrapper around it."""
     def fire(module: Any, args: Any) -> None:
-        if type(module).__name__.endswith("ForCausalLM"):
+        cls = type(module)
+        if cls.__name__.endswith("ForCausalLM") and not cls.__module__.startswith("peft"):
             hook(module, args)
 
     return fire
