@@ -1,4 +1,4 @@
-"""python -m bench [--quick | --smoke] [--reps N] [--only NAME[,NAME]] [--scale] [--profile] [--out DIR]"""
+"""python -m bench [--quick | --smoke] [--reps N] [--threads N] [--only NAME[,NAME]] [--scale] [--profile] [--out DIR]"""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +15,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     size.add_argument("--quick", action="store_true", help="one repetition, half the workload (a few minutes)")
     size.add_argument("--smoke", action="store_true", help="a tiny model and a handful of examples (seconds; tests)")
     p.add_argument("--reps", type=int, help="repetitions per contender (default 3; quick and smoke: 1)")
+    p.add_argument("--threads", type=int, help="torch threads in every contender (default 2; smoke: 1)")
     p.add_argument("--only", help="contender names, groups (lora, full, pretrain, generate) or prefixes, comma-separated")
     p.add_argument("--scale", action="store_true", help="instead: ours' tokens/s and memory across widths and lengths")
     p.add_argument("--profile", action="store_true", help="instead: where our LoRA step spends its time (torch.profiler)")
@@ -22,14 +23,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--work", type=Path, help="where built models and data are cached (default bench/work)")
     p.add_argument("--in-process", action="store_true", help="run contenders in this process (peak memory is then shared)")
     args = p.parse_args(argv)
-    if args.reps is not None and args.reps < 1:
-        p.error(f"--reps must be at least 1, got {args.reps}")
+    for name in ("reps", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name} must be at least 1, got {value}")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
-    cfg = preset("smoke" if args.smoke else "quick" if args.quick else "full", reps=args.reps)
+    cfg = preset("smoke" if args.smoke else "quick" if args.quick else "full", reps=args.reps, threads=args.threads)
     if args.scale:
         from bench.scale import run_scale
 

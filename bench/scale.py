@@ -2,9 +2,11 @@
 
 Each point is our pretraining path (core decoder, full training, fixed-length
 blocks through train()) in its own process, at a constant number of tokens per
-step (batch = tokens_per_step / length), so only the shape changes.
+step (batch = tokens_per_step / length), so only the shape changes. Tokens per
+CPU-second sit beside wall-clock tokens/s: with one thread (--threads 1) they
+barely move when other work shares the machine.
 
-    python -m bench --scale          # -> bench/results/<date>-scale.json and .md
+    python -m bench --scale [--threads 1]   # -> bench/results/<date>-scale.json and .md
 """
 from __future__ import annotations
 
@@ -58,7 +60,8 @@ def point(cfg: BenchConfig, width: int, length: int, tokens_per_step: int) -> di
     import os
 
     return {"width": width, "length": length, "batch": batch, "heads": heads, "load_1min": round(os.getloadavg()[0], 2),
-            "tokens_per_s": round(out["tokens"] / out["seconds"], 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+            "tokens_per_s": round(out["tokens"] / out["seconds"], 1),
+            "tokens_per_cpu_s": round(out["tokens"] / max(out["cpu_seconds"], 1e-9), 1), "peak_rss_mb": round(peak_rss_mb(), 1),
             "setup_rss_mb": round(out["setup_rss_mb"], 1), "matmul_params": out["matmul_params"]}
 
 
@@ -87,14 +90,14 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"# ft scaling, {result['date']}", "",
              f"Our pretraining path (core decoder, {result['layers']} layers, full training, fp32, "
              f"{result['threads']} threads), {result['tokens_per_step']} tokens per step.", "",
-             "| width | length | batch | matmul params | tokens/s | peak RSS MiB | load (1 min) |",
-             "|---|---|---|---|---|---|---|"]
+             "| width | length | batch | matmul params | tokens/s | tokens/CPU-s | peak RSS MiB | load (1 min) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in result["points"]:
         if "error" in r:
-            lines.append(f"| {r['width']} | {r['length']} | | | failed | | |")
+            lines.append(f"| {r['width']} | {r['length']} | | | failed | | | |")
         else:
             lines.append(f"| {r['width']} | {r['length']} | {r['batch']} | {r['matmul_params']:,} | "
-                         f"{r['tokens_per_s']:,.0f} | {r['peak_rss_mb']:,.0f} | {r['load_1min']} |")
+                         f"{r['tokens_per_s']:,.0f} | {r['tokens_per_cpu_s']:,.0f} | {r['peak_rss_mb']:,.0f} | {r['load_1min']} |")
     return "\n".join(lines) + "\n"
 
 
