@@ -358,12 +358,14 @@ def test_init_statistics_and_counts():
 
 
 def test_registration_survives_reimport():
+    saved = dict(vars(core))
     try:
         reloaded = importlib.reload(core)  # re-runs the module-level register calls
         model = AutoModelForCausalLM.from_config(reloaded.CoreConfig(vocab_size=VOCAB, width=32))
         assert isinstance(model, reloaded.CoreForCausalLM)
         assert AutoConfig.for_model("ft_core").model_type == "ft_core"
-    finally:  # keep the classes imported at the top of this file registered for other tests
+    finally:  # put the original classes back: other modules and tests hold (and patch) them
+        vars(core).update(saved)
         AutoConfig.register("ft_core", CoreConfig, exist_ok=True)
         AutoModelForCausalLM.register(CoreConfig, CoreForCausalLM, exist_ok=True)
 
