@@ -143,6 +143,7 @@ def train(
         ckpt.set_rng_state(loaded["rng"])
         saved_step = state["step"]
         accelerator.print(f"resumed from {latest} (step {state['step']} of {total})")
+    model.train()  # from_pretrained returns eval mode: dropout and gradient checkpointing need training mode
     model, optimizer = accelerator.prepare(model, optimizer)
     metrics_path = run_dir / "metrics.jsonl"
     if main:
