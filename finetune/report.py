@@ -12,6 +12,7 @@ from typing import Any
 
 from finetune.config.load import recipe_hash
 from finetune.config.schema import Recipe
+from finetune.train.loop import package_versions
 
 # The GPU-hours estimate: the run's FLOPs on this reference at this utilisation.
 REFERENCE_GPU = "NVIDIA A100 80GB, bf16 dense"
@@ -37,7 +38,7 @@ def write_report(recipe: Recipe, run_dir: Path, stages: dict[str, Any]) -> Path:
 def build_report(recipe: Recipe, run_dir: Path, stages: dict[str, Any]) -> dict[str, Any]:
     report: dict[str, Any] = {
         "name": recipe.name, "recipe_hash": recipe_hash(recipe), "seed": recipe.seed,
-        "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "run_dir": str(run_dir), "versions": _versions(),
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "run_dir": str(run_dir), "versions": package_versions(),
     }
     for name, stage in stages.items():
         report[name] = stage.report_dict() if hasattr(stage, "report_dict") else stage.summary()
@@ -238,8 +239,3 @@ def _cards(cards: dict[str, str | None]) -> str:
 def _counts(counts: dict[str, int] | None) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) if counts else "none"
 
-
-def _versions() -> dict[str, str]:
-    from finetune.train.loop import _versions as versions
-
-    return versions()

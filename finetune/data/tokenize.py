@@ -23,7 +23,6 @@ from finetune.train.batching import TokenizedData
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when encode_example's output changes for the same inputs
 META = "ft_tokenized.json"
 COUNTS = ("truncated", "dropped", "label_loss_fallbacks")
 
@@ -72,7 +71,6 @@ def fingerprint(rows: list[dict[str, Any]], template: Template, tokenizer: Any, 
     """sha256 of everything the tokens depend on."""
     h = hashlib.sha256()
     settings = {
-        "version": CACHE_VERSION,
         "code": source_hash("finetune.data.format", "finetune.data.tokenize"),
         "template": template.to_dict(),
         "vocabulary": vocabulary_hash(tokenizer),

@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from finetune.config.schema import DataSpec, EvalSpec, SourceSpec
+from finetune.config.schema import DataSpec, EvalSpec
 from finetune.errors import UserError
 
 Row = dict[str, Any]
@@ -101,6 +101,3 @@ def samples(sets: list[EvalSet], before: dict[str, Any] | None, after: dict[str,
         out[s.name] = items
     return out
 
-
-def source_for_file(path: str, fields: dict[str, str], fmt: str | None = None) -> SourceSpec:
-    return SourceSpec(path=path, format=fmt, fields=fields)

@@ -162,7 +162,7 @@ def train(
         weights = {n: p for n, p in unwrapped.named_parameters() if p.requires_grad}
         ckpt.save_checkpoint(
             run_dir, state["step"], weights, optimizer.state_dict(),
-            {"progress": state, "fingerprint": fingerprint, "versions": _versions(), "total_steps": total},
+            {"progress": state, "fingerprint": fingerprint, "versions": package_versions(), "total_steps": total},
             rank=rank, is_main=main, barrier=accelerator.wait_for_everyone, keep=spec.save_total_limit,
         )
         saved_step = state["step"]
@@ -352,7 +352,8 @@ def _check_fingerprint(saved: dict[str, Any], now: dict[str, Any], where: Path) 
         )
 
 
-def _versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
+    """Versions recorded in checkpoints and reports, so a run says what produced it."""
     import importlib.metadata as md
 
     out = {}
