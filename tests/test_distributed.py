@@ -141,3 +141,52 @@ def test_gpu_check_skips_without_cuda():
     assert out.returncode == 0, out.stderr
     assert "skipped" in out.stdout
     assert (set(results.glob("gpu_check-*.json")) if results.is_dir() else set()) == before  # nothing measured
+
+
+# Loaded by every Python process started with this folder first on PYTHONPATH: rank 1 dies abruptly
+# (no cleanup, like a kill -9 or an OOM kill) as soon as the named checkpoint is complete.
+CRASH_RANK_1 = '''
+import os, pathlib, threading, time
+if os.environ.get("RANK") == "1" and os.environ.get("FT_TEST_CRASH_AFTER"):
+    marker = pathlib.Path(os.environ["FT_TEST_CRASH_AFTER"])
+    def _watch():
+        while not marker.exists():
+            time.sleep(0.002)
+        os._exit(9)
+    threading.Thread(target=_watch, daemon=True).start()
+'''
+
+
+def test_a_crashed_rank_stops_the_run_and_resume_with_the_same_world_finishes_it(base, tmp_path):
+    """RELIABILITY property 13: one rank of two dies mid-run; the run stops with an error, every checkpoint
+    left is complete and verifies, and --resume with two processes ends where an uninterrupted run ends."""
+    from finetune.train.checkpoint import complete_checkpoints, load_checkpoint
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASH_RANK_1)
+    run_dir = tmp_path / "crash"
+    recipe = write_recipe(tmp_path, finetune_recipe(base, run_dir, max_steps=40, save_every=4, grad_accum=1))
+    env = {**os.environ, "PYTHONPATH": f"{hook}{os.pathsep}{ROOT}", "HF_HUB_OFFLINE": "1",
+           "FT_TEST_CRASH_AFTER": str(run_dir / "checkpoints" / "step-00000008" / "COMPLETE")}
+    crashed = subprocess.run([sys.executable, str(CLI), "run", str(recipe), "--processes", "2"],
+                             capture_output=True, text=True, env=env, timeout=240, cwd=ROOT)
+    assert crashed.returncode != 0
+    assert "process 1 of 2 failed" in crashed.stderr or "failed" in crashed.stderr, crashed.stderr[-2000:]
+    assert not (run_dir / "model").exists() and not (run_dir / "report.json").exists()
+    left = complete_checkpoints(run_dir)
+    assert left and int(left[-1].name.split("-")[1]) >= 8 and int(left[-1].name.split("-")[1]) < 40
+    for ckpt in left:
+        for rank in (0, 1):
+            load_checkpoint(ckpt, rank=rank)  # verifies the manifest's sha256 of every file
+
+    resumed = ft("run", str(recipe), "--processes", "2", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stdout + resumed.stderr
+    reference = ft("run", str(recipe), f"output={tmp_path / 'whole'}", "--processes", "2")
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    a = load_file(tmp_path / "whole" / "model" / "adapter_model.safetensors")
+    b = load_file(run_dir / "model" / "adapter_model.safetensors")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0, msg=k)
+    assert world_seen(run_dir) == 2

@@ -1,4 +1,5 @@
 """Packing changes batching, not the objective: same loss on the same model, close loss after training."""
+import pytest
 import torch
 
 from finetune.config.schema import DataSpec, TrainSpec
@@ -25,10 +26,14 @@ def _setup(tmp_path):
     return model, train_data, val_data
 
 
-def test_same_model_same_loss_packed_or_not(tmp_path):
+@pytest.mark.parametrize("average", ["token", "example"])
+def test_same_model_same_loss_packed_or_not(tmp_path, average):
     model, train_data, _ = _setup(tmp_path)
     from finetune.config.schema import DistributedSpec
+    from finetune.train.batching import weigh_examples
 
+    if average == "example":  # per-example weights are attached before packing and travel with the tokens
+        train_data = weigh_examples(train_data)
     acc = make_accelerator(TrainSpec(), DistributedSpec())
     plain = evaluate_loss(model, train_data, 8, acc)
     packed = evaluate_loss(model, pack(train_data, 256), 4, acc)

@@ -27,3 +27,36 @@ def test_without_choices_it_is_summed_cross_entropy():
     total, count = causal_lm_loss(logits, labels)
     ref = F.cross_entropy(logits[:, :-1].reshape(-1, 7), labels[:, 1:].reshape(-1), ignore_index=-100, reduction="sum")
     assert torch.allclose(total, ref) and int(count) == 6
+
+
+def test_example_average_gives_every_example_the_same_weight():
+    """data.loss_average: example -- the step loss is the mean of each example's own mean loss."""
+    from finetune.train.batching import TokenizedData, collate, weigh_examples
+
+    torch.manual_seed(0)
+    short = {"input_ids": [1, 2, 3, 5], "labels": [-100, -100, 3, 5], "choice_index": [-1, -1, 0, -1]}
+    long = {"input_ids": [1, 2, 4, 4, 4, 4, 5], "labels": [-100, 2, 4, 4, 4, 4, 5], "choice_index": [-1] * 7}
+    data = weigh_examples(TokenizedData(examples=[short, long], choice_sets=[[3, 1]], pad_id=0))
+    assert abs(count_label_tokens(data.examples) - 2) < 1e-9  # two examples, whatever their lengths
+    batch = collate(data.examples, 0)
+    logits = torch.randn(2, 7, 6)
+    choice_ids = torch.tensor([[3, 1]])
+    total, count = causal_lm_loss(logits, batch["labels"], batch["choice_index"], choice_ids, batch["loss_weight"])
+    assert abs(float(count) - 2.0) < 1e-6
+    own = []
+    for i, e in enumerate((short, long)):
+        n = len(e["labels"])
+        s, c = causal_lm_loss(logits[i:i + 1, :n], torch.tensor([e["labels"]]), torch.tensor([e["choice_index"]]), choice_ids)
+        own.append(float(s / c))
+    assert abs(float(total / count) - sum(own) / 2) < 1e-5
+    plain_total, plain_count = causal_lm_loss(logits, batch["labels"], batch["choice_index"], choice_ids)
+    assert int(plain_count) == 9 and abs(float(plain_total / plain_count) - sum(own) / 2) > 1e-3  # token mean differs
+
+
+def test_unit_weights_equal_the_plain_loss():
+    torch.manual_seed(1)
+    logits = torch.randn(2, 5, 7)
+    labels = torch.tensor([[-100, 1, 2, 3, -100], [-100, -100, 4, 4, 4]])
+    a = causal_lm_loss(logits, labels)
+    b = causal_lm_loss(logits, labels, weights=torch.ones(2, 5))
+    assert torch.allclose(a[0], b[0]) and float(a[1]) == float(b[1])

@@ -196,3 +196,16 @@ def test_evaluate_generated_perfect_and_noise_cap():
     m = ra.evaluate([r["output"] for r in rows], rows)
     assert m["gen_mcc"] == pytest.approx(1.0)
     assert 0.5 < m["ref_bayes_mcc"] < 1.0 and m["ref_best_shortcut_mcc"] < m["gen_mcc"]
+
+
+@pytest.mark.parametrize("name", ["risk_assessment", "tutoring", "content_writing", "medical_records", "financial_analysis"])
+def test_test_split_does_not_depend_on_training_size(name):
+    """Runs that train on more or fewer rows are scored on the same questions; a larger test size only appends."""
+    from finetune.scenarios import get
+
+    gen = get(name).generate
+    small = gen(seed=3, sizes={"train": 10, "validation": 5, "test": 20})
+    large = gen(seed=3, sizes={"train": 60, "validation": 15, "test": 30})
+    assert [r["input"] for r in large["test"][:20]] == [r["input"] for r in small["test"]]
+    assert [r["output"] for r in large["test"][:20]] == [r["output"] for r in small["test"]]
+    assert list(large) == ["train", "validation", "test"]

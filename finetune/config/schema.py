@@ -103,6 +103,7 @@ class CorpusSpec(Strict):
 class TokenizerSpec(Strict):
     vocab_size: int = Field(2048, ge=300, le=262144, description="BPE vocabulary size (byte-level, >= 256 + specials)")
     path: Optional[str] = Field(None, description="reuse this tokenizer directory instead of training one")
+    split_digits: bool = Field(True, description="one token per digit, so unseen numbers read like seen ones")
 
 
 class PretrainSpec(Strict):
@@ -155,7 +156,10 @@ class DataSpec(Strict):
     truncation: Literal["truncate", "drop"] = "truncate"
     packing: bool = Field(False, description="concatenate examples into blocks (no cross-example attention)")
     train_on_prompt: bool = Field(False, description="also compute the loss on prompt tokens")
-    label_loss: bool = Field(True, description="for classification rows, loss only over the label words")
+    label_loss: bool = Field(True, description="classification rows: add a term scoring the label among the allowed labels only")
+    loss_average: Literal["token", "example"] = Field(
+        "token", description="token: every scored token weighs the same, so long answers outweigh short labels in a mixture; "
+                             "example: every example weighs the same, its scored tokens share that weight")
     scrub_pii: bool = Field(False, description="replace personal identifiers with typed placeholders before tokenizing")
     on_bad_row: Literal["error", "skip"] = "error"
     require_card: bool = Field(False, description="refuse data without a data card")

@@ -63,8 +63,11 @@ def _cut(example: Example, block_size: int) -> Example:
 def _join(examples: list[Example]) -> Example:
     out: Example = {"input_ids": [], "labels": [], "position_ids": []}
     with_choices = "choice_index" in examples[0]
+    with_weights = "loss_weight" in examples[0]
     if with_choices:
         out["choice_index"] = []
+    if with_weights:
+        out["loss_weight"] = []
     for e in examples:
         n = len(e["input_ids"])
         out["input_ids"] += e["input_ids"]
@@ -72,6 +75,8 @@ def _join(examples: list[Example]) -> Example:
         out["position_ids"] += list(range(n))
         if with_choices:
             out["choice_index"] += [-1] + e["choice_index"][1:]
+        if with_weights:
+            out["loss_weight"] += e["loss_weight"]
     return out
 
 

@@ -26,13 +26,21 @@ CHAT_TEMPLATE = (
 )
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path):
-    """Train byte-level BPE on ``texts`` and save it to ``out_dir`` as a fast tokenizer."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path, split_digits: bool = True):
+    """Train byte-level BPE on ``texts`` and save it to ``out_dir`` as a fast tokenizer.
+
+    ``split_digits`` keeps every digit its own token (as LLaMA's tokenizer does): a number
+    then reads the same way whether or not it was frequent in the training text, so a
+    model can compare and combine numbers it never saw as a whole (held-out loan amounts,
+    arithmetic results) instead of memorising one merged token per number.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+                         if split_digits else byte_level)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

@@ -28,6 +28,9 @@ def fill_splits(name: str, sizes: dict[str, int] | None, defaults: dict[str, int
     """Draw rows split by split, dropping any input already used so splits never share one.
 
     ``make(split)`` returns a row without ``id``; it must draw held-out values only for "test".
+    The test split is drawn first, so for one seed it is the same rows whatever the train and
+    validation sizes (a larger test size only appends): runs that train on different amounts
+    are scored on the same questions.
     """
     wanted = dict(defaults)
     for key, n in (sizes or {}).items():
@@ -38,7 +41,7 @@ def fill_splits(name: str, sizes: dict[str, int] | None, defaults: dict[str, int
         wanted[key] = n
     seen: set[str] = set()
     splits: Splits = {}
-    for split in SPLITS:
+    for split in ("test", "validation", "train"):
         rows: list[Row] = []
         tries = 0
         while len(rows) < wanted[split]:
@@ -51,7 +54,7 @@ def fill_splits(name: str, sizes: dict[str, int] | None, defaults: dict[str, int
             seen.add(row["input"])
             rows.append({"id": f"{name}-{split}-{len(rows):05d}", **row})
         splits[split] = rows
-    return splits
+    return {split: splits[split] for split in SPLITS}
 
 
 # ---------------------------------------------------------------- reading users' files

@@ -1,4 +1,4 @@
-"""Fine-tuning stage: sources -> scrub PII -> format -> tokenize (cached) -> pack -> method -> train -> save.
+"""Fine-tuning stage: sources -> scrub PII -> format -> tokenize (cached) -> weigh -> pack -> method -> train -> save.
 
 The template used for training is saved beside the model as ``ft_template.json``
 (one per data source), so generation and evaluation render prompts exactly as
@@ -63,6 +63,10 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
     cache = _token_cache()
     train_data, train_stats = tokenize_split(sources, "train", templates, tokenizer, spec, cache)
     val_data, val_stats = tokenize_split(sources, "validation", templates, tokenizer, spec, cache)
+    if spec.loss_average == "example":
+        from finetune.train.batching import weigh_examples
+
+        train_data, val_data = weigh_examples(train_data), weigh_examples(val_data)
     for name, stats in train_stats.items():
         say(f"data {name}: {stats['examples']} training examples, {stats['truncated']} truncated, "
             f"{stats['dropped']} dropped" + (" (tokenization reused from cache)" if stats["cached"] else ""))

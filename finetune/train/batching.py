@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-Example = dict[str, list[int]]  # input_ids, labels, optional position_ids / choice_index
+Example = dict[str, list]  # input_ids, labels; optional position_ids, choice_index, loss_weight (floats)
 
 
 @dataclass
@@ -71,16 +71,33 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, Any]:
             batch["position_ids"] = torch.where(mask, batch["position_ids"], batch["position_ids"].max())
     if "choice_index" in examples[0]:
         batch["choice_index"] = pad("choice_index", -1)
+    if "loss_weight" in examples[0]:
+        batch["loss_weight"] = torch.tensor(
+            [e["loss_weight"] + [0.0] * (longest - len(e["loss_weight"])) for e in examples], dtype=torch.float32)
     return batch
 
 
-def count_label_tokens(examples: list[Example]) -> int:
-    """Loss terms, as causal_lm_loss counts them (a label at position t is predicted from t-1, so position 0 never counts)."""
-    total = 0
-    for e in examples:
-        labels = e["labels"]
-        total += sum(1 for t in range(1, len(labels)) if labels[t] != -100)
-        choice = e.get("choice_index")
-        if choice is not None:  # a label decision counts twice: plain and restricted term (train/loss.py)
-            total += sum(1 for t in range(1, len(labels)) if labels[t] != -100 and choice[t] >= 0)
-    return total
+def _terms(e: Example) -> list[int]:
+    """Positions holding loss terms, once per term (a label at t is predicted from t-1, so position 0 never counts)."""
+    labels, choice = e["labels"], e.get("choice_index")
+    scored = [t for t in range(1, len(labels)) if labels[t] != -100]
+    if choice is not None:  # a label decision counts twice: plain and restricted term (train/loss.py)
+        scored += [t for t in scored if choice[t] >= 0]
+    return scored
+
+
+def count_label_tokens(examples: list[Example]) -> float:
+    """The step normaliser, as causal_lm_loss counts: loss terms, or the sum of their weights when examples carry them."""
+    if examples and "loss_weight" in examples[0]:
+        return sum(e["loss_weight"][t] for e in examples for t in _terms(e))
+    return sum(len(_terms(e)) for e in examples)
+
+
+def weigh_examples(data: TokenizedData) -> TokenizedData:
+    """Per-example averaging: each example's loss terms share a weight of 1, so a one-word label counts as much as a
+    100-token answer (without it, a mixture is steered by its longest answers). Added before packing, which keeps it."""
+    out = []
+    for e in data.examples:
+        n = len(_terms(e))
+        out.append({**e, "loss_weight": [1.0 / n if n else 0.0] * len(e["labels"])})
+    return TokenizedData(examples=out, choice_sets=data.choice_sets, pad_id=data.pad_id)

@@ -186,7 +186,7 @@ def train(
                     sync = contextlib.nullcontext() if i == len(mine) - 1 else accelerator.no_sync(model)
                     with sync, accelerator.autocast():
                         out = model(**_inputs(batch), **(forward_kwargs or {}))
-                        s, _ = causal_lm_loss(out.logits, batch["labels"], batch.get("choice_index"), choice_ids)
+                        s, _ = causal_lm_loss(out.logits, batch["labels"], batch.get("choice_index"), choice_ids, batch.get("loss_weight"))
                         accelerator.backward(s * (world / max(1, n_scored)))
                     loss_sum += s.detach()
                     real = int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
@@ -268,7 +268,7 @@ def evaluate_loss(model: torch.nn.Module, data: TokenizedData, batch_size: int, 
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with accelerator.autocast():
             out = model(**_inputs(batch), use_cache=False)
-        s, c = causal_lm_loss(out.logits, batch["labels"], batch.get("choice_index"), choice_ids)
+        s, c = causal_lm_loss(out.logits, batch["labels"], batch.get("choice_index"), choice_ids, batch.get("loss_weight"))
         total += s
         count += c
     model.train(was_training)
