@@ -30,6 +30,11 @@ def test_deterministic_disjoint_and_heldout_amounts():
         assert amounts <= set(ra.TRAIN_AMOUNTS + ra.HELDOUT_AMOUNTS if split == "test" else ra.TRAIN_AMOUNTS)
         if split == "test":
             assert amounts & set(ra.HELDOUT_AMOUNTS)
+    test = ra.generate(seed=7, sizes={"train": 0, "validation": 0, "test": 1000})["test"]
+    share = sum(int(r["attributes"]["amount"]) in ra.HELDOUT_AMOUNTS for r in test) / len(test)
+    assert abs(share - ra.HELDOUT_SHARE) < 0.05
+    assert min(ra.TRAIN_AMOUNTS) < 5000 <= 14000 < 15000 <= max(ra.TRAIN_AMOUNTS)  # every band, and its edges, is taught
+    assert {4000, 5000, 14000, 15000} <= set(ra.TRAIN_AMOUNTS)
     row = splits["train"][0]
     assert row["input"].startswith(f"age: {row['group']}; income: ") and row["choices"] == ["good", "bad"]
     assert len(row["input"].split()) < 60

@@ -23,9 +23,10 @@ best score any model can reach. No single attribute value predicts the label
 well (best shortcut, prior default: MCC ~0.45 on clean labels vs 1.0 for the
 rule), so a model must combine attributes. The age band is the protected
 attribute (``group``); since it carries no points, any fairness gap a model
-shows is learnt from noise, not from the rule. Loan amounts in
-``HELDOUT_AMOUNTS`` appear only in the test split (same bands, unseen numbers), beside
-the training amounts.
+shows is learnt from noise, not from the rule. Loan amounts are whole thousands from
+1000 to 30000, so the bands can be learnt from how numbers are written; the amounts in
+``HELDOUT_AMOUNTS`` appear only in the test split (about 30% of its rows: same bands,
+unseen numbers), beside the training amounts.
 
 Real formats: UCI Statlog German credit (``german.data``, codes decoded with
 ``GERMAN_ATTRIBUTES``), UCI Australian credit (``australian.dat``), and any CSV
@@ -57,8 +58,9 @@ INCOME_WEIGHTS = (0.35, 0.4, 0.25)
 EMPLOYMENT_YEARS: tuple[int, ...] = (0, 1, 2, 3, 5, 8, 12)
 DEBT_POINTS = {"none": 0, "low": 0, "medium": 1, "high": 2}
 PURPOSE_POINTS = {"car": 0, "home": 0, "education": 0, "medical": 0, "business": 1, "vacation": 1}
-TRAIN_AMOUNTS: tuple[int, ...] = (1000, 2000, 3000, 5000, 8000, 12000, 15000, 20000, 25000)
 HELDOUT_AMOUNTS: tuple[int, ...] = (2500, 6000, 10000, 18000)
+TRAIN_AMOUNTS: tuple[int, ...] = tuple(a for a in range(1000, 30001, 1000) if a not in HELDOUT_AMOUNTS)
+HELDOUT_SHARE = 0.3  # of test rows
 PRIOR_DEFAULT_RATE = 0.15
 THRESHOLD = 4  # bad when points exceed this
 
@@ -83,10 +85,11 @@ def _render(attributes: dict[str, str]) -> str:
     return "; ".join(f"{k}: {v}" for k, v in attributes.items())
 
 
-def _application(rng: random.Random, amounts: tuple[int, ...], noise: float) -> Row:
+def _application(rng: random.Random, heldout_share: float, noise: float) -> Row:
     income = rng.choices(list(INCOME_POINTS), weights=INCOME_WEIGHTS)[0]
     employment, debt = rng.choice(EMPLOYMENT_YEARS), rng.choice(list(DEBT_POINTS))
-    amount, purpose = rng.choice(amounts), rng.choice(list(PURPOSE_POINTS))
+    amount = rng.choice(HELDOUT_AMOUNTS if rng.random() < heldout_share else TRAIN_AMOUNTS)
+    purpose = rng.choice(list(PURPOSE_POINTS))
     prior_default = rng.random() < PRIOR_DEFAULT_RATE
     group = rng.choice(AGE_BANDS)
     score = points(income, employment, debt, amount, purpose, prior_default)
@@ -109,7 +112,7 @@ def generate(seed: int = 0, sizes: dict[str, int] | None = None, noise: float = 
     def make(split: str) -> Row:
         # test rows draw from both lists: the held-out numbers never reach training, yet most of
         # the test measures the rule rather than how a tiny tokenizer happens to split new numbers
-        return _application(rng, TRAIN_AMOUNTS + HELDOUT_AMOUNTS if split == "test" else TRAIN_AMOUNTS, noise)
+        return _application(rng, HELDOUT_SHARE if split == "test" else 0.0, noise)
 
     return fill_splits("risk_assessment", sizes, SCENARIO.default_sizes, make)
 
