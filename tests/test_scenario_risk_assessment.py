@@ -214,3 +214,18 @@ def test_test_split_does_not_depend_on_training_size(name):
     assert [r["input"] for r in large["test"][:20]] == [r["input"] for r in small["test"]]
     assert [r["output"] for r in large["test"][:20]] == [r["output"] for r in small["test"]]
     assert list(large) == ["train", "validation", "test"]
+
+
+def test_heldout_and_seen_mcc_are_reported_apart():
+    truth = ["bad", "good", "bad", "good", "bad", "good"]
+    rows = _rows(truth)
+    for r, held in zip(rows, (True, True, True, False, False, False)):
+        r["heldout"] = held
+    # held-out rows: all right (MCC 1); seen rows: predictions inverted (MCC -1)
+    probs = [{"bad": 0.9, "good": 0.1}, {"bad": 0.1, "good": 0.9}, {"bad": 0.8, "good": 0.2},
+             {"bad": 0.7, "good": 0.3}, {"bad": 0.4, "good": 0.6}, {"bad": 0.6, "good": 0.4}]
+    m = ra.evaluate(["x"] * 6, rows, probs)
+    assert m["heldout_mcc"] == pytest.approx(1.0) and m["seen_mcc"] == pytest.approx(-1.0)
+    assert "heldout_mcc" not in ra.evaluate(["x"] * 6, _rows(truth), probs)  # rows that do not say: no split
+    generated = ra.generate(seed=3, sizes={"train": 5, "validation": 0, "test": 50})
+    assert not any(r["heldout"] for r in generated["train"]) and any(r["heldout"] for r in generated["test"])

@@ -100,7 +100,7 @@ def _application(rng: random.Random, heldout_share: float, noise: float) -> Row:
         "amount": str(amount), "purpose": purpose, "prior default": "yes" if prior_default else "no",
     }
     return {"input": _render(attributes), "output": noisy, "choices": list(CHOICES), "group": group,
-            "clean_label": clean, "points": score, "attributes": attributes}
+            "clean_label": clean, "points": score, "attributes": attributes, "heldout": amount in HELDOUT_AMOUNTS}
 
 
 def generate(seed: int = 0, sizes: dict[str, int] | None = None, noise: float = 0.1) -> Splits:
@@ -311,7 +311,9 @@ def evaluate(predictions: list[str], rows: list[Row],
     Constrained metrics (from ``label_probs``) have no prefix, generated-text ones ``gen_``;
     an answer naming neither label counts as wrong. Fairness keys appear when every row has
     a ``group`` (``ref_label_dp_diff``: the gap of the reference labels themselves, so of a
-    perfect model); ``ref_bayes_mcc`` when every row has a ``clean_label``.
+    perfect model); ``ref_bayes_mcc`` when every row has a ``clean_label``; ``heldout_mcc`` and
+    ``seen_mcc`` (constrained) when rows say whether their values were ``heldout`` from training,
+    so generalisation to unseen numbers is visible apart from the rule itself.
     """
     from finetune.metrics.classification import brier, demographic_parity_difference, ece, mcc
 
@@ -324,6 +326,7 @@ def evaluate(predictions: list[str], rows: list[Row],
         p_bad = [_p_bad(p) for p in label_probs]
         y_bad = [int(t == "bad") for t in truth]
         out["brier"], out["ece"] = brier(p_bad, y_bad), ece(p_bad, y_bad)
+        out.update(_heldout_split(truth, argmax_labels(label_probs, CHOICES), rows))
     labels, failure = gen_labels(predictions, CHOICES)
     out.update(_scores(truth, labels, groups, "gen_"))
     out["parse_failure_rate"] = failure
@@ -334,6 +337,19 @@ def evaluate(predictions: list[str], rows: list[Row],
         out["ref_label_dp_diff"] = demographic_parity_difference(truth, groups, "bad")
     if rows and all("clean_label" in r for r in rows):
         out["ref_bayes_mcc"] = mcc(truth, [r["clean_label"] for r in rows])
+    return out
+
+
+def _heldout_split(truth: list[str], predicted: list[str], rows: list[Row]) -> dict[str, float]:
+    from finetune.metrics.classification import mcc
+
+    if not rows or not all("heldout" in r for r in rows):
+        return {}
+    out = {}
+    for key, want in (("heldout_mcc", True), ("seen_mcc", False)):
+        idx = [i for i, r in enumerate(rows) if bool(r["heldout"]) is want]
+        if idx:
+            out[key] = mcc([truth[i] for i in idx], [predicted[i] for i in idx])
     return out
 
 
