@@ -26,7 +26,8 @@ def write_report(recipe: Recipe, run_dir: Path, stages: dict[str, Any]) -> Path:
 
     report = build_report(recipe, run_dir, stages)
     pretrain = stages.get("pretrain")
-    curve = plot_losses(run_dir, pretrain.model_dir.parent if pretrain else None)
+    unit = "nats per term, averaged per example" if recipe.data and recipe.data.loss_average == "example" else "nats/token"
+    curve = plot_losses(run_dir, pretrain.model_dir.parent if pretrain else None, finetune_unit=unit)
     if curve:
         report["loss_curve"] = curve.name
     write_json(run_dir / "report.json", report)
@@ -77,7 +78,7 @@ def training_flops(stage: Any) -> tuple[float, str]:
     )
 
 
-def plot_losses(run_dir: Path, pretrain_dir: Path | None) -> Path | None:
+def plot_losses(run_dir: Path, pretrain_dir: Path | None, finetune_unit: str = "nats/token") -> Path | None:
     """Train and validation loss against step, one panel per training stage that logged."""
     candidates = (("pretrain", pretrain_dir / "metrics.jsonl" if pretrain_dir else None), ("fine-tune", run_dir / "metrics.jsonl"))
     logs = [(title, p) for title, p in candidates if p is not None and p.exists()]
@@ -99,7 +100,7 @@ def plot_losses(run_dir: Path, pretrain_dir: Path | None) -> Path | None:
             ax.plot(*zip(*val), "o-", label="validation loss")
         ax.set_title(title)
         ax.set_xlabel("optimizer step")
-        ax.set_ylabel("loss (nats/token)")
+        ax.set_ylabel(f"loss ({'nats/token' if title == 'pretrain' else finetune_unit})")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
