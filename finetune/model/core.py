@@ -28,6 +28,7 @@ from finetune.model.positions import (
     rope_cos_sin,
     sinusoidal_encoding,
 )
+from finetune.train.loss import causal_lm_loss as summed_loss
 
 POSITION_TYPES = ("sinusoidal", "rope", "learned")
 FFN_TYPES = ("relu", "gelu", "swiglu")
@@ -359,17 +360,15 @@ class CoreForCausalLM(CorePreTrainedModel, GenerationMixin):
 def causal_lm_loss(
     logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Cross-entropy of logits[t] against labels[t+1], ignoring -100; mean unless num_items_in_batch is given."""
+    """The Hugging Face contract on top of our summed loss: mean over labelled positions, or sum / num_items_in_batch."""
     if logits.shape[:2] != labels.shape:
         raise ValueError(
             f"labels shape {tuple(labels.shape)} does not match logits {tuple(logits.shape[:2])}; "
             "labels must align with input_ids and logits_to_keep must be 0 when training"
         )
-    shift_logits = logits[:, :-1].float().reshape(-1, logits.shape[-1])
-    shift_labels = labels[:, 1:].reshape(-1).to(logits.device)
+    total, count = summed_loss(logits, labels.to(logits.device))
     if num_items_in_batch is None:
-        return F.cross_entropy(shift_logits, shift_labels, ignore_index=-100)
-    total = F.cross_entropy(shift_logits, shift_labels, ignore_index=-100, reduction="sum")
+        return total / count
     if torch.is_tensor(num_items_in_batch):
         num_items_in_batch = num_items_in_batch.to(total.device)
     return total / num_items_in_batch

@@ -150,6 +150,7 @@ def train(
         _truncate_metrics(metrics_path, state["step"])
     choice_ids = torch.tensor(_pad_sets(data.choice_sets), dtype=torch.long, device=accelerator.device) if data.choice_sets else None
     lengths = [len(e["input_ids"]) for e in data.examples]
+    terms = [count_label_tokens([e]) for e in data.examples]  # each step's normaliser, summed from these
     per_step = spec.grad_accum * world
     history: list[dict[str, Any]] = []
     last_loss, val_loss, bad_streak = None, None, 0
@@ -174,7 +175,7 @@ def train(
                 if state["step"] >= total:
                     break
                 step_batches = plan[pos]
-                n_scored = sum(count_label_tokens([data.examples[i] for i in mb]) for mb in step_batches)
+                n_scored = sum(terms[i] for mb in step_batches for i in mb)
                 lr = lr_at(state["step"], total, spec)
                 for group in optimizer.param_groups:
                     group["lr"] = lr

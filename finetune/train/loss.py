@@ -27,29 +27,28 @@ def causal_lm_loss(
     targets = F.pad(labels[:, 1:], (0, 1), value=-100)
     mask = targets != -100
     w = F.pad(weights[:, 1:].float(), (0, 1), value=0.0) if weights is not None else None
+
+    def summed(per_term: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        return per_term.sum() if w is None else (per_term * w[where]).sum()
+
+    def counted(where: torch.Tensor) -> torch.Tensor:
+        return where.sum() if w is None else w[where].sum()
+
     total = logits.new_zeros((), dtype=torch.float32)
+    count = counted(mask)
     if choice_index is not None:
         restricted = F.pad(choice_index[:, 1:], (0, 1), value=-1)
         rmask = (restricted >= 0) & mask
         if rmask.any():
             rows = logits[rmask].float()  # [n, vocab]
             sets = choice_ids[restricted[rmask]]  # [n, k]
-            valid = sets >= 0
-            picked = rows.gather(1, sets.clamp(min=0)).masked_fill(~valid, float("-inf"))
+            picked = rows.gather(1, sets.clamp(min=0)).masked_fill(sets < 0, float("-inf"))
             want = (sets == targets[rmask].unsqueeze(1)).float().argmax(1)
-            if w is None:
-                total = total + F.cross_entropy(picked, want, reduction="sum")
-            else:
-                total = total + (F.cross_entropy(picked, want, reduction="none") * w[rmask]).sum()
-        count = mask.sum() + rmask.sum() if w is None else w[mask].sum() + w[rmask].sum()
-    else:
-        count = mask.sum() if w is None else w[mask].sum()
+            total = total + summed(F.cross_entropy(picked, want, reduction="none"), rmask)
+        count = count + counted(rmask)
     scored = int(mask.sum())
-    if w is not None:
-        if scored:
-            total = total + (F.cross_entropy(logits[mask].float(), targets[mask], reduction="none") * w[mask]).sum()
-    elif scored * 4 > mask.numel() * 3:  # mostly scored (pretraining): the flat view needs no gathered copy of the logits
+    if w is None and scored * 4 > mask.numel() * 3:  # mostly scored (pretraining): the flat view needs no gathered copy
         total = total + F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
     elif scored:
-        total = total + F.cross_entropy(logits[mask].float(), targets[mask], reduction="sum")
+        total = total + summed(F.cross_entropy(logits[mask].float(), targets[mask], reduction="none"), mask)
     return total, count
