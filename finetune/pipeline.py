@@ -23,13 +23,22 @@ class RunResult:
 
 def run(recipe: Recipe, resume: bool | None = None) -> RunResult:
     """Run every stage the recipe asks for and return where things went and the final numbers."""
-    from accelerate.utils import set_seed
-
-    from finetune.rundir import close_run_dir, open_run_dir
-    from finetune.train.accel import end_trackers, make_accelerator, start_trackers
+    from finetune.train.accel import leave_world, make_accelerator
 
     resume = recipe.resume == "auto" if resume is None else resume
     accelerator = make_accelerator(recipe.train, recipe.distributed)
+    try:
+        return _stages(recipe, resume, accelerator)
+    finally:
+        leave_world()
+
+
+def _stages(recipe: Recipe, resume: bool, accelerator: Any) -> RunResult:
+    from accelerate.utils import set_seed
+
+    from finetune.rundir import close_run_dir, open_run_dir
+    from finetune.train.accel import end_trackers, start_trackers
+
     run_dir = open_run_dir(recipe, resume, accelerator.is_main_process)
     accelerator.wait_for_everyone()
     start_trackers(accelerator, recipe, run_dir)

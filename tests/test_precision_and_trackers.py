@@ -114,3 +114,31 @@ def test_trackers_stay_local_unless_the_user_chose(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE")
     tracker_env(["wandb"], tmp_path)
     assert os.environ["WANDB_MODE"] == "offline"
+
+
+def test_a_failed_run_closes_its_distributed_group(base, tmp_path, monkeypatch):
+    """A gloo group left open to interpreter teardown can abort a rank (exit 134 instead of 2)."""
+    import torch.distributed as dist
+
+    from finetune import run
+    from finetune.config.load import load_recipe
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    path = write_recipe(tmp_path, finetune_recipe(base, tmp_path / "run", batch_size=40, grad_accum=1))
+    try:
+        with pytest.raises(UserError, match="fewer than one optimizer step"):
+            run(load_recipe(path))
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

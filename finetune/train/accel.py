@@ -128,6 +128,22 @@ def make_accelerator(train: TrainSpec, distributed: DistributedSpec) -> Any:
     return Accelerator(**kwargs)
 
 
+def leave_world() -> None:
+    """Close this process's distributed group before exit.
+
+    A gloo group left to interpreter teardown can abort the process ("terminate called
+    without an active exception", exit 134) when another rank exits first, turning a
+    clean exit 2 into a crash; seen in CI on a batch-size error raised by both ranks.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        from accelerate.state import AcceleratorState
+
+        dist.destroy_process_group()
+        AcceleratorState._reset_state(reset_partial_state=True)  # the next Accelerator here starts fresh
+
+
 def _single_process_world() -> None:
     """accelerate applies FSDP/DeepSpeed only inside a launched world; `ft run` on one GPU makes a world of one."""
     with socket.socket() as s:
