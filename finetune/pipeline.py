@@ -54,12 +54,14 @@ def _stages(recipe: Recipe, resume: bool, accelerator: Any) -> RunResult:
     if recipe.method:
         from finetune.stages.finetune import finetune
 
+        set_seed(recipe.seed)  # the same adapter init and data order whether the base was trained now or cached
         stages["finetune"] = finetune(recipe, run_dir, str(base_model), accelerator, resume)
     final_model = stages["finetune"].model_dir if recipe.method else base_model
 
     if recipe.eval:
         from finetune.stages.evaluate import evaluate_run
 
+        set_seed(recipe.seed)
         stages["eval"] = evaluate_run(recipe, run_dir, str(base_model), final_model, accelerator)
 
     report = None

@@ -80,3 +80,39 @@ def test_existing_run_folder_is_not_overwritten(finished_run):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr[-1000:]
     assert "already holds a run" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_fine_tune_is_the_same_whether_the_base_was_pretrained_now_or_cached(tmp_path, monkeypatch):
+    """Pretraining draws from the RNG; without a reseed the second run of a recipe (base from the
+    cache) got another adapter init and data order than the first, and other numbers."""
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("FT_CACHE", str(tmp_path / "cache"))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS)
+
+    def once(out: str):
+        return run(recipe_from_dict({
+            "name": "cached", "seed": 3, "output": str(tmp_path / out),
+            "model": {"core": {"layers": 1, "width": 32, "heads": 4, "context_length": 128}},
+            "pretrain": {"corpus": {"kind": "file", "path": str(corpus)}, "tokenizer": {"vocab_size": 300},
+                         "block_size": 32, "cache": True, "train": {"max_steps": 10, "batch_size": 8}},
+            "data": {"sources": [{"scenario": "risk_assessment", "sizes": {"train": 32, "validation": 8, "test": 8}}]},
+            "method": {"kind": "lora", "r": 4, "targets": "all-linear"},
+            "train": {"epochs": 1, "batch_size": 8},
+        }))
+
+    cold, warm = once("cold"), once("warm")
+    reports = [json.loads((r.run_dir / "report.json").read_text())["pretrain"] for r in (cold, warm)]
+    assert [r.get("reused") for r in reports] == [False, True], reports
+    a = load_file(str(cold.model_dir / "adapter_model.safetensors"))
+    b = load_file(str(warm.model_dir / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch_equal(a[k], b[k]), k
+
+
+def torch_equal(x, y) -> bool:
+    import torch
+
+    return torch.equal(x, y)
