@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, NoReturn, Optional
 
 import typer
 
@@ -32,6 +32,25 @@ def _main_rank() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def _leave(code: int) -> NoReturn:
+    """Exit with ``code``; a process of a launched world skips interpreter teardown.
+
+    There, C++ threads of torch/gloo can still be alive while static destructors run, and
+    the process aborts ("terminate called without an active exception", exit 134) instead
+    of exiting 2 (seen in CI). Everything this process wrote is closed by now; flush the rest.
+    """
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import logging
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    raise typer.Exit(code)
+
+
 def _guard(fn: Callable[[], None]) -> None:
     """Run a command; user errors become one line and exit 2, a stop request its own code."""
     from finetune.errors import EXIT_NON_FINITE, EXIT_STOPPED, EXIT_USER_ERROR, StopRequested, UserError
@@ -43,11 +62,11 @@ def _guard(fn: Callable[[], None]) -> None:
             raise
         if _main_rank():
             typer.secho(f"error: {exc}", err=True, fg="red")
-        raise typer.Exit(EXIT_USER_ERROR)
+        _leave(EXIT_USER_ERROR)
     except StopRequested as exc:
         if _main_rank():
             typer.secho(f"stopped: {exc}. Continue with: ft run RECIPE --resume", err=True, fg="yellow")
-        raise typer.Exit(EXIT_STOPPED)
+        _leave(EXIT_STOPPED)
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
         raise typer.Exit(130)
@@ -56,7 +75,7 @@ def _guard(fn: Callable[[], None]) -> None:
 
         if isinstance(exc, NonFiniteError) and not _state["debug"]:
             typer.secho(f"error: {exc}", err=True, fg="red")
-            raise typer.Exit(EXIT_NON_FINITE)
+            _leave(EXIT_NON_FINITE)
         raise
 
 

@@ -190,3 +190,34 @@ def test_a_crashed_rank_stops_the_run_and_resume_with_the_same_world_finishes_it
     for k in a:
         torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0, msg=k)
     assert world_seen(run_dir) == 2
+
+
+def test_sigterm_to_a_two_process_run_checkpoints_both_ranks_exits_75_and_resumes(base, tmp_path):
+    """The launcher passes SIGTERM on; each rank saves at the next step boundary and exits 75
+    (skipping interpreter teardown, which could abort a gloo process), and --resume finishes."""
+    import signal
+    import time
+
+    from finetune.train.checkpoint import complete_checkpoints, load_checkpoint
+
+    run_dir = tmp_path / "stopped"
+    recipe = write_recipe(tmp_path, finetune_recipe(base, run_dir, max_steps=400, save_every=4, grad_accum=1))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, str(CLI), "run", str(recipe), "--processes", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    first = run_dir / "checkpoints" / "step-00000004" / "COMPLETE"
+    deadline = time.time() + 180
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err[-2000:]
+    assert "--resume" in err
+    last = complete_checkpoints(run_dir)[-1]
+    assert 4 <= int(last.name.split("-")[1]) < 400
+    for rank in (0, 1):
+        load_checkpoint(last, rank=rank)
+
+    resumed = ft("run", str(recipe), "--processes", "2", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (run_dir / "model" / "adapter_model.safetensors").exists()
