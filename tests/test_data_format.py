@@ -81,12 +81,26 @@ def test_truncate_cuts_prompt_from_left_then_response_end(tokenizer):
     stats: dict[str, int] = {}
     short = _encode(template, tokenizer, ROW, max_length=len(response) + 3, stats=stats)
     assert short["input_ids"] == full["input_ids"][-(len(response) + 3):]
-    assert _labelled(short) == response and stats == {"truncated": 1}
+    longest = len(full["input_ids"])
+    assert _labelled(short) == response and stats == {"truncated": 1, "longest": longest}
     tiny = _encode(template, tokenizer, ROW, max_length=1, stats=stats)
     assert tiny["input_ids"] == response[:1] and stats["truncated"] == 2
     assert _encode(template, tokenizer, ROW, max_length=len(full["input_ids"]), stats=stats) == full
     assert _encode(template, tokenizer, ROW, max_length=8, truncation="drop", stats=stats) is None
-    assert stats == {"truncated": 2, "dropped": 1}
+    assert stats == {"truncated": 2, "dropped": 1, "longest": longest}
+
+
+def test_truncation_warning_only_when_it_is_the_rule():
+    from finetune.data.tokenize import truncation_warning
+
+    stats = {"examples": 400, "dropped": 0, "truncated": 400, "longest": 742}
+    line = truncation_warning("medical_records", stats, 256)
+    assert line == ("warning: data medical_records: 400 of 400 examples are longer than data.max_length 256 "
+                    "(longest 742 tokens); the model will not see them whole")
+    assert truncation_warning("x", {**stats, "truncated": 40}, 256) is None  # 1 in 10: no warning
+    assert "41 of 400" in truncation_warning("x", {**stats, "truncated": 41}, 256)
+    assert "5 of 10" in truncation_warning("x", {"examples": 5, "dropped": 5, "truncated": 0, "longest": 9}, 8)
+    assert truncation_warning("x", {"examples": 0, "dropped": 0, "truncated": 0}, 8) is None
 
 
 CHAT = {"messages": [
@@ -175,7 +189,7 @@ def test_label_loss_fallback_when_first_tokens_collide(tokenizer):
     row = {"input": "x", "output": "yes hello", "choices": ["yes hello", "yes world"]}
     stats: dict[str, int] = {}
     example = _encode(template, tokenizer, row, choices=ChoiceRegistry(), stats=stats)
-    assert "choice_index" not in example and stats == {"label_loss_fallbacks": 1}
+    assert "choice_index" not in example and stats == {"label_loss_fallbacks": 1, "longest": len(example["input_ids"])}
     assert tokenizer.decode(_labelled(example)) == "yes hello" + tokenizer.eos_token
 
 
@@ -190,6 +204,8 @@ ROWS = [CLS, ROW, {"input": "long " * 80, "output": "neutral"}, {"input": "x", "
 def test_tokenize_rows_stats_and_mixed_choice_keys(tokenizer, tmp_path):
     template = Template.for_tokenizer(tokenizer, None, None, "instruction")
     data, stats = tokenize_rows(ROWS, template, tokenizer, _spec(), None)
+    longest = len(tokenizer(("long " * 80).strip())["input_ids"])  # the long row, before it is cut to 64
+    assert stats.pop("longest") > max(64, longest)
     assert stats == {"examples": 4, "truncated": 1, "dropped": 0, "label_loss_fallbacks": 1,
                      "tokens": sum(len(e["input_ids"]) for e in data.examples), "cached": False}
     assert all(len(e["choice_index"]) == len(e["input_ids"]) for e in data.examples)

@@ -244,6 +244,8 @@ def encode_example(
         ids += piece
         trained += [is_trained] * len(piece)
     overflow = len(ids) - max_length
+    if stats is not None:
+        stats["longest"] = max(stats.get("longest", 0), len(ids))
     if overflow > 0:
         if truncation == "drop":
             stats["dropped"] = stats.get("dropped", 0) + 1

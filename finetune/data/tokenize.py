@@ -58,6 +58,7 @@ def tokenize_rows(
     stats: dict[str, Any] = {
         "examples": len(examples),
         **{name: counts.get(name, 0) for name in COUNTS},
+        "longest": counts.get("longest", 0),  # before truncation
         "tokens": sum(len(e["input_ids"]) for e in examples),
         "cached": False,
     }
@@ -65,6 +66,16 @@ def tokenize_rows(
     if cache_dir is not None and examples:
         _save(Path(cache_dir) / key, data, stats)
     return data, stats
+
+
+def truncation_warning(name: str, stats: dict[str, Any], max_length: int) -> str | None:
+    """A line for the user when truncation is not the exception but the rule (more than 1 in 10)."""
+    seen = stats["examples"] + stats["dropped"]
+    cut = stats["truncated"] + stats["dropped"]
+    if not seen or cut * 10 <= seen:
+        return None
+    return (f"warning: data {name}: {cut} of {seen} examples are longer than data.max_length {max_length} "
+            f"(longest {stats.get('longest', '?')} tokens); the model will not see them whole")
 
 
 def fingerprint(rows: list[dict[str, Any]], template: Template, tokenizer: Any, spec: DataSpec) -> str:

@@ -49,6 +49,7 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
     from finetune import methods
     from finetune.data.format import Template
     from finetune.data.sources import load_sources
+    from finetune.data.tokenize import truncation_warning
     from finetune.model.hf import load_model
     from finetune.model.tokenizer import load_tokenizer
     from finetune.train.loop import evaluate_loss, train
@@ -70,6 +71,9 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
     for name, stats in train_stats.items():
         say(f"data {name}: {stats['examples']} training examples, {stats['truncated']} truncated, "
             f"{stats['dropped']} dropped" + (" (tokenization reused from cache)" if stats["cached"] else ""))
+        warning = truncation_warning(name, stats, spec.max_length)
+        if warning:
+            say(warning)
 
     model = load_model(base, trust_remote_code=recipe.model.trust_remote_code, revision=recipe.model.revision)
     packing, forward_kwargs = _packing(recipe, model, say)
