@@ -71,3 +71,11 @@ def test_yaml_is_safe_loaded(tmp_path):
     p.write_text("name: !!python/object/apply:os.system ['echo hacked']\nmodel: {path: m}\n")
     with pytest.raises(RecipeError, match="not valid YAML"):
         load_recipe(p)
+
+
+def test_max_length_must_fit_the_model_the_recipe_pretrains():
+    tuned = {**BASE, "data": {"scenario": "tutoring", "max_length": 512}, "method": {"kind": "lora"}}
+    with pytest.raises(RecipeError, match="data.max_length 512 exceeds the context of the model this recipe pretrains \\(256\\)"):
+        recipe_from_dict(tuned)
+    recipe_from_dict(tuned, ["model.core.context_length=512"])
+    recipe_from_dict(tuned, ["pretrain.block_size=512"])  # the pretrained context is the larger of the two

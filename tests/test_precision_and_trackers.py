@@ -142,3 +142,10 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_max_length_beyond_the_models_context_is_a_one_line_error(base, tmp_path):
+    path = write_recipe(tmp_path, finetune_recipe(base, tmp_path / "run"))
+    line = cli_error(path, "data.max_length=4096")
+    assert "data.max_length 4096 exceeds the model's context length 256 (config.max_position_embeddings)" in line
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

@@ -29,15 +29,7 @@ def load_model(
     path: str, *, trust_remote_code: bool = False, revision: str | None = None, dtype: Any = None
 ) -> PreTrainedModel:
     """A causal LM from a local folder (checked first) or a hub id, from safetensors only."""
-    folder = Path(path).expanduser()
-    if folder.exists():
-        check_model_folder(folder)
-        # An absolute path is what adapters record as their base, so they load from any directory.
-        source = str(folder.resolve())
-    elif _HUB_ID.match(str(path)):
-        source = str(path)
-    else:
-        raise UserError(f"model folder {path} does not exist; fix model.path (a local folder or a hub id owner/name)")
+    source = _source(path)
     config = _load_config(source, trust_remote_code, revision)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "revision": revision, "use_safetensors": True}
     if dtype is not None:
@@ -48,6 +40,22 @@ def load_model(
         raise UserError(f"cannot load {path} (model_type {config.model_type!r}) as a causal LM: {_first_line(exc)}") from None
     except OSError as exc:
         raise UserError(f"cannot load model {path}: {_first_line(exc)}") from None
+
+
+def load_config(path: str, *, trust_remote_code: bool = False, revision: str | None = None) -> Any:
+    """The model's config alone: cheap, so settings can be checked against it before any work."""
+    return _load_config(_source(path), trust_remote_code, revision)
+
+
+def _source(path: str) -> str:
+    folder = Path(path).expanduser()
+    if folder.exists():
+        check_model_folder(folder)
+        # An absolute path is what adapters record as their base, so they load from any directory.
+        return str(folder.resolve())
+    if _HUB_ID.match(str(path)):
+        return str(path)
+    raise UserError(f"model folder {path} does not exist; fix model.path (a local folder or a hub id owner/name)")
 
 
 def check_model_folder(folder: Path) -> None:

@@ -50,12 +50,14 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
     from finetune.data.format import Template
     from finetune.data.sources import load_sources
     from finetune.data.tokenize import truncation_warning
-    from finetune.model.hf import load_model
+    from finetune.model.hf import load_config, load_model
     from finetune.model.tokenizer import load_tokenizer
     from finetune.train.loop import evaluate_loss, train
 
     spec = recipe.data
     say = accelerator.print
+    check_context(load_config(base, trust_remote_code=recipe.model.trust_remote_code, revision=recipe.model.revision),
+                  spec.max_length)
     tokenizer = load_tokenizer(recipe.model.tokenizer or base, recipe.model.trust_remote_code, recipe.model.revision)
     sources = load_sources(spec, recipe.seed)
     cards = check_cards(sources, spec.require_card, say)
@@ -173,6 +175,20 @@ def _renumber(data: TokenizedData, sets: list[list[int]]) -> list[dict[str, list
         mapping[i] = sets.index(s)
     return [{**e, "choice_index": [mapping.get(c, -1) if c >= 0 else -1 for c in e["choice_index"]]}
             if "choice_index" in e else e for e in data.examples]
+
+
+def check_context(config: Any, max_length: int) -> None:
+    """Sequences longer than the model's positions fail (learned tables) or extrapolate silently (RoPE)."""
+    from finetune.errors import UserError
+
+    for name in ("max_position_embeddings", "n_positions"):
+        limit = getattr(config, name, None)
+        if isinstance(limit, int) and max_length > limit:
+            raise UserError(f"data.max_length {max_length} exceeds the model's context length {limit} "
+                            f"(config.{name}); lower data.max_length or use a base with a longer context "
+                            "(model.core.context_length for our own)")
+        if isinstance(limit, int):
+            return
 
 
 def _packing(recipe: Recipe, model: Any, say: Any) -> tuple[bool, dict[str, Any]]:
