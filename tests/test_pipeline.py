@@ -97,7 +97,8 @@ def test_fine_tune_is_the_same_whether_the_base_was_pretrained_now_or_cached(tmp
             "model": {"core": {"layers": 1, "width": 32, "heads": 4, "context_length": 128}},
             "pretrain": {"corpus": {"kind": "file", "path": str(corpus)}, "tokenizer": {"vocab_size": 300},
                          "block_size": 32, "cache": True, "train": {"max_steps": 10, "batch_size": 8}},
-            "data": {"sources": [{"scenario": "risk_assessment", "sizes": {"train": 32, "validation": 8, "test": 8}}]},
+            "data": {"sources": [{"scenario": "risk_assessment", "sizes": {"train": 32, "validation": 8, "test": 8}}],
+                     "max_length": 128},
             "method": {"kind": "lora", "r": 4, "targets": "all-linear"},
             "train": {"epochs": 1, "batch_size": 8},
         }))
