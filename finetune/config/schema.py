@@ -260,12 +260,18 @@ class Recipe(Strict):
             raise ValueError("data needs at least one source (data.scenario or data.sources)")
         if self.eval and self.eval.data is None and self.data is None:
             raise ValueError("eval needs data: data.sources with scenarios or eval.data")
-        if self.pretrain and self.model.core and self.data is not None:
-            context = max(self.model.core.context_length, self.pretrain.block_size)
-            if self.data.max_length > context:
-                raise ValueError(f"data.max_length {self.data.max_length} exceeds the context of the model this "
-                                 f"recipe pretrains ({context}); raise model.core.context_length or lower data.max_length")
+        context = self.pretrained_context
+        if context and self.data is not None and self.data.max_length > context:
+            raise ValueError(f"data.max_length {self.data.max_length} exceeds the context of the model this "
+                             f"recipe pretrains ({context}); raise model.core.context_length or lower data.max_length")
         return self
+
+    @property
+    def pretrained_context(self) -> int | None:
+        """Positions of the model this recipe pretrains: the core's context, stretched to fit a block."""
+        if self.pretrain and self.model.core:
+            return max(self.model.core.context_length, self.pretrain.block_size)
+        return None
 
     @property
     def output_dir(self) -> Path:

@@ -75,7 +75,7 @@ def truncation_warning(name: str, stats: dict[str, Any], max_length: int) -> str
     if not seen or cut * 10 <= seen:
         return None
     return (f"warning: data {name}: {cut} of {seen} examples are longer than data.max_length {max_length} "
-            f"(longest {stats.get('longest', '?')} tokens); the model will not see them whole")
+            f"(longest {stats['longest']} tokens); the model will not see them whole")
 
 
 def fingerprint(rows: list[dict[str, Any]], template: Template, tokenizer: Any, spec: DataSpec) -> str:

@@ -322,11 +322,12 @@ def evaluate(predictions: list[str], rows: list[Row],
     groups = [r["group"] for r in rows] if rows and all("group" in r for r in rows) else None
     out: dict[str, float] = {}
     if label_probs is not None:
-        out.update(_scores(truth, argmax_labels(label_probs, CHOICES), groups, ""))
+        constrained = argmax_labels(label_probs, CHOICES)
+        out.update(_scores(truth, constrained, groups, ""))
         p_bad = [_p_bad(p) for p in label_probs]
         y_bad = [int(t == "bad") for t in truth]
         out["brier"], out["ece"] = brier(p_bad, y_bad), ece(p_bad, y_bad)
-        out.update(_heldout_split(truth, argmax_labels(label_probs, CHOICES), rows))
+        out.update(_heldout_split(truth, constrained, rows))
     labels, failure = gen_labels(predictions, CHOICES)
     out.update(_scores(truth, labels, groups, "gen_"))
     out["parse_failure_rate"] = failure

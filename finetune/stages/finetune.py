@@ -181,14 +181,11 @@ def check_context(config: Any, max_length: int) -> None:
     """Sequences longer than the model's positions fail (learned tables) or extrapolate silently (RoPE)."""
     from finetune.errors import UserError
 
-    for name in ("max_position_embeddings", "n_positions"):
-        limit = getattr(config, name, None)
-        if isinstance(limit, int) and max_length > limit:
-            raise UserError(f"data.max_length {max_length} exceeds the model's context length {limit} "
-                            f"(config.{name}); lower data.max_length or use a base with a longer context "
-                            "(model.core.context_length for our own)")
-        if isinstance(limit, int):
-            return
+    name = next((n for n in ("max_position_embeddings", "n_positions") if isinstance(getattr(config, n, None), int)), None)
+    if name and max_length > getattr(config, name):
+        raise UserError(f"data.max_length {max_length} exceeds the model's context length {getattr(config, name)} "
+                        f"(config.{name}); lower data.max_length or use a base with a longer context "
+                        "(model.core.context_length for our own)")
 
 
 def _packing(recipe: Recipe, model: Any, say: Any) -> tuple[bool, dict[str, Any]]:

@@ -91,7 +91,7 @@ def pretrain(recipe: Recipe, run_dir: Path, accelerator: Any, resume: bool) -> P
     core = recipe.model.core
     config = CoreConfig(
         vocab_size=len(tokenizer), width=core.width, layers=core.layers, heads=core.heads,
-        context_length=max(core.context_length, spec.block_size), positions=core.positions, ffn=core.ffn,
+        context_length=recipe.pretrained_context, positions=core.positions, ffn=core.ffn,
         ffn_mult=core.ffn_mult, norm=core.norm, tie_embeddings=core.tie_embeddings, dropout=core.dropout,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
