@@ -79,3 +79,51 @@ def test_max_length_must_fit_the_model_the_recipe_pretrains():
         recipe_from_dict(tuned)
     recipe_from_dict(tuned, ["model.core.context_length=512"])
     recipe_from_dict(tuned, ["pretrain.block_size=512"])  # the pretrained context is the larger of the two
+
+
+def test_duplicate_yaml_key_is_an_error_naming_key_and_lines(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: t\nmodel: {path: m}\ntrain:\n  learning_rate: 1.0e-4\ndata: {scenario: tutoring}\n"
+                    "method: {kind: lora}\ntrain:\n  learning_rate: 5.0\n")
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(path)
+    assert exc.value.errors == ["line 7: key 'train' appears twice (first on line 3); keep one of them"]
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("name: t\nmodel: {path: m, path: n}\n")
+    with pytest.raises(RecipeError, match="line 2: key 'path' appears twice"):
+        load_recipe(nested)
+
+
+def test_yaml_merge_keys_still_override_without_error(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("name: t\nmodel: {core: {layers: 2, width: 32, heads: 4}}\npretrain:\n"
+                    "  train: &t {max_steps: 5, learning_rate: 1.0e-3}\ntrain:\n  <<: *t\n  learning_rate: 2.0e-3\n")
+    r = load_recipe(path)
+    assert r.train.learning_rate == 2e-3 and r.train.max_steps == 5
+
+
+@pytest.mark.parametrize("where, key, hint", [
+    ((), "test", "eval.data"), ((), "eval_data", "eval.data"), (("eval",), "test_data", "eval.data"),
+    (("train",), "lr", "train.learning_rate"), (("method",), "rank", "method.r"),
+    (("data",), "max_seq_length", "data.max_length"),
+])
+def test_guessed_keys_get_a_hint_where_spelling_cannot_find_one(where, key, hint):
+    data = {"name": "t", "model": {"path": "m"}, "data": {"scenario": "tutoring"}, "method": {"kind": "lora"},
+            "eval": {}, "train": {}}
+    node = data
+    for part in where:
+        node = node[part]
+    node[key] = 1
+    with pytest.raises(RecipeError) as exc:
+        recipe_from_dict(data)
+    assert exc.value.errors == [".".join((*where, key)) + f": unknown key; did you mean {hint}?"]
+
+
+def test_every_guessed_key_hint_names_a_real_key():
+    from finetune.config.load import GUESSED_KEYS, _model_at
+    from finetune.config.schema import Recipe
+
+    for guess, target in GUESSED_KEYS.items():
+        *parents, last = target.split(".")
+        model = _model_at(Recipe, parents)
+        assert model is not None and last in model.model_fields, (guess, target)

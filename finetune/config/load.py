@@ -19,6 +19,43 @@ from finetune.config.schema import Recipe
 from finetune.errors import UserError
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping that names one key twice: YAML keeps the last silently, we refuse it."""
+
+    def __init__(self, key: str, line: int, first_line: int):
+        self.key, self.line, self.first_line = key, line, first_line
+        super().__init__(f"line {line}: key {key!r} appears twice (first on line {first_line}); keep one of them")
+
+
+class StrictSafeLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses duplicate keys: with two ``train:`` sections the last one won unseen."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        _refuse_duplicates(self, node)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _refuse_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> None:
+    """Check the keys written in this mapping; keys merged in by ``<<`` may be overridden, as YAML intends."""
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key, line = loader.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+        try:
+            first = seen.get(key)
+        except TypeError:  # an unhashable key; SafeLoader reports it itself
+            continue
+        if first is not None:
+            raise DuplicateKeyError(str(key), line, first)
+        seen[key] = line
+
+
+def strict_safe_load(text: str) -> Any:
+    """``yaml.safe_load`` semantics (no object construction), but a duplicate key is an error."""
+    return yaml.load(text, Loader=StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 class RecipeError(UserError):
     """A recipe that cannot be used; ``errors`` holds one line per problem."""
 
@@ -39,7 +76,9 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
     except UnicodeDecodeError as exc:
         raise RecipeError(str(path), [f"not UTF-8 text (byte {exc.start}); save the recipe as UTF-8"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = strict_safe_load(text)
+    except DuplicateKeyError as exc:
+        raise RecipeError(str(path), [str(exc)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "somewhere"
@@ -83,7 +122,9 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     if not all(parts):
         raise ValueError(f"override {item!r}: empty key part")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = strict_safe_load(raw) if raw.strip() else ""
+    except DuplicateKeyError as exc:
+        raise ValueError(f"override {key}: {exc}") from None
     except yaml.YAMLError:
         value = raw
     node: Any = data
@@ -128,13 +169,37 @@ def format_validation_error(exc: ValidationError, data: dict[str, Any]) -> list[
     return lines
 
 
+# Keys users guess from other tools, which no spelling distance leads to: guess -> our dotted path.
+GUESSED_KEYS: dict[str, str] = {
+    **dict.fromkeys(("test", "test_data", "test_file", "test_set", "eval_data", "eval_file", "eval_set",
+                     "evaluation_data", "eval_dataset", "test_dataset"), "eval.data"),
+    **dict.fromkeys(("lr", "learningrate", "learning-rate", "lr_rate"), "train.learning_rate"),
+    **dict.fromkeys(("num_epochs", "num_train_epochs", "n_epochs"), "train.epochs"),
+    **dict.fromkeys(("steps", "num_steps", "train_steps", "total_steps"), "train.max_steps"),
+    **dict.fromkeys(("bs", "batch", "per_device_train_batch_size", "train_batch_size"), "train.batch_size"),
+    **dict.fromkeys(("gradient_accumulation_steps", "accumulation", "grad_accumulation"), "train.grad_accum"),
+    **dict.fromkeys(("dataset", "datasets", "train_data", "train_file", "files", "file"), "data.sources"),
+    **dict.fromkeys(("max_seq_length", "max_seq_len", "seq_len", "seq_length", "max_len", "cutoff_len"),
+                    "data.max_length"),
+    **dict.fromkeys(("base_model", "model_name", "model_name_or_path", "model_id"), "model.path"),
+    **dict.fromkeys(("lora", "peft", "adapter", "finetuning_type"), "method"),
+    **dict.fromkeys(("lora_r", "rank"), "method.r"),
+    **dict.fromkeys(("lora_alpha",), "method.alpha"),
+    **dict.fromkeys(("output_dir", "out", "out_dir", "run_dir"), "output"),
+    **dict.fromkeys(("metric", "metrics", "eval_task", "task_type"), "eval.task"),
+}
+
+
 def did_you_mean(loc: list[str]) -> str | None:
-    """The closest known key at the same place as the unknown key at ``loc``, as a dotted path."""
+    """A known guess from other tools, else the closest known key at the same place as ``loc`` (dotted)."""
+    if loc[-1].lower() in GUESSED_KEYS:
+        return GUESSED_KEYS[loc[-1].lower()]
     model = _model_at(Recipe, loc[:-1])
-    if model is None:
-        return None
-    match = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1, cutoff=0.6)
-    return ".".join(loc[:-1] + match) if match else None
+    if model is not None:
+        match = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1, cutoff=0.6)
+        if match:
+            return ".".join(loc[:-1] + match)
+    return None
 
 
 def _model_at(model: type[BaseModel], path: list[str]) -> type[BaseModel] | None:
