@@ -57,7 +57,7 @@ def test_pretrained_model_loads_in_fresh_process_and_cache_matches(finished_run)
     result, _ = finished_run
     model_dir = result.run_dir / "pretrain" / "model"
     code = f"""
-import finetune, torch
+import finetune.model, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 m = AutoModelForCausalLM.from_pretrained({str(model_dir)!r}); t = AutoTokenizer.from_pretrained({str(model_dir)!r})
 ids = t("The applicant earns", return_tensors="pt")
