@@ -11,6 +11,8 @@ NAMES: tuple[str, ...] = (
     "tutoring",
     "financial_analysis",
     "risk_assessment",
+    "legal",
+    "diagnosis",
 )
 
 
