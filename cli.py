@@ -16,7 +16,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="ft: domain f
 data_app = typer.Typer(no_args_is_help=True, help="Look at data: scenarios, recipes' sources.")
 app.add_typer(data_app, name="data")
 
-RECIPES = Path(__file__).resolve().parent / "recipes"
 _state = {"debug": False}
 
 
@@ -130,10 +129,13 @@ def validate(recipes: List[Path] = typer.Argument(..., help="recipe files")) -> 
 @app.command("recipes")
 def list_recipes() -> None:
     """The shipped recipes, one line each."""
-    for path in sorted(RECIPES.rglob("*.yaml")):
+    from finetune.paths import shipped_dir
+
+    recipes = shipped_dir("recipes")
+    for path in sorted(recipes.rglob("*.yaml")):
         lines = path.read_text(encoding="utf-8").splitlines()
         about = next((l.lstrip("# ").strip() for l in lines[1:4] if l.startswith("#")), "")
-        typer.echo(f"{str(path.relative_to(RECIPES.parent)):42s} {about}")
+        typer.echo(f"{str(path.relative_to(recipes.parent)):42s} {about}")
 
 
 @app.command("eval")

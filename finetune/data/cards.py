@@ -13,7 +13,9 @@ from typing import Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-CARDS_DIR = Path(__file__).resolve().parents[2] / "data_cards"
+from finetune.paths import shipped_dir
+
+CARDS_DIR = shipped_dir("data_cards")
 # Every card's prose has these "## " headings, one short paragraph each.
 HEADINGS: tuple[str, ...] = ("Source", "Licence", "Intended use", "PII", "Known biases", "How to load")
 _FENCE = "---"
