@@ -12,16 +12,9 @@ from collections import Counter
 
 import pytest
 
-from finetune.data.scrub import (
-    FIRST_NAMES,
-    PLACEHOLDERS,
-    SURNAMES,
-    clinical_sentences,
-    luhn_valid,
-    planted_pii_corpus,
-    scrub_rows,
-    scrub_text,
-)
+from finetune.data.names import FIRST_NAMES, SURNAMES
+from finetune.data.scrub import PLACEHOLDERS, luhn_valid, scrub_rows, scrub_text
+from pii_corpus import clinical_sentences, planted_pii_corpus
 
 N = 1600  # 200 of each type as the lead type, plus extras
 
