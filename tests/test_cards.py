@@ -13,6 +13,7 @@ SYNTHETIC = [f"{s}_synthetic" for s in SCENARIO_NAMES] + ["pretraining_synthetic
 PUBLIC = [
     "e2e", "mts_dialog", "aci_bench", "gsm8k", "financial_phrasebank",
     "tfns", "german_credit", "australian_credit", "generic_csv",
+    "contractnli", "medmcqa",
 ]
 
 GOOD = """---
