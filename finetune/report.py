@@ -167,8 +167,22 @@ def _metric_tables(ev: dict[str, Any]) -> list[str]:
         if refs:
             out += ["", "Reference points (do not depend on the model): "
                     + ", ".join(f"{k[4:]} {_f(v)}" for k, v in refs.items())]
+        out += _decision_lines(ev, source, "- ")
         out.append("")
     return out
+
+
+def _decision_lines(ev: dict[str, Any], source: str, bullet: str = "") -> list[str]:
+    """The decision rule behind the constrained metrics and the single-class warning, for the evaluated (final) model;
+    the base model's own warnings stay in eval.json and the console, where an untrained model's one class is expected."""
+    from finetune.eval.decision import describe
+
+    lines = []
+    rule = ev.get("decisions", {}).get("after", {}).get(source)
+    if rule is not None:
+        lines.append(f"{bullet}{describe(rule)}")
+    lines += [f"{bullet}{w}" for w in ev.get("warnings", {}).get("after", {}).get(source, [])]
+    return [""] + lines if lines else []
 
 
 def print_summary(result: Any) -> None:
@@ -199,6 +213,8 @@ def print_report(run_dir: Path) -> None:
     ev = report.get("eval", {})
     for source, after in ev.get("after", {}).items():
         print_metrics(source, after, ev.get("before", {}).get(source), console)
+        for line in _decision_lines(ev, source)[1:]:
+            console.print(line, markup=False)
     c = report["cost"]
     console.print(f"cost: {c['tokens']:,} tokens, {c['train_flops']:.3g} FLOPs, {c['wall_time_s']} s; "
                   f"~{c['reference_gpu_hours']:.2g} GPU-hours on {c['reference_gpu']}")

@@ -164,6 +164,10 @@ class DataSpec(Strict):
     on_bad_row: Literal["error", "skip"] = "error"
     require_card: bool = Field(False, description="refuse data without a data card")
     validation_fraction: float = Field(0.1, gt=0, lt=0.5, description="for files without a validation split")
+    class_balance: Literal["none", "weighted", "oversample"] = Field(
+        "none", description="classification rows in training: weighted scales each example's loss by n / (classes x "
+                            "its class's count); oversample repeats rarer classes' examples up to the largest class "
+                            "(seeded); none trains at the data's own prior")
 
     @model_validator(mode="before")
     @classmethod
@@ -215,6 +219,15 @@ class EvalSpec(Strict):
         None, description="for user data without a scenario"
     )
     data: Optional[SourceSpec] = Field(None, description="evaluate on this file instead of the sources' test splits")
+    numeric_tolerance: float = Field(
+        0.0, ge=0, lt=1, description="task numeric: also score answers within this relative tolerance (key numeric_em_tol...)"
+    )
+    numeric_fallback: Literal["none", "last"] = Field(
+        "none", description="task numeric: 'last' also scores the last number when the strict rule finds none (key numeric_em_last)"
+    )
+    decision: Literal["argmax", "tuned"] = Field(
+        "argmax", description="constrained labels: argmax of the label scores, or per-class log-score offsets tuned on "
+                              "the validation split to maximise MCC (two labels) or macro-F1 (more); the report states the rule")
 
 
 class DistributedSpec(Strict):

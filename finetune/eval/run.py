@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from finetune.config.schema import DataSpec, EvalSpec
@@ -19,6 +19,7 @@ class EvalSet:
     system: str | None
     instruction: str | None
     evaluate: Callable[..., dict[str, float]]
+    validation: list[Row] = field(default_factory=list)  # labelled rows a tuned decision is chosen on
 
 
 def eval_sets(data: DataSpec | None, spec: EvalSpec, seed: int) -> list[EvalSet]:
@@ -44,15 +45,37 @@ def eval_sets(data: DataSpec | None, spec: EvalSpec, seed: int) -> list[EvalSet]
             fn = evaluator(task)
             if task == "classification":
                 rows = with_choices(rows)
-        out.append(EvalSet(src.name, rows, src.system, src.instruction, fn))
+        validation = _validation_rows(src, rows, data, spec, seed) if spec.decision == "tuned" else []
+        out.append(EvalSet(src.name, rows, src.system, src.instruction, fn, validation))
     return out
+
+
+def _validation_rows(src: Any, rows: list[Row], data: DataSpec | None, spec: EvalSpec, seed: int) -> list[Row]:
+    """Where a tuned decision is chosen: the source's validation split, or with eval.data the recipe sources' ones.
+
+    Only rows labelled within the eval set's label set take part, given that set as their choices.
+    """
+    from collections import Counter
+
+    from finetune.data.sources import load_sources
+
+    sets = Counter(tuple(r["choices"]) for r in rows if r.get("choices"))
+    if not sets:
+        return []
+    labels = list(sets.most_common(1)[0][0])
+    if spec.data is None:
+        pool = src.splits["validation"]
+    else:
+        pool = [r for s in (load_sources(data, seed) if data is not None else []) for r in s.splits["validation"]]
+    return [{**r, "output": str(r.get("output", "")).strip(), "choices": labels} for r in pool
+            if str(r.get("output", "")).strip() in labels and set(r.get("choices") or labels) == set(labels)]
 
 
 def evaluate_model(model: Any, tokenizer: Any, templates: dict[str, Any], sets: list[EvalSet], spec: EvalSpec) -> dict[str, Any]:
     """Metrics, predictions and speed per eval set for one model."""
     from finetune.eval.generate import generate, label_probs
 
-    results: dict[str, Any] = {"metrics": {}, "predictions": {}, "examples_per_s": {}}
+    results: dict[str, Any] = {"metrics": {}, "predictions": {}, "examples_per_s": {}, "decisions": {}, "warnings": {}}
     for s in sets:
         template = templates[s.name]
         prompts = [template.prompt(r) for r in s.rows]
@@ -68,9 +91,40 @@ def evaluate_model(model: Any, tokenizer: Any, templates: dict[str, Any], sets: 
             probs = [{} for _ in s.rows]
             for i, p in zip(scored, got):
                 probs[i] = p
+        if probs is not None:  # only constrained label scores have a decision rule
+            rule: dict[str, Any] = {"rule": "argmax"}
+            if spec.decision == "tuned":
+                probs, rule = _tuned(model, tokenizer, template, s, probs, spec)
+            results["decisions"][s.name] = rule
+        results["warnings"][s.name] = _class_warnings(s.rows, probs)
         results["metrics"][s.name] = s.evaluate(preds, s.rows, probs)
         results["predictions"][s.name] = preds
     return results
+
+
+def _tuned(model: Any, tokenizer: Any, template: Any, s: EvalSet, probs: list[dict[str, float]],
+           spec: EvalSpec) -> tuple[list[dict[str, float]], dict[str, Any]]:
+    """Offsets chosen on the validation rows' label scores, applied to the test rows' scores before scoring."""
+    from finetune.eval.decision import apply_offsets, tune_offsets
+    from finetune.eval.generate import label_probs
+
+    if not s.validation:
+        return probs, {"rule": "tuned", "tuned": None, "rows": 0, "why": "no labelled validation rows were found"}
+    val = label_probs(model, tokenizer, [template.prompt(r) for r in s.validation], [r["choices"] for r in s.validation],
+                      batch_size=spec.batch_size * 2)
+    offsets, measured = tune_offsets(val, [r["output"] for r in s.validation])
+    return apply_offsets(probs, offsets), {"rule": "tuned", "offsets": offsets, **measured}
+
+
+def _class_warnings(rows: list[Row], probs: list[dict[str, float]] | None) -> list[str]:
+    """The single-class / dominant-class check on the constrained predictions (as decided)."""
+    from finetune.eval.decision import class_warning, decide
+
+    if probs is None:
+        return []
+    scored = [(decide(p, {}), r["output"]) for p, r in zip(probs, rows) if p]
+    warning = class_warning([p for p, _ in scored], [t for _, t in scored])
+    return [warning] if warning else []
 
 
 def templates_for(tokenizer: Any, sets: list[EvalSet], shape: str, saved: dict[str, Any] | None) -> dict[str, Any]:

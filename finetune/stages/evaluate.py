@@ -17,6 +17,8 @@ class EvalResult:
     after: dict[str, dict[str, float]] = field(default_factory=dict)
     samples: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     examples_per_s: dict[str, float] = field(default_factory=dict)
+    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)  # before/after -> set -> the decision rule
+    warnings: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # before/after -> set -> class warnings
 
     def summary(self) -> dict[str, Any]:
         out = {}
@@ -69,4 +71,23 @@ def _evaluate(recipe: Recipe, base: str | None, final: Path | None, device: Any,
         after=after["metrics"] if after else {},
         samples=samples(sets, before, after),
         examples_per_s=(after or before)["examples_per_s"],
+        **_rules_and_warnings(before, after, say),
     )
+
+
+def _rules_and_warnings(before: dict[str, Any] | None, after: dict[str, Any] | None, say: Any) -> dict[str, Any]:
+    """Each model's decision rule and single-class warnings, said on the console and kept for the report."""
+    from finetune.eval.decision import describe
+
+    out: dict[str, Any] = {"decisions": {}, "warnings": {}}
+    for when, result in (("before", before), ("after", after)):
+        if result is None:
+            continue
+        out["decisions"][when], out["warnings"][when] = result["decisions"], result["warnings"]
+        for name, rule in result["decisions"].items():
+            if rule.get("rule") == "tuned":
+                say(f"{name} ({when}): {describe(rule)}")
+        for name, lines in result["warnings"].items():
+            for line in lines:
+                say(f"{name} ({when}): {line}")
+    return out

@@ -70,6 +70,8 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
         from finetune.train.batching import weigh_examples
 
         train_data, val_data = weigh_examples(train_data), weigh_examples(val_data)
+    if spec.class_balance != "none":  # training split only: the validation loss stays at the data's own prior
+        train_data = _balance(train_data, spec.class_balance, recipe.seed, _label_names(sources, tokenizer), say)
     for name, stats in train_stats.items():
         say(f"data {name}: {stats['examples']} training examples, {stats['truncated']} truncated, "
             f"{stats['dropped']} dropped" + (" (tokenization reused from cache)" if stats["cached"] else ""))
@@ -175,6 +177,34 @@ def _renumber(data: TokenizedData, sets: list[list[int]]) -> list[dict[str, list
         mapping[i] = sets.index(s)
     return [{**e, "choice_index": [mapping.get(c, -1) if c >= 0 else -1 for c in e["choice_index"]]}
             if "choice_index" in e else e for e in data.examples]
+
+
+def _label_names(sources: list[Any], tokenizer: Any) -> dict[int, str]:
+    """First token id -> label, so the balance line names classes as the data does, not by a token piece."""
+    names: dict[int, str] = {}
+    for choices in {tuple(r["choices"]) for s in sources for r in s.splits["train"] if r.get("choices")}:
+        for c in choices:
+            ids = tokenizer(c, add_special_tokens=False)["input_ids"]
+            if ids:
+                names.setdefault(ids[0], c)
+    return names
+
+
+def _balance(data: TokenizedData, mode: str, seed: int, names: dict[int, str], say: Any) -> TokenizedData:
+    """data.class_balance on the training split, with a line saying what each class had and now weighs."""
+    from finetune.train.batching import balance_classes, class_counts
+
+    before = class_counts(data)
+    out = balance_classes(data, mode, seed)
+    if not before:
+        say(f"warning: data.class_balance {mode}: no training example has a label decision; nothing balanced")
+        return out
+    after = class_counts(out)
+    parts = [f"{names.get(key[1], key[1])} {before[key]}"
+             + (f"->{after[key]}" if after[key] != before[key] else "") for key in sorted(before)]
+    say(f"class balance {mode}: training examples per class " + ", ".join(parts)
+        + (" (each class now weighs the same in the loss)" if mode == "weighted" else ""))
+    return out
 
 
 def check_context(config: Any, max_length: int) -> None:
