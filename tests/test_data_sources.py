@@ -202,3 +202,80 @@ def test_generated_rows_as_chat():
     row = load_sources(spec, seed=0)[0].splits["train"][0]
     assert row["messages"] == [{"role": "user", "content": row["input"]},
                                {"role": "assistant", "content": row["output"]}]
+
+
+# ---------------------------------------------------------------- issue 12: odd files, duplicate columns, splits
+
+
+def _csv(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_csv_with_a_column_named_twice_is_refused_naming_column_and_line(tmp_path):
+    path = _csv(tmp_path / "two.csv", "\ninput,output,input\nq1,a1,other1\nq2,a2,other2\nq3,a3,other3\n")
+    with pytest.raises(UserError, match=r"two\.csv, line 2: column 'input' appears twice \(columns 1 and 3\)"):
+        load_sources(_spec(path), seed=0)
+    fine = _csv(tmp_path / "fine.csv", "input,output,,\n" + "".join(f"q{i},a{i},x,y\n" for i in range(6)))
+    (src,) = load_sources(_spec(fine), seed=0)  # unnamed columns are not duplicates
+    assert src.split_counts["rows"] == 6
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda p: _csv(p / "empty.csv", ""), r"empty\.csv is empty \(0 bytes\)"),
+    (lambda p: _csv(p / "blank.jsonl", "\n\n  \n"), r"blank\.jsonl is empty \(blank lines only\)"),
+    (lambda p: _csv(p / "header.csv", "input,output\n\n"), r"header\.csv: a header \(line 1\) and no rows"),
+])
+def test_empty_and_header_only_files_say_so_in_one_line(tmp_path, make, expected):
+    with pytest.raises(UserError, match=expected) as exc:
+        load_sources(_spec(make(tmp_path)), seed=0)
+    assert "\n" not in str(exc.value) and "corresponds to no data" not in str(exc.value)
+
+
+def test_folder_and_fifo_are_refused_before_opening(tmp_path):
+    import os
+
+    folder = tmp_path / "data.csv"
+    folder.mkdir()
+    with pytest.raises(UserError, match=r"data\.csv is a folder; point path at a data file inside it"):
+        load_sources(_spec(folder), seed=0)
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)  # opening it to read would block this test forever
+    with pytest.raises(UserError, match=r"pipe\.jsonl is a named pipe \(FIFO\), not a regular file"):
+        load_sources(_spec(fifo), seed=0)
+    with pytest.raises(UserError, match="no such file"):  # a local-looking path is not tried as a hub id
+        load_sources(_spec(tmp_path / "sub" / "train"), seed=0)
+
+
+def test_file_split_is_announced_and_counted(tmp_path):
+    path = _jsonl(tmp_path / "qa.jsonl", _rows(50))
+    heard = []
+    (src,) = load_sources(_spec(path), seed=0, say=heard.append)
+    assert src.split_counts == {"rows": 50, "train": 40, "validation": 5, "test": 5}
+    assert heard == [src.split_note] and heard[0].startswith("data qa.jsonl: 50 rows -> train 40 / validation 5 / "
+                                                             "test 5 (split: all")
+
+
+def test_no_test_part_when_the_test_set_comes_from_eval_data(tmp_path):
+    path = _jsonl(tmp_path / "qa.jsonl", _rows(50))
+    (carved,) = load_sources(_spec(path), seed=0)
+    (whole,) = load_sources(_spec(path), seed=0, carve_test=False)
+    assert {k: len(v) for k, v in whole.splits.items()} == {"train": 45, "validation": 5, "test": 0}
+    assert whole.splits["validation"] == carved.splits["validation"]  # same held-out rows either way
+    assert "no test part: eval.data is the test set" in whole.split_note
+
+
+@pytest.mark.parametrize("split", ["train", "validation", "test"])
+def test_a_file_declared_one_split_gives_it_every_row(tmp_path, split):
+    path = _jsonl(tmp_path / "qa.jsonl", _rows(12))
+    (src,) = load_sources(_spec(path, source={"split": split}), seed=0)
+    assert {k: len(v) for k, v in src.splits.items()} == {k: (12 if k == split else 0) for k in src.splits}
+    assert src.split_note == f"data qa.jsonl: 12 rows -> {split} 12 (split: {split}, every row)"
+
+
+def test_sources_with_no_training_rows_are_refused(tmp_path):
+    from finetune.data.sources import require_training_rows
+
+    path = _jsonl(tmp_path / "qa.jsonl", _rows(12))
+    with pytest.raises(UserError, match=r"data sources \(qa\) give no training rows"):
+        require_training_rows(load_sources(_spec(path, source={"split": "test"}), seed=0))

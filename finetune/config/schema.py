@@ -132,8 +132,15 @@ class SourceSpec(Strict):
     options: dict[str, Any] = Field(default_factory=dict, description="scenario generator options")
     sizes: Optional[dict[Literal["train", "validation", "test"], int]] = None
     path: Optional[str] = Field(None, description="local jsonl/csv/parquet file or a Hugging Face dataset id")
-    format: Optional[str] = Field(None, description="file format or a scenario's real format (e.g. mts_dialog)")
-    split: str = "train"
+    format: Optional[str] = Field(
+        None, description="how to read path: a file format (jsonl, json, csv, parquet; default: from the suffix) or one "
+                          "of the source's scenario's real formats (e.g. mts_dialog with scenario: medical_records)")
+    split: Optional[str] = Field(
+        None, description="a local file: which split its rows are. all (default): carved by seed into train, "
+                          "validation and test (validation_fraction each; no test part when eval.data is given); "
+                          "train: every row trains; validation: every row is held out for the validation loss; "
+                          "test: every row is held out for evaluation. A hub dataset id: the hub split to load "
+                          "(default train), then carved like all")
     revision: Optional[str] = None
     subset: Optional[str] = None
     fields: Fields = Field(default_factory=Fields)
@@ -147,6 +154,52 @@ class SourceSpec(Strict):
         if not self.scenario and not self.path:
             raise ValueError("a data source needs a scenario or a path")
         return self
+
+    @model_validator(mode="after")
+    def _split_and_format_fit(self) -> "SourceSpec":
+        if not self.path:
+            if self.split is not None or self.format is not None:
+                raise ValueError("split and format apply to a file (path); a scenario generates all three splits")
+            return self
+        if self.format is not None:
+            _check_format(self.format, self.scenario)
+        if self.split is not None and self.is_file and self.split not in FILE_SPLITS:
+            raise ValueError(f"split {self.split!r} is not one of {', '.join(FILE_SPLITS)} (for a local file: all "
+                             "is carved into train/validation/test, the others take every row)")
+        return self
+
+    @property
+    def is_file(self) -> bool:
+        """A local file (as opposed to a hub dataset id): it has a format, a known suffix, or a scenario reads it."""
+        return bool(self.path) and (self.format is not None or self.scenario is not None
+                                    or Path(self.path).suffix.lower().lstrip(".") in FILE_FORMATS)
+
+
+FILE_FORMATS = ("jsonl", "json", "csv", "parquet")
+FILE_SPLITS = ("all", "train", "validation", "test")
+
+
+def scenario_formats(name: str) -> tuple[str, ...]:
+    """A scenario's real format names; scenario modules are plain Python (no torch), cheap to import."""
+    from finetune import scenarios
+
+    return tuple(scenarios.get(name).formats) if name in scenarios.NAMES else ()
+
+
+def _check_format(fmt: str, scenario: str | None) -> None:
+    """format: a file format, or a real format of this source's scenario (the scenario's reader is needed)."""
+    if scenario is not None and fmt in scenario_formats(scenario):
+        return
+    if fmt.lower().lstrip(".") in FILE_FORMATS:
+        return
+    from finetune.scenarios import NAMES
+
+    owner = next((name for name in NAMES if fmt in scenario_formats(name)), None)
+    if owner is not None and scenario is None:
+        raise ValueError(f"format {fmt!r} is read by scenario {owner}; add scenario: {owner} to this source")
+    known = ", ".join(FILE_FORMATS + (scenario_formats(scenario) if scenario else ()))
+    raise ValueError(f"format {fmt!r} is not one of {known}" + ("" if scenario else
+                     " (a scenario's real format needs scenario: NAME)"))
 
 
 class DataSpec(Strict):

@@ -8,14 +8,17 @@ counted; nothing vanishes silently.
 """
 from __future__ import annotations
 
+import csv
 import inspect
+import io
 import json
 import math
 import os
 import random
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from finetune.config.schema import DataSpec, SourceSpec
 from finetune.errors import UserError
@@ -37,14 +40,33 @@ class LoadedSource:
     card: str | None
     skipped: int = 0
     weight: int = 1
+    split_counts: dict[str, int] = field(default_factory=dict)  # a file's usable rows and where they went
+    split_note: str = ""  # the one line that says so ("" for generated data)
 
 
-def load_sources(spec: DataSpec, seed: int) -> list[LoadedSource]:
-    """All sources of the recipe, in order; generated data uses ``seed``, files are split by it."""
-    return [_load_source(spec, i, source, seed) for i, source in enumerate(spec.sources)]
+def load_sources(spec: DataSpec, seed: int, *, carve_test: bool = True,
+                 say: Callable[[str], None] | None = None) -> list[LoadedSource]:
+    """All sources of the recipe, in order; generated data uses ``seed``, files are split by it.
+
+    ``carve_test=False`` when the test rows come from elsewhere (eval.data): a file then gives
+    no rows to a test part nobody reads. ``say`` hears one line per file on how it was split,
+    so a file is never silently trained on only part of its rows.
+    """
+    loaded = [_load_source(spec, i, source, seed, carve_test) for i, source in enumerate(spec.sources)]
+    for src in loaded:
+        if say is not None and src.split_note:
+            say(src.split_note)
+    return loaded
 
 
-def _load_source(spec: DataSpec, index: int, source: SourceSpec, seed: int) -> LoadedSource:
+def require_training_rows(sources: list[LoadedSource]) -> None:
+    """Fine-tuning needs rows to train on; sources declared split: validation/test give none."""
+    if not any(src.splits.get("train") for src in sources):
+        names = ", ".join(src.name for src in sources)
+        raise UserError(f"data sources ({names}) give no training rows; set split: all or train on a training file")
+
+
+def _load_source(spec: DataSpec, index: int, source: SourceSpec, seed: int, carve_test: bool = True) -> LoadedSource:
     scenario = None
     if source.scenario:
         from finetune import scenarios
@@ -57,7 +79,9 @@ def _load_source(spec: DataSpec, index: int, source: SourceSpec, seed: int) -> L
             checked[split], n = check_rows(splits.get(split, []), spec, f"scenario {scenario.name}, {split}")
             skipped += n
         name, card = scenario.name, source.card or scenario.card
+        counts, note = {}, ""
     else:
+        check_local_file(Path(source.path), source.format)
         if scenario is not None and source.format in scenario.formats:
             rows = scenario.read_file(source.path, source.format)
             card = source.card or scenario.formats[source.format]
@@ -65,9 +89,14 @@ def _load_source(spec: DataSpec, index: int, source: SourceSpec, seed: int) -> L
         else:
             rows, where = _read_table(source, spec.shape)
             card = source.card
+        if not rows:
+            raise UserError(f"{source.path}: no data rows (an empty file, or a header only); add rows or drop the source")
         rows, skipped = check_rows(rows, spec, _label(source.path), where)
-        checked = carve_splits(rows, spec.validation_fraction, seed, _label(source.path))
+        split = _file_split(source)
+        checked = assign_splits(rows, split, spec.validation_fraction, seed, _label(source.path), carve_test)
         name = _stem(source.path)
+        counts = {"rows": len(rows), **{k: len(v) for k, v in checked.items()}}
+        note = split_line(source.path, split, counts, spec.validation_fraction, carve_test)
     return LoadedSource(
         name=name,
         scenario=scenario.name if scenario is not None else None,
@@ -77,6 +106,8 @@ def _load_source(spec: DataSpec, index: int, source: SourceSpec, seed: int) -> L
         card=card,
         skipped=skipped,
         weight=source.weight,
+        split_counts=counts,
+        split_note=note,
     )
 
 
@@ -114,6 +145,58 @@ def _datasets_cache() -> str:
     return os.path.join(home, "datasets")
 
 
+def check_local_file(path: Path, fmt: str | None = None) -> None:
+    """Refuse what no reader should open: a folder, a pipe (reading it blocks), an empty file, a CSV whose
+    header names a column twice (the CSV reader renames or drops one of them without a word)."""
+    if not os.path.lexists(path):
+        return  # a hub dataset id, or a missing file the reader names
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read it ({exc.strerror}); check the path and its permissions") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{path} is a folder; point path at a data file inside it (jsonl, json, csv or parquet)")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path} is a {_file_kind(mode)}, not a regular file; save the data to a file and use that")
+    size = path.stat().st_size
+    head = _head(path)
+    if not head.strip() and size <= len(head):
+        raise UserError(f"{path} is empty ({'0 bytes' if not size else 'blank lines only'}); add rows or drop the source")
+    if path.suffix.lower() == ".csv" or (fmt or "").lower().lstrip(".") == "csv":
+        _check_csv_header(path, head, complete=size <= len(head))
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"))
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def _head(path: Path, limit: int = 1 << 20) -> bytes:
+    """The file's first MiB: enough for a header and to tell an empty file, without reading a big one."""
+    with path.open("rb") as fh:
+        return fh.read(limit)
+
+
+def _check_csv_header(path: Path, head: bytes, complete: bool) -> None:
+    """The header is the first non-blank record (as pandas reads it): each name once, and rows after it."""
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:  # the read cut a character in two, or the file is latin-1
+        text = head[:exc.start].decode("utf-8-sig") if exc.start >= len(head) - 3 else head.decode("latin-1")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next((record for record in reader if record), [])
+    line = reader.line_num
+    first: dict[str, int] = {}
+    for column, name in enumerate(header, start=1):
+        if name in first and name.strip():  # unnamed columns get distinct names from the reader
+            raise UserError(f"{path.name}, line {line}: column {name!r} appears twice (columns "
+                            f"{first[name]} and {column}); rename one so every column has its own name")
+        first[name] = column
+    if complete and not any(record for record in reader):
+        raise UserError(f"{path.name}: a header (line {line}) and no rows; add rows below the header or drop the source")
+
+
 def _builder(source: SourceSpec, path: Path) -> str:
     fmt = (source.format or "").lower().lstrip(".")
     if fmt:
@@ -140,14 +223,14 @@ def _read_table(source: SourceSpec, shape: str) -> tuple[list[Row], list[int]]:
         except Exception as exc:  # datasets wraps parser errors; say which file and, for JSONL, which line
             raise _unreadable(path, exc) from None
         numbers = _jsonl_line_numbers(path) if path.suffix.lower() == ".jsonl" else None
-    elif path.suffix.lower() in FILE_BUILDERS:
+    elif path.suffix.lower() in FILE_BUILDERS or _looks_local(source.path):
         raise UserError(f"{path}: no such file; check data.sources path (relative paths start at the working folder)")
     else:
         try:
-            ds = load_dataset(source.path, source.subset, split=source.split, revision=source.revision)
+            ds = load_dataset(source.path, source.subset, split=source.split or "train", revision=source.revision)
         except Exception as exc:  # offline, unknown id, bad split: one line the user can act on
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise UserError(f"cannot load dataset {source.path!r} (split {source.split!r}): {first}") from None
+            raise UserError(f"cannot load dataset {source.path!r} (split {source.split or 'train'!r}): {first}") from None
         numbers = None
     columns = list(ds.column_names)
     rows = map_fields(ds.to_list(), columns, source, path.name)
@@ -159,6 +242,11 @@ def _read_table(source: SourceSpec, shape: str) -> tuple[list[Row], list[int]]:
     if numbers is None or len(numbers) != len(rows):
         numbers = list(range(1, len(rows) + 1))
     return rows, numbers
+
+
+def _looks_local(path: str) -> bool:
+    """A hub id is ``name`` or ``org/name``; anything deeper, absolute or dotted is a path on this machine."""
+    return path.startswith((".", "/", "~")) or path.count("/") > 1 or "\\" in path
 
 
 def _jsonl_line_numbers(path: Path) -> list[int]:
@@ -234,21 +322,56 @@ def _maybe_json(value: str) -> Any:
         return value
 
 
-def carve_splits(rows: list[Row], fraction: float, seed: int, label: str) -> dict[str, list[Row]]:
-    """One file, three splits: validation and test each take ``fraction`` of the rows, chosen by seed."""
+def _file_split(source: SourceSpec) -> str:
+    """A local file's declared split (default all); a hub dataset's rows are carved like all."""
+    return source.split if source.is_file and source.split is not None else "all"
+
+
+def assign_splits(rows: list[Row], split: str, fraction: float, seed: int, label: str,
+                  carve_test: bool = True) -> dict[str, list[Row]]:
+    """A file's rows by its declared split: all of them in one split, or carved (see :func:`carve_splits`)."""
+    if split == "all":
+        return carve_splits(rows, fraction, seed, label, carve_test)
+    return {name: (list(rows) if name == split else []) for name in SPLITS}
+
+
+def carve_splits(rows: list[Row], fraction: float, seed: int, label: str,
+                 carve_test: bool = True) -> dict[str, list[Row]]:
+    """One file, three splits: validation and test each take ``fraction`` of the rows, chosen by seed.
+
+    Without a test part (``carve_test=False``) validation is still the same rows, so a
+    tuned decision or a validation loss does not change with where the test rows come from.
+    """
     n = len(rows)
     held = max(1, int(n * fraction))
-    if n - 2 * held < 1:
-        raise UserError(f"{label}: {n} usable rows are too few to split into train, validation and test")
+    parts = 2 if carve_test else 1
+    if n - parts * held < 1:
+        wanted = "train, validation and test" if carve_test else "train and validation"
+        raise UserError(f"{label}: {n} usable rows are too few to split into {wanted}")
     order = list(range(n))
     random.Random(seed).shuffle(order)
-    validation, test = sorted(order[:held]), sorted(order[held:2 * held])
-    train = sorted(order[2 * held:])
+    validation = sorted(order[:held])
+    test = sorted(order[held:2 * held]) if carve_test else []
+    train = sorted(order[parts * held:])
     return {
         "train": [rows[i] for i in train],
         "validation": [rows[i] for i in validation],
         "test": [rows[i] for i in test],
     }
+
+
+def split_line(path: str, split: str, counts: dict[str, int], fraction: float, carve_test: bool) -> str:
+    """The console/report line for one file: how many rows, where they went, why, and how to change it."""
+    parts = " / ".join(f"{name} {counts[name]}" for name in SPLITS if counts.get(name) or (split == "all" and
+                                                                                          (name != "test" or carve_test)))
+    if split != "all":
+        why = f"split: {split}, every row"
+    elif carve_test:
+        why = (f"split: all, carved by seed with validation_fraction {fraction}; "
+               "split: train trains on every row")
+    else:
+        why = f"split: all, validation_fraction {fraction}; no test part: eval.data is the test set"
+    return f"data {_label(path)}: {counts['rows']} rows -> {parts} ({why})"
 
 
 # ---------------------------------------------------------------- row checks

@@ -48,7 +48,7 @@ class FinetuneResult:
 def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume: bool) -> FinetuneResult:
     from finetune import methods
     from finetune.data.format import Template
-    from finetune.data.sources import load_sources
+    from finetune.data.sources import load_sources, require_training_rows
     from finetune.data.tokenize import truncation_warning
     from finetune.model.hf import load_config, load_model
     from finetune.model.tokenizer import load_tokenizer
@@ -59,7 +59,8 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
     check_context(load_config(base, trust_remote_code=recipe.model.trust_remote_code, revision=recipe.model.revision),
                   spec.max_length)
     tokenizer = load_tokenizer(recipe.model.tokenizer or base, recipe.model.trust_remote_code, recipe.model.revision)
-    sources = load_sources(spec, recipe.seed)
+    sources = load_sources(spec, recipe.seed, carve_test=recipe.eval is None or recipe.eval.data is None, say=say)
+    require_training_rows(sources)
     cards = check_cards(sources, spec.require_card, say)
     scrub_counts = scrub_sources(sources, run_dir, accelerator.is_main_process) if spec.scrub_pii else {}
     templates = {s.name: Template.for_tokenizer(tokenizer, s.system, s.instruction, spec.shape) for s in sources}
@@ -115,7 +116,8 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
         base_val_loss=base_val, val_loss=result.val_loss, tokens=result.tokens, steps=result.steps,
         wall_time=result.wall_time, padding_fraction=result.padding_fraction, packing=packing,
         skipped_rows=sum(s.skipped for s in sources), scrub_counts=scrub_counts, cards=cards,
-        data_stats={"train": train_stats, "validation": val_stats},
+        data_stats={"train": train_stats, "validation": val_stats,
+                    "splits": {s.name: {**s.split_counts, "note": s.split_note} for s in sources if s.split_note}},
     )
 
 
