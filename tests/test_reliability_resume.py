@@ -138,3 +138,14 @@ def test_pretraining_trace_matches_golden(reference):
     golden = json.loads(GOLDEN.read_text())["loss"]
     assert len(golden) == len(trace)
     assert max(abs(a - b) for a, b in zip(trace, golden)) <= 1e-5
+
+
+def test_resuming_a_finished_run_leaves_its_metrics_log_as_it_was(reference, tmp_path):
+    """Issue 12 point 13: the final val_loss line was appended a second time on every resume of a finished run."""
+    recipe = finetune_recipe(reference / "pretrain" / "model", tmp_path / "run", LORA, max_steps=3)
+    run_inprocess(recipe)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    before = metrics.read_text()
+    assert sum('"val_loss"' in line for line in before.splitlines()) == 1
+    run_inprocess(recipe, resume=True)
+    assert metrics.read_text() == before

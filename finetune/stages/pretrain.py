@@ -44,12 +44,48 @@ def cache_root() -> Path:
     return Path(os.environ.get("FT_CACHE", Path.home() / ".cache" / "ft"))
 
 
+# Settings that change how a pretraining is watched or kept, never the model it produces.
+NOT_RESULT_FIELDS = {"cache": True, "train": {"log_every", "eval_every", "save_every", "save_total_limit", "threads",
+                                              "log_with", "max_bad_steps", "precision"}}
+
+
 def pretrain_dir(recipe: Recipe, run_dir: Path) -> Path:
-    spec = recipe.pretrain
-    if spec.cache:
-        key = section_hash(spec, recipe.model.core, recipe.seed, _code_version())
-        return cache_root() / "pretrained" / key  # shared by every recipe with the same base settings
+    if recipe.pretrain.cache:
+        return cache_root() / "pretrained" / cache_key(recipe)  # shared by every recipe with the same base settings
     return run_dir / "pretrain"
+
+
+def cache_key(recipe: Recipe) -> str:
+    """Everything that shapes the pretrained base: its settings, the corpus and tokenizer bytes, the code.
+
+    Logging, checkpointing and thread settings are left out, so changing them reuses
+    the base. The precision that counts is the top-level one (the accelerator's);
+    the pretrain section's own is ignored at run time and so here.
+    """
+    from finetune.train.accel import resolve_precision
+
+    return section_hash(result_settings(recipe.pretrain), recipe.model.core, recipe.seed, _code_version(),
+                        resolve_precision(recipe.train.precision), content_fingerprint(recipe.pretrain))
+
+
+def result_settings(spec: Any) -> dict[str, Any]:
+    """The pretrain section without the fields that cannot change the model (NOT_RESULT_FIELDS)."""
+    data = spec.model_dump(mode="json")
+    for key, drop in NOT_RESULT_FIELDS.items():
+        if drop is True:
+            data.pop(key, None)
+        else:
+            data[key] = {k: v for k, v in data[key].items() if k not in drop}
+    return data
+
+
+def content_fingerprint(spec: Any) -> dict[str, str]:
+    """sha256 of a file corpus and of a reused tokenizer folder (generated and hub corpora are known by settings)."""
+    from finetune.fingerprint import model_digests, source_digests
+
+    content = source_digests(spec.corpus.path, "corpus file") if spec.corpus.kind == "file" else {}
+    content.update(model_digests(spec.tokenizer.path, "tokenizer file"))
+    return content
 
 
 def pretrain(recipe: Recipe, run_dir: Path, accelerator: Any, resume: bool) -> PretrainResult:
@@ -104,8 +140,8 @@ def pretrain(recipe: Recipe, run_dir: Path, accelerator: Any, resume: bool) -> P
     result = train(
         model, blocks(train_ids, spec.block_size, tokenizer.pad_token_id), blocks(val_ids, spec.block_size, tokenizer.pad_token_id),
         spec.train, out, accelerator, seed=recipe.seed,
-        fingerprint={"stage": "pretrain", "pretrain": section_hash(spec), "model": section_hash(core),
-                     "processes": accelerator.num_processes},
+        fingerprint={"stage": "pretrain", "pretrain": section_hash(result_settings(spec)), "model": section_hash(core),
+                     "processes": accelerator.num_processes, "content": content_fingerprint(spec)},
         resume=resume or spec.cache, group_by_length=False, desc="pretrain",
     )
     res = PretrainResult(out / "model", result.val_loss, entropy, result.tokens, result.steps, result.wall_time, False, n_params)

@@ -21,6 +21,7 @@ import torch
 
 from finetune.config.schema import TrainSpec
 from finetune.errors import StopRequested, UserError
+from finetune.fingerprint import describe_changes
 from finetune.train import checkpoint as ckpt
 from finetune.train.batching import TokenizedData, collate, count_label_tokens, micro_batches, steps_for_epoch
 from finetune.train.loss import causal_lm_loss
@@ -243,7 +244,8 @@ def train(
     progress.close()
     if val is not None:
         val_loss = evaluate_loss(model, val, spec.batch_size, accelerator)
-        _append(metrics_path, {"step": state["step"], "val_loss": val_loss, "val_ppl": _ppl(val_loss)}, main, accelerator, desc)
+        if not (main and _logged_val(metrics_path, state["step"])):  # a finished run resumed logged it already
+            _append(metrics_path, {"step": state["step"], "val_loss": val_loss, "val_ppl": _ppl(val_loss)}, main, accelerator, desc)
     if saved_step != state["step"]:  # evaluation changes no state: a checkpoint of this step is already final
         save()
     total_tokens = int(accelerator.reduce(torch.tensor(state["tokens"], device=accelerator.device), reduction="sum"))
@@ -330,6 +332,20 @@ def _truncate_metrics(path: Path, step: int) -> None:
     tmp.replace(path)
 
 
+def _logged_val(path: Path, step: int) -> bool:
+    """Whether metrics.jsonl already holds the validation line of ``step`` (written before that step's checkpoint)."""
+    if not path.exists():
+        return False
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("step") == step and "val_loss" in record:
+            return True
+    return False
+
+
 def _load_trainable(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
     named = dict(model.named_parameters())
     missing = [n for n, p in named.items() if p.requires_grad and n not in weights]
@@ -344,13 +360,23 @@ def _load_trainable(model: torch.nn.Module, weights: dict[str, torch.Tensor]) ->
 
 
 def _check_fingerprint(saved: dict[str, Any], now: dict[str, Any], where: Path) -> None:
-    differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-    if differ:
-        changes = "; ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differ)
-        raise UserError(
-            f"cannot resume from {where}: {', '.join(differ)} changed since it was written ({changes}); "
-            "use a new output folder or restore the recipe"
-        )
+    """Refuse a resume whose settings or file contents differ from the checkpoint's, naming each one.
+
+    ``content`` maps "data file my.csv" (etc.) to sha256; a checkpoint written before
+    content was recorded has none, and its files are then taken as they are.
+    """
+    if "content" not in saved:
+        now = {k: v for k, v in now.items() if k != "content"}
+    differ = sorted(k for k in set(saved) | set(now) if k != "content" and saved.get(k) != now.get(k))
+    files = describe_changes(saved.get("content") or {}, now.get("content") or {})
+    if not differ and not files:
+        return
+    settings = (f"{', '.join(differ)} changed since it was written ("
+                + "; ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differ) + ")") if differ else ""
+    raise UserError(
+        f"cannot resume from {where}: " + "; ".join(x for x in (settings, *files) if x)
+        + "; use a new output folder or restore " + " and ".join(["the recipe"] * bool(differ) + ["the files"] * bool(files))
+    )
 
 
 def package_versions() -> dict[str, str]:
