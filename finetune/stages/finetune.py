@@ -93,9 +93,11 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
     say(f"method {recipe.method.kind}: {methods.describe(model)}")
     model.to(accelerator.device)
     base_val = evaluate_loss(model, val_data, recipe.train.batch_size, accelerator) if len(val_data) else None
+    with accelerator.main_process_first():  # one process reads a new base's weights; the others hit its cache
+        content = content_fingerprint(recipe, base)
     fingerprint = {
-        "stage": "finetune", "model": base, "method": section_hash(recipe.method),
-        "data": section_hash(spec), "seed": recipe.seed, "processes": accelerator.num_processes,
+        "stage": "finetune", "model": base, "revision": recipe.model.revision, "method": section_hash(recipe.method),
+        "data": section_hash(spec), "seed": recipe.seed, "processes": accelerator.num_processes, "content": content,
     }
     result = train(
         model, train_data, val_data if len(val_data) else None, recipe.train, run_dir, accelerator,
@@ -119,6 +121,21 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
         data_stats={"train": train_stats, "validation": val_stats,
                     "splits": {s.name: {**s.split_counts, "note": s.split_note} for s in sources if s.split_note}},
     )
+
+
+def content_fingerprint(recipe: Recipe, base: str) -> dict[str, str]:
+    """sha256 of every local file the run learns from: data files, the base's weights/config/tokenizer, a separate
+    tokenizer. Settings cannot tell a CSV rewritten in place or a base overwritten with other weights; this can.
+    Generated sources and hub ids have no local bytes and are identified by their settings (and revision)."""
+    from finetune.fingerprint import model_digests, source_digests
+
+    content: dict[str, str] = {}
+    for source in recipe.data.sources:
+        content.update(source_digests(source.path, "data file"))
+    content.update(model_digests(base, "base model file"))
+    if recipe.model.tokenizer:
+        content.update(model_digests(recipe.model.tokenizer, "tokenizer file"))
+    return content
 
 
 def check_cards(sources: list[Any], require: bool, say: Any) -> dict[str, str | None]:
