@@ -227,6 +227,17 @@ CSV_COLUMNS = {
     "csv": {"label": st.sampled_from(["good", "bad", "1", "0", "yes", "No"]), "age": numbers, "income": words},
 }
 JSONL_KEYS = {"gsm8k": {"question": words, "answer": answer}, "qa_jsonl": {"question": words, "answer": answer, "context": words}}
+_mcq = {"question": words, **{f"op{k}": words for k in "abcd"}, "cop": st.integers(-1, 5)}
+JSONL_KEYS.update(medqa_jsonl={"question": words, "options": st.fixed_dictionaries({k: words for k in "ABCD"}) | values,
+                               "answer_idx": st.sampled_from(["A", "D", "E", "1"]), "answer": words},
+                  medmcqa=_mcq, medmcqa_hf=_mcq)
+_note = st.fixed_dictionaries({"choice": st.sampled_from(["Entailment", "NotMentioned", "Maybe"]),
+                               "spans": st.lists(st.integers(-1, 3), max_size=2)})
+contractnli_file = (st.fixed_dictionaries({
+    "documents": st.lists(st.fixed_dictionaries({
+        "text": words, "spans": st.lists(st.lists(st.integers(-1, 25), min_size=2, max_size=2), max_size=3),
+        "annotation_sets": st.lists(st.fixed_dictionaries({"annotations": st.dictionaries(st.sampled_from(["nda-1", "nda-9"]), _note)}), max_size=1)}), max_size=2),
+    "labels": st.just({"nda-1": {"hypothesis": "Receiving Party shall keep secrets."}})}) | values).map(json.dumps)
 
 
 @st.composite
@@ -284,6 +295,7 @@ FILES = {
     "german_credit": (whitespace_file(_german_tokens()), ".data"),
     "australian_credit": (whitespace_file([numbers] * 14 + [st.sampled_from(["0", "1"])]), ".dat"),
     "financial_phrasebank": (phrasebank_file, ".txt"),
+    **{fmt: (contractnli_file, ".json") for fmt in ("contractnli", "contractnli_top2", "contractnli_top8", "contractnli_full")},
 }
 
 
