@@ -5,9 +5,18 @@ training, a response): it carries the tokenizer's chat template itself, so the
 saved ``ft_template.json`` renders prompts exactly as training did without the
 training process. Prompt and response are tokenized separately and
 concatenated, so the boundary between masked and trained tokens is exact.
+
+Text from data (inputs, outputs, message contents, the recipe's system and
+instruction text) is always encoded as plain text: a row that spells out
+``<|eos|>`` or ``<|user|>`` gets the characters, never the special ids, so data
+cannot fake chat turns or train early stops. Only the template's own text adds
+special tokens. Rendering therefore keeps every string as pieces that remember
+where they came from (``Piece``), and ``encode_pieces`` is the one encoder.
 """
 from __future__ import annotations
 
+import re
+import weakref
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -15,6 +24,8 @@ from finetune.errors import UserError
 
 Row = dict[str, Any]
 Segment = tuple[str, bool]  # (text, trained)
+Piece = tuple[str, bool]  # (text, plain): plain text came from data and is never read as special tokens
+Part = tuple[list[Piece], bool]  # (pieces, trained)
 Example = dict[str, list[int]]
 SHAPES = ("instruction", "chat", "text")
 IGNORE = -100
@@ -56,7 +67,7 @@ class Template:
         )
         if template.chat_template and template.system:
             try:
-                template._render([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}], True)
+                template._render_text([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}], True)
             except Exception:  # e.g. Gemma's template raises on a system turn
                 return replace(template, system_in_user=True)
         return template
@@ -77,10 +88,13 @@ class Template:
         return cls(**data)
 
     # ------------------------------------------------------------ rendering
-    def prompt(self, row: Row) -> str:
+    def prompt(self, row: Row) -> "Prompt":
         """What the model sees before it answers: the training prompt, and the generation input."""
+        return Prompt(self.prompt_pieces(row))
+
+    def prompt_pieces(self, row: Row) -> list[Piece]:
         if self.shape == "text":
-            return self.bos_prefix
+            return [(self.bos_prefix, False)]
         if self.shape == "instruction":
             return self._instruction_prompt(row)
         turns = self._conversation(row)
@@ -88,25 +102,32 @@ class Template:
 
     def segments(self, row: Row) -> list[Segment]:
         """The row as consecutive (text, trained) pieces; their concatenation is the full training text."""
-        if self.shape == "text":
-            return [(self.bos_prefix, False), (row["text"] + self.eos_token, True)]
-        if self.shape == "instruction":
-            return [(self._instruction_prompt(row), False), (row["output"] + self.eos_token, True)]
-        return self._chat_segments(self._conversation(row))
+        return [(_join(pieces), trained) for pieces, trained in self.parts(row)]
 
-    def _instruction_prompt(self, row: Row) -> str:
+    def parts(self, row: Row) -> list[Part]:
+        """The row as consecutive (pieces, trained) parts: ``segments`` with data text marked plain."""
+        if self.shape == "text":
+            return [([(self.bos_prefix, False)], False), ([(row["text"], True), (self.eos_token, False)], True)]
+        if self.shape == "instruction":
+            return [(self._instruction_prompt(row), False), ([(row["output"], True), (self.eos_token, False)], True)]
+        return self._chat_parts(self._conversation(row))
+
+    def _instruction_prompt(self, row: Row) -> list[Piece]:
         text = row.get("input") or ""
         if self.chat_template:
             user = "\n\n".join(part for part in (self.instruction, text) if part)
             turns = [{"role": "system", "content": self.system}] if self.system else []
             return self._render(self._fold_system(turns + [{"role": "user", "content": user}]), True)
-        parts = [self.system] if self.system else []
+        sections: list[list[Piece]] = [[(self.system, True)]] if self.system else []
         if self.instruction:
-            parts.append(f"### Instruction:\n{self.instruction}")
+            sections.append([("### Instruction:\n", False), (self.instruction, True)])
         if text:
-            parts.append(f"### Input:\n{text}")
-        parts.append("### Response:\n")
-        return self.bos_prefix + "\n\n".join(parts)
+            sections.append([("### Input:\n", False), (text, True)])
+        sections.append([("### Response:\n", False)])
+        pieces: list[Piece] = [(self.bos_prefix, False)]
+        for k, section in enumerate(sections):
+            pieces += ([("\n\n", False)] if k else []) + section
+        return pieces
 
     def _conversation(self, row: Row) -> list[dict[str, str]]:
         """The row's turns up to its last assistant turn, with our system text and instruction added."""
@@ -127,27 +148,40 @@ class Template:
         first = turns[1]
         return [{"role": first["role"], "content": f"{turns[0]['content']}\n\n{first['content']}"}] + turns[2:]
 
-    def _chat_segments(self, turns: list[dict[str, str]]) -> list[Segment]:
+    def _chat_parts(self, turns: list[dict[str, str]]) -> list[Part]:
         """Render the conversation one assistant turn at a time: the text each turn adds is trained."""
-        segments: list[Segment] = []
+        parts: list[Part] = []
         done = ""
         for k, turn in enumerate(turns):
             if turn["role"] != "assistant":
                 continue
-            before = self._render(turns[:k], True)
-            after = self._render(turns[: k + 1], False)
+            before_pieces, after_pieces = self._render(turns[:k], True), self._render(turns[: k + 1], False)
+            before, after = _join(before_pieces), _join(after_pieces)
             if not before.startswith(done) or not after.startswith(before):
                 raise UserError(
                     "this tokenizer's chat template does not render a conversation as a prefix of its longer "
                     "version, so assistant turns cannot be located; use data.shape: instruction"
                 )
-            segments += [(before[len(done):], False), (after[len(before):], True)]
+            parts += [(_cut(before_pieces, len(done), len(before)), False),
+                      (_cut(after_pieces, len(before), len(after)), True)]
             done = after
-        return segments
+        return parts
 
-    def _render(self, turns: list[dict[str, str]], add_generation_prompt: bool) -> str:
+    def _render(self, turns: list[dict[str, str]], add_generation_prompt: bool) -> list[Piece]:
+        """The conversation as the template renders it, each message's text marked plain."""
         if not self.chat_template:
-            return self.bos_prefix + _plain_chat(turns, self.eos_token, add_generation_prompt)
+            return [(self.bos_prefix, False)] + _plain_chat(turns, self.eos_token, add_generation_prompt)
+        rendered = self._render_text(turns, add_generation_prompt)
+        marked = [{**turn, "content": f"{_MARK_OPEN}{k}{_MARK_CLOSE}"} for k, turn in enumerate(turns)]
+        layout = _MARKS.split(self._render_text(marked, add_generation_prompt))
+        contents = [turn["content"] for turn in turns]
+        found = _locate(rendered, layout, contents)
+        if found is not None:
+            return found
+        # The template rewrites message text beyond whitespace (rare): keep its layout, the text as given.
+        return [(text, False) if k % 2 == 0 else (contents[int(text)], True) for k, text in enumerate(layout)]
+
+    def _render_text(self, turns: list[dict[str, str]], add_generation_prompt: bool) -> str:
         from transformers.utils.chat_template_utils import render_jinja_template
 
         rendered, _ = render_jinja_template(
@@ -159,13 +193,74 @@ class Template:
         return rendered[0]
 
 
-def _plain_chat(turns: list[dict[str, str]], eos: str, add_generation_prompt: bool) -> str:
+class Prompt(str):
+    """A rendered prompt that still knows which of its characters came from data.
+
+    It is the plain string everywhere a string is expected; ``encode_text`` reads its pieces,
+    so a prompt passed to generation or label scoring is encoded exactly as in training.
+    A string built from it (``prompt + "x"``) is an ordinary ``str`` and loses that knowledge.
+    """
+
+    pieces: tuple[Piece, ...]
+
+    def __new__(cls, pieces: list[Piece]) -> "Prompt":
+        prompt = super().__new__(cls, _join(pieces))
+        prompt.pieces = tuple(pieces)
+        return prompt
+
+
+# Placeholders for message text while locating it in a chat template's output (private-use characters).
+_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
+_MARKS = re.compile(f"{_MARK_OPEN}(\\d+){_MARK_CLOSE}")
+
+
+def _join(pieces: list[Piece] | tuple[Piece, ...]) -> str:
+    return "".join(text for text, _ in pieces)
+
+
+def _cut(pieces: list[Piece], start: int, end: int) -> list[Piece]:
+    """The characters [start, end) of the pieces' text, still as pieces."""
+    out: list[Piece] = []
+    at = 0
+    for text, plain in pieces:
+        lo, hi = max(start - at, 0), min(end - at, len(text))
+        if lo < hi:
+            out.append((text[lo:hi], plain))
+        at += len(text)
+    return out
+
+
+def _locate(rendered: str, layout: list[str], contents: list[str]) -> list[Piece] | None:
+    """Split ``rendered`` into template text and message text, given the template's output with each
+    message replaced by a placeholder (``layout``: text, index, text, ..., text).
+
+    Templates may trim message text (Llama 3, Gemma), so each message may appear stripped; None when
+    the rendering cannot be explained this way.
+    """
+    def walk(i: int, at: int) -> list[Piece] | None:
+        text = layout[i]
+        if not rendered.startswith(text, at):
+            return None
+        at += len(text)
+        if i == len(layout) - 1:
+            return [(text, False)] if at == len(rendered) else None
+        content = contents[int(layout[i + 1])]
+        for variant in dict.fromkeys((content, content.strip(), content.lstrip(), content.rstrip())):
+            rest = walk(i + 2, at + len(variant)) if rendered.startswith(variant, at) else None
+            if rest is not None:
+                return [(text, False), (variant, True)] + rest
+        return None
+
+    return walk(0, 0)
+
+
+def _plain_chat(turns: list[dict[str, str]], eos: str, add_generation_prompt: bool) -> list[Piece]:
     """Chat for tokenizers without a chat template; assistant turns end with EOS so the model learns to stop."""
-    text = ""
+    pieces: list[Piece] = []
     for turn in turns:
         end = eos if turn["role"] == "assistant" else ""
-        text += f"### {turn['role'].capitalize()}:\n{turn['content']}{end}\n\n"
-    return text + ("### Assistant:\n" if add_generation_prompt else "")
+        pieces += [(f"### {turn['role'].capitalize()}:\n", False), (turn["content"], True), (f"{end}\n\n", False)]
+    return pieces + ([("### Assistant:\n", False)] if add_generation_prompt else [])
 
 
 def _last_assistant(turns: list[dict[str, str]]) -> int:
@@ -205,7 +300,7 @@ class ChoiceRegistry:
         """Each choice's first token id, or None when two choices start alike (a first token cannot decide)."""
         key = tuple(choices)
         if key not in self._first:
-            ids = [tokenizer(c, add_special_tokens=False)["input_ids"][:1] for c in choices]
+            ids = [encode_plain(tokenizer, c)[:1] for c in choices]
             firsts = [i[0] for i in ids if i]
             distinct = len(firsts) == len(choices) and len(set(firsts)) == len(firsts)
             self._first[key] = firsts if distinct else None
@@ -213,6 +308,88 @@ class ChoiceRegistry:
 
 
 # ---------------------------------------------------------------- encoding
+
+
+def encode_text(tokenizer: Any, text: str) -> list[int]:
+    """Ids of a prompt: a ``Prompt`` by its pieces (data text plain); any other string as the tokenizer reads it."""
+    if isinstance(text, Prompt):
+        return encode_pieces(tokenizer, text.pieces)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def encode_plain(tokenizer: Any, text: str) -> list[int]:
+    """Ids of data text (a label, a reply) on its own: never special tokens."""
+    return encode_pieces(tokenizer, [(text, True)])
+
+
+def encode_pieces(tokenizer: Any, pieces: list[Piece] | tuple[Piece, ...]) -> list[int]:
+    """Ids of the pieces' text where only the template's own special-token strings become special ids.
+
+    A row without special-token strings in its data text (nearly all) is encoded in one call,
+    exactly as before this distinction existed. Otherwise the text is cut at the template's
+    special tokens and each run between them is encoded with ``split_special_tokens``; a
+    tokenizer that marks word starts (SentencePiece's "▁") may then start such a run with one.
+    """
+    pattern = _special_pattern(tokenizer)
+    text = _join(pieces)
+    if pattern is None or all(_in_template(pieces, m.start(), m.end()) for m in pattern.finditer(text)):
+        return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+    ids: list[int] = []
+    for run, special in _runs(pieces, pattern):
+        if special:
+            ids.append(tokenizer.convert_tokens_to_ids(run))
+        elif run:
+            ids += tokenizer(run, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    return ids
+
+
+def _in_template(pieces: list[Piece] | tuple[Piece, ...], start: int, end: int) -> bool:
+    """Whether the characters [start, end) lie inside one piece of template text."""
+    at = 0
+    for text, plain in pieces:
+        if at <= start and end <= at + len(text):
+            return not plain
+        at += len(text)
+    return False  # spans a boundary between pieces: not the template's own token
+
+
+def _runs(pieces: list[Piece] | tuple[Piece, ...], pattern: re.Pattern[str]) -> list[tuple[str, bool]]:
+    """(text, is_special) runs: the template's special-token strings apart, all other text merged."""
+    runs: list[tuple[str, bool]] = []
+    plain = ""
+    for text, is_data in pieces:
+        if is_data:
+            plain += text
+            continue
+        at = 0
+        for match in pattern.finditer(text):
+            runs += [(plain + text[at:match.start()], False), (match.group(), True)]
+            plain, at = "", match.end()
+        plain += text[at:]
+    return runs + [(plain, False)]
+
+
+_PATTERNS: "weakref.WeakKeyDictionary[Any, tuple[int, re.Pattern[str] | None]]" = weakref.WeakKeyDictionary()
+
+
+def _special_pattern(tokenizer: Any) -> re.Pattern[str] | None:
+    """A regex for the tokenizer's special-token strings (longest first), cached per tokenizer and size."""
+    size = len(tokenizer)
+    try:
+        cached = _PATTERNS.get(tokenizer)
+    except TypeError:  # not weak-referenceable: compute each time
+        cached = None
+    if cached is not None and cached[0] == size:
+        return cached[1]
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    strings = {t.content for t in added.values() if getattr(t, "special", False)}
+    strings |= {t for t in tokenizer.all_special_tokens if t}
+    pattern = re.compile("|".join(map(re.escape, sorted(strings, key=len, reverse=True)))) if strings else None
+    try:
+        _PATTERNS[tokenizer] = (size, pattern)
+    except TypeError:
+        pass
+    return pattern
 
 
 def encode_example(
@@ -233,12 +410,11 @@ def encode_example(
     free generation both work. ``stats`` counts truncated, dropped and label_loss_fallbacks.
     """
     stats = stats if stats is not None else {}
-    segments = [(text, trained) for text, trained in template.segments(row) if text]
-    encoded = tokenizer([text for text, _ in segments], add_special_tokens=False)["input_ids"]
+    parts = [(pieces, trained) for pieces, trained in template.parts(row) if _join(pieces)]
     ids: list[int] = []
     trained: list[bool] = []
     start = 0  # first token of the last trained piece: the response
-    for (_, is_trained), piece in zip(segments, encoded):
+    for is_trained, piece in ((t, encode_pieces(tokenizer, pieces)) for pieces, t in parts):
         if is_trained:
             start = len(ids)
         ids += piece

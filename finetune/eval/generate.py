@@ -1,85 +1,184 @@
-"""Batched, KV-cached, left-padded generation: the same tokens as one-by-one greedy decoding, much faster."""
+"""Batched, KV-cached, left-padded generation: the same tokens as one-by-one greedy decoding, much faster.
+
+Prompts are encoded as in training (``finetune.data.format.encode_text``: a template's ``Prompt``
+keeps data text plain). A prompt longer than the model's context leaves no room to answer, so it
+is cut from the left to fit the context with the answer, and counted (``stats["truncated"]``) and
+said in one line, instead of a library warning and an empty answer.
+"""
 from __future__ import annotations
 
-from typing import Any
+import logging
+import os
+from typing import Any, Sequence
 
 import torch
+
+from finetune.data.format import encode_plain, encode_text
+from finetune.errors import UserError
+
+log = logging.getLogger(__name__)
+
+PromptLike = str | list[int]  # a string (a template's Prompt, or trusted text) or ids
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "context_length", "max_sequence_length", "seq_length")
 
 
 @torch.no_grad()
 def generate(
     model: Any,
     tokenizer: Any,
-    prompts: list[str],
+    prompts: Sequence[PromptLike],
     *,
     max_new_tokens: int = 64,
     batch_size: int = 16,
     do_sample: bool = False,
     temperature: float = 1.0,
     top_p: float = 1.0,
+    stats: dict[str, int] | None = None,
+    progress: bool | None = None,
 ) -> list[str]:
-    """Completions for ``prompts`` (prompt text excluded), stopping at eos or ``max_new_tokens``."""
+    """Completions for ``prompts`` (prompt text excluded), stopping at eos or ``max_new_tokens``.
+
+    ``stats["truncated"]`` counts prompts cut from the left to leave ``max_new_tokens`` of context;
+    ``progress`` None shows a bar on the main process only.
+    """
     model.eval()
     device = next(model.parameters()).device
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # new tokens must follow every prompt directly
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths share a batch
-    out: list[str] = [""] * len(prompts)
-    try:
+    context = model_context(model)
+    if context is not None and max_new_tokens >= context:
+        raise UserError(f"max_new_tokens {max_new_tokens} leaves no room for a prompt in the model's context of "
+                        f"{context} tokens; lower eval.max_new_tokens (or --max-new-tokens)")
+    limit = None if context is None else context - max_new_tokens
+    encoded, cut = fit_left([_ids(tokenizer, p) for p in prompts], limit)
+    _count(stats, cut, len(prompts), limit, context, f"max_new_tokens {max_new_tokens}")
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # similar lengths share a batch
+    pad = _pad_id(tokenizer)
+    out: list[str] = [""] * len(encoded)
+    with _bar(len(encoded), "generate", progress) as bar:
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {k: v.to(device) for k, v in enc.items()}
+            ids, mask = _left_padded([encoded[i] for i in idx], pad, device)
             kwargs: dict[str, Any] = {"do_sample": do_sample}
             if do_sample:
                 kwargs.update(temperature=temperature, top_p=top_p)
             tokens = model.generate(
-                **enc, max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id, use_cache=True, **kwargs,
+                input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=pad, use_cache=True, **kwargs,
             )
-            new = tokens[:, enc["input_ids"].shape[1]:]
-            for i, row in zip(idx, new):
+            for i, row in zip(idx, tokens[:, ids.shape[1]:]):
                 out[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
-    finally:
-        tokenizer.padding_side = side
+            bar.update(len(idx))
     return out
 
 
 @torch.no_grad()
-def label_probs(model: Any, tokenizer: Any, prompts: list[str], choices: list[list[str]], batch_size: int = 32) -> list[dict[str, float]]:
+def label_probs(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[PromptLike],
+    choices: list[list[str]],
+    batch_size: int = 32,
+    stats: dict[str, int] | None = None,
+    progress: bool | None = None,
+) -> list[dict[str, float]]:
     """Constrained classification: P(label | prompt), renormalised over the labels.
 
     Scored on each label's first token when those differ (the decision), else on the summed
-    log-likelihood of all the label's tokens.
+    log-likelihood of all the label's tokens. A prompt is cut from the left to fit the context
+    with its longest label; ``stats["truncated"]`` counts such prompts.
     """
     model.eval()
     device = next(model.parameters()).device
-    pairs = [(i, c) for i, cs in enumerate(choices) for c in cs]
     # When the labels' first tokens differ, that token is the decision (it is what the label loss
     # trains); the remaining tokens only spell the label out, so they are not scored.
-    first = {c: tuple(tokenizer(c, add_special_tokens=False)["input_ids"][:1]) for cs in choices for c in cs}
-    decided_by_first = [len({first[c] for c in cs}) == len(cs) for cs in choices]
+    label_ids = {c: encode_plain(tokenizer, c) for cs in choices for c in cs}
+    decided_by_first = [len({tuple(label_ids[c][:1]) for c in cs}) == len(cs) for cs in choices]
+    context = model_context(model)
+    room = [max((len(label_ids[c]) for c in cs), default=0) for cs in choices]
+    encoded, cut = [], 0
+    for p, need in zip(prompts, room):
+        fitted, n = fit_left([_ids(tokenizer, p)], None if context is None else max(context - need, 1))
+        encoded.append(fitted[0])
+        cut += n
+    _count(stats, cut, len(prompts), None, context, "its labels")
+    pairs = [(i, c) for i, cs in enumerate(choices) for c in cs]
     scores: dict[tuple[int, str], float] = {}
-    pad = tokenizer.pad_token_id
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start:start + batch_size]
-        seqs, spans = [], []
-        for i, choice in chunk:
-            p = tokenizer(prompts[i], add_special_tokens=False)["input_ids"]
-            c = tokenizer(choice, add_special_tokens=False)["input_ids"]
-            seqs.append(p + c)
-            spans.append((len(p), len(p) + len(c)))
-        longest = max(map(len, seqs))
-        ids = torch.tensor([s + [pad] * (longest - len(s)) for s in seqs], device=device)
-        mask = torch.tensor([[1] * len(s) + [0] * (longest - len(s)) for s in seqs], device=device)
-        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float(), -1)
-        for row, ((i, choice), (a, b)) in enumerate(zip(chunk, spans)):
-            b = a + 1 if decided_by_first[i] else b
-            targets = ids[row, a:b]
-            scores[(i, choice)] = float(logp[row, a - 1:b - 1].gather(1, targets[:, None]).sum())
+    pad = _pad_id(tokenizer)
+    with _bar(len(pairs), "score labels", progress) as bar:
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start:start + batch_size]
+            seqs = [encoded[i] + label_ids[c] for i, c in chunk]
+            spans = [(len(encoded[i]), len(encoded[i]) + len(label_ids[c])) for i, c in chunk]
+            longest = max(map(len, seqs))
+            ids = torch.tensor([s + [pad] * (longest - len(s)) for s in seqs], device=device)
+            mask = torch.tensor([[1] * len(s) + [0] * (longest - len(s)) for s in seqs], device=device)
+            logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float(), -1)
+            for row, ((i, choice), (a, b)) in enumerate(zip(chunk, spans)):
+                b = a + 1 if decided_by_first[i] else b
+                targets = ids[row, a:b]
+                scores[(i, choice)] = float(logp[row, a - 1:b - 1].gather(1, targets[:, None]).sum())
+            bar.update(len(chunk))
     out = []
     for i, cs in enumerate(choices):
         vals = torch.tensor([scores[(i, c)] for c in cs])
         probs = torch.softmax(vals, 0).tolist()
         out.append(dict(zip(cs, probs)))
     return out
+
+
+def model_context(model: Any) -> int | None:
+    """The most positions the model takes (its config's context length), or None when it states none."""
+    config = getattr(model, "config", None)
+    for key in CONTEXT_KEYS:
+        value = getattr(config, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def fit_left(encoded: list[list[int]], limit: int | None) -> tuple[list[list[int]], int]:
+    """Each sequence cut to its last ``limit`` tokens (the end of a prompt is where the answer starts);
+    how many were cut."""
+    if limit is None:
+        return encoded, 0
+    cut = sum(len(ids) > limit for ids in encoded)
+    return [ids[-limit:] if len(ids) > limit else ids for ids in encoded], cut
+
+
+def _ids(tokenizer: Any, prompt: PromptLike) -> list[int]:
+    return list(prompt) if isinstance(prompt, list) else encode_text(tokenizer, prompt)
+
+
+def _count(stats: dict[str, int] | None, cut: int, total: int, limit: int | None, context: int | None,
+           room_for: str) -> None:
+    """Add to ``stats["truncated"]`` and say the cut in one line (once per call)."""
+    if stats is not None:
+        stats["truncated"] = stats.get("truncated", 0) + cut
+    if cut:
+        kept = f"kept the last {limit} tokens of each" if limit is not None else "kept their ends"
+        log.warning("warning: %d of %d prompts are longer than the model's context of %d tokens less room for %s; "
+                    "cut from the left (%s)", cut, total, context, room_for, kept)
+
+
+def _pad_id(tokenizer: Any) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def _left_padded(seqs: list[list[int]], pad: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left padding: generated tokens must follow every prompt directly."""
+    longest = max(map(len, seqs))
+    ids = torch.tensor([[pad] * (longest - len(s)) + s for s in seqs], dtype=torch.long, device=device)
+    mask = torch.tensor([[0] * (longest - len(s)) + [1] * len(s) for s in seqs], dtype=torch.long, device=device)
+    return ids, mask
+
+
+def _bar(total: int, desc: str, show: bool | None):
+    """A tqdm bar with rows/s and ETA like training's; on the main process only unless told."""
+    from tqdm.auto import tqdm
+
+    if show is None:
+        show = os.environ.get("RANK", "0") == "0"
+    return tqdm(total=total, desc=desc, disable=not show, dynamic_ncols=True, leave=False, mininterval=1.0,
+                unit="row" if desc == "generate" else "label")
