@@ -9,14 +9,24 @@ import errno
 import json
 import os
 import pickle
+import resource
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from accelerate import Accelerator
+
+from finetune.errors import EXIT_USER_ERROR, StopRequested
 from finetune.train import checkpoint as ckpt
 from finetune.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from helpers_tiny import assert_same_run, checkpoint_steps, corpus, pretrain_recipe, run_inprocess  # noqa: F401 - fixture
+from helpers_tiny import (  # noqa: F401 - corpus is a fixture
+    KILL_ENV, REPO, assert_same_run, checkpoint_steps, corpus, pretrain_recipe, run_inprocess, signalling_backward,
+    write_recipe,
+)
 
 STEPS = {"max_steps": 6, "save_every": 1}
 
@@ -80,10 +90,14 @@ def test_checkpoint_holds_everything_a_resume_needs(uninterrupted):
 # ---------------------------------------------------------------- atomic writes (3, 12)
 
 
+class _Crash(BaseException):
+    """The process dies mid-save (kill -9, power loss): no handler of ours runs, nothing is cleaned up."""
+
+
 def test_crash_mid_save_keeps_previous_latest_and_next_start_cleans_up(corpus, uninterrupted, tmp_path, monkeypatch):
     recipe = pretrain_recipe(corpus, tmp_path / "run", **STEPS)
-    monkeypatch.setattr(ckpt, "save_file", _fail_on_call(4, RuntimeError("simulated crash"), ckpt.save_file, half_write=True))
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    monkeypatch.setattr(ckpt, "save_file", _fail_on_call(4, _Crash("simulated crash"), ckpt.save_file, half_write=True))
+    with pytest.raises(_Crash, match="simulated crash"):
         run_inprocess(recipe)
     stage = tmp_path / "run" / "pretrain"
     assert checkpoint_steps(stage)[-1] == 3
@@ -109,6 +123,46 @@ def test_full_disk_on_save_is_a_clear_error_with_the_previous_checkpoint_intact(
     assert checkpoint_steps(stage) == [1, 2]
     assert not [p for p in (stage / "checkpoints").iterdir() if p.name.startswith(".tmp-")]
     load_checkpoint(ckpt.latest_checkpoint(stage))
+
+
+def _with_file_size_limit(limit: int):
+    """preexec_fn for a child that may write no file larger than ``limit`` bytes (``ulimit -f``).
+
+    SIGXFSZ is ignored as Python does at start-up, so the write fails with an error instead of
+    killing the child: this is how torch.save ends up raising RuntimeError, not OSError.
+    """
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize("limit_kb, writer", [(64, "SafetensorError"), (200, "RuntimeError")])
+def test_file_size_limit_during_a_save_exits_2_with_one_line_and_keeps_the_previous_checkpoint(
+        corpus, tmp_path, monkeypatch, limit_kb, writer):
+    recipe = pretrain_recipe(corpus, tmp_path / "run", max_steps=4, save_every=1)
+    monkeypatch.setattr(Accelerator, "backward", signalling_backward(Accelerator.backward, 2, signal.SIGINT))
+    with pytest.raises(StopRequested):  # checkpoints 1 and 2, then a graceful stop
+        run_inprocess(recipe)
+    monkeypatch.undo()
+    stage = tmp_path / "run" / "pretrain"
+    assert checkpoint_steps(stage) == [1, 2]
+    path = write_recipe(recipe, tmp_path / "r.yaml")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop(KILL_ENV, None)
+    # 64 KB: the logs, tokenizer and RNG state fit, the weights (~140 KB, safetensors) do not;
+    # 200 KB: the weights fit, the optimizer state (~290 KB, torch.save) does not
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "helpers_tiny.py"), "run", str(path), "--resume"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+                          preexec_fn=_with_file_size_limit(limit_kb * 1024))
+    errors = [line[line.index("error: "):] for line in proc.stderr.replace("\r", "\n").splitlines() if "error: " in line]
+    assert proc.returncode == EXIT_USER_ERROR, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and len(errors) == 1, proc.stderr
+    assert "cannot write checkpoint step 3" in errors[0] and writer in errors[0] and "step-00000002" in errors[0], errors[0]
+    assert not [p for p in (stage / "checkpoints").iterdir() if p.name.startswith(".tmp-")]
+    assert checkpoint_steps(stage) == [1, 2]
+    assert load_checkpoint(ckpt.latest_checkpoint(stage))["state"]["progress"]["step"] == 2
 
 
 def test_failed_rename_leaves_previous_checkpoint_latest(tmp_path, monkeypatch):

@@ -143,17 +143,31 @@ def save_checkpoint(
 
 @contextlib.contextmanager
 def _write_errors(tmp: Path, run_dir: Path, step: int, is_main: bool) -> Iterator[None]:
-    """OSError while writing -> CheckpointError naming the folder; the partial folder goes (it may fill the disk)."""
+    """Any failure of the write -> CheckpointError naming the folder; the partial folder goes (it may fill the disk).
+
+    Not only OSError: under a file-size limit torch.save raises RuntimeError ("basic_ios::clear"),
+    and safetensors its own errors. KeyboardInterrupt (a second Ctrl-C) passes through untouched:
+    the user wants out now, and the next start cleans the partial folder.
+    """
     try:
         yield
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001 - torch, safetensors and the OS each raise their own types
         if is_main:
             shutil.rmtree(tmp, ignore_errors=True)
         kept = latest_checkpoint(run_dir)
         raise CheckpointError(
-            f"cannot write checkpoint step {step} in {checkpoint_root(run_dir)}: {exc.strerror or exc}; "
-            f"the latest complete checkpoint is {kept or 'none yet'}. Free space or fix permissions, then resume"
+            f"cannot write checkpoint step {step} in {checkpoint_root(run_dir)}: {_reason(exc)}; "
+            f"the latest complete checkpoint is {kept or 'none yet'}. "
+            "Free space, raise the file-size limit or fix permissions, then resume"
         ) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying why a write failed: the OS's wording when there is one, else the error's first line."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _publish(tmp: Path, final: Path) -> None:
