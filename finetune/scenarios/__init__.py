@@ -13,6 +13,7 @@ NAMES: tuple[str, ...] = (
     "risk_assessment",
     "legal",
     "diagnosis",
+    "customer_support",
 )
 
 
