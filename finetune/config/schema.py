@@ -11,7 +11,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ScenarioName = Literal["content_writing", "medical_records", "tutoring", "financial_analysis", "risk_assessment", "legal", "diagnosis"]
+ScenarioName = Literal["content_writing", "medical_records", "tutoring", "financial_analysis", "risk_assessment", "legal", "diagnosis", "customer_support"]
 
 
 class Strict(BaseModel):
