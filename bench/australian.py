@@ -89,7 +89,7 @@ def logistic_regression(folder: Path) -> dict[str, float]:
 # ---------------------------------------------------------------- runs
 
 
-def recipe_for(folder: Path, out: Path, balance: str, epochs: float | None) -> dict[str, Any]:
+def recipe_for(folder: Path, out: Path, balance: str, epochs: float | None, threads: int | None) -> dict[str, Any]:
     """The shipped recipe, pointed at this split: the 80% trains (and gives the validation rows), the 20% is eval.data."""
     import yaml
 
@@ -106,6 +106,8 @@ def recipe_for(folder: Path, out: Path, balance: str, epochs: float | None) -> d
                     "data": {"scenario": "risk_assessment", "path": str(folder / "test.dat"), "format": "australian_credit"}}
     if epochs is not None:
         data["train"]["epochs"] = epochs
+    if threads is not None:  # the top-level train section sets the process's threads, pretraining included
+        data["train"]["threads"] = threads
     return data
 
 
@@ -198,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "australian", help="splits and run folders")
     p.add_argument("--only", help="comma-separated runs as DATA:BALANCE (e.g. plain:none,imbalanced:weighted)")
     p.add_argument("--epochs", type=float, help="override the recipe's train.epochs")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice; 1 is faster on a busy machine)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     if not args.file.is_file():
         p.error(f"{args.file}: no such file; download australian.dat from the UCI repository")
@@ -206,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     date = time.strftime("%Y-%m-%d")
     results: dict[str, Any] = {"meta": {
         "date": date, "file": args.file.name, "rows": len(lines), "recipe": str(RECIPE.relative_to(REPO)),
-        "commit": _commit(), "machine": f"{os.cpu_count()} CPUs, torch threads default", "epochs_override": args.epochs,
+        "commit": _commit(), "machine": f"{os.cpu_count()} CPUs, torch threads {args.threads or 'default'}",
+        "epochs_override": args.epochs,
     }, "datasets": {}}
     for name in DATASETS:
         folder = args.work / name
@@ -217,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"== {name} / class_balance {balance}", flush=True)
             ds["runs"][balance] = train_and_score(recipe_for(folder, args.work / "runs" / f"{name}-{balance}", balance,
-                                                             args.epochs))
+                                                             args.epochs, args.threads))
             _write(results, args.out, date)  # after every run: a stopped benchmark keeps what it measured
     _write(results, args.out, date)
     print(render(results))
