@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+from bisect import bisect_right
+from itertools import accumulate
 from typing import Any, Sequence
 
 import torch
@@ -103,7 +105,8 @@ def label_probs(
     pairs = [(i, c) for i, cs in enumerate(choices) for c in cs]
     scores: dict[tuple[int, str], float] = {}
     pad = _pad_id(tokenizer)
-    with _bar(len(pairs), "score labels", progress) as bar:
+    ends = list(accumulate(len(cs) for cs in choices))  # a row is scored once its last label is
+    with _bar(len(choices), "score labels", progress) as bar:
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start:start + batch_size]
             seqs = [encoded[i] + label_ids[c] for i, c in chunk]
@@ -116,7 +119,7 @@ def label_probs(
                 b = a + 1 if decided_by_first[i] else b
                 targets = ids[row, a:b]
                 scores[(i, choice)] = float(logp[row, a - 1:b - 1].gather(1, targets[:, None]).sum())
-            bar.update(len(chunk))
+            bar.update(bisect_right(ends, start + len(chunk)) - bisect_right(ends, start))
     out = []
     for i, cs in enumerate(choices):
         vals = torch.tensor([scores[(i, c)] for c in cs])
@@ -180,5 +183,4 @@ def _bar(total: int, desc: str, show: bool | None):
 
     if show is None:
         show = os.environ.get("RANK", "0") == "0"
-    return tqdm(total=total, desc=desc, disable=not show, dynamic_ncols=True, leave=False, mininterval=1.0,
-                unit="row" if desc == "generate" else "label")
+    return tqdm(total=total, desc=desc, disable=not show, dynamic_ncols=True, leave=False, mininterval=1.0, unit="row")
