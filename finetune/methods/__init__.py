@@ -6,6 +6,7 @@ An adapter folder is a standard peft folder (adapter_config.json + adapter_model
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -109,14 +110,79 @@ def _adapter_base(folder: Path) -> str:
     return base
 
 
-def merge(adapter_dir: str | Path, out_dir: str | Path, *, trust_remote_code: bool = False) -> Path:
-    """Fold an adapter into its base and save a plain model folder (plus the adapter's extra json files)."""
+def merge(adapter_dir: str | Path, out_dir: str | Path, *, force: bool = False, trust_remote_code: bool = False) -> Path:
+    """Fold an adapter into its base and save a plain model folder (plus the adapter's extra json files).
+
+    The model is written to a temporary folder beside ``out_dir`` and renamed into place, so a crash
+    leaves no half model. ``out_dir`` is refused when it holds anything (unless ``force``), and always
+    when it is, or holds, the adapter or its base, lies in a run folder, or is an adapter folder.
+    """
     source = Path(adapter_dir)
     if not (source / ADAPTER_CONFIG).is_file():
         raise UserError(f"{source} has no {ADAPTER_CONFIG}, so there is no adapter to merge; it is already a full model")
+    out = Path(out_dir)
+    check_merge_target(out, source, _adapter_base(source), force)
     model, tokenizer = load_trained(source, trust_remote_code=trust_remote_code)
-    out = hf.save_model(model.merge_and_unload(), tokenizer, out_dir)
-    for extra in sorted(source.glob("*.json")):
-        if extra.name != ADAPTER_CONFIG and not (out / extra.name).exists():
-            shutil.copy2(extra, out / extra.name)
+    tmp = out.parent / f".{out.name}.merging-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        hf.save_model(model.merge_and_unload(), tokenizer, tmp)
+        for extra in sorted(source.glob("*.json")):
+            if extra.name != ADAPTER_CONFIG and not (tmp / extra.name).exists():
+                shutil.copy2(extra, tmp / extra.name)
+        _replace_folder(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def check_merge_target(out: Path, adapter: Path, base: str, force: bool) -> None:
+    """Refuse an ``--out`` whose replacement would lose a model, a run or the merge's own inputs (one line each)."""
+    target = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder path for the merged model")
+    protected = [("the adapter being merged", adapter.resolve())]
+    if Path(base).exists():
+        protected.append(("the adapter's base model", Path(base).resolve()))
+    for what, folder in protected:
+        if target == folder or folder in target.parents or target in folder.parents:
+            raise UserError(f"--out {out} is or contains {what} ({folder}); write the merged model to a new folder")
+    run = next((p for p in (target, *target.parents) if (p / "run.json").is_file()), None)
+    if run is not None:
+        raise UserError(f"--out {out} is inside the run folder {run}; write the merged model outside any run")
+    if (out / ADAPTER_CONFIG).is_file():
+        raise UserError(f"--out {out} is an adapter folder; a merged model must not be mixed into it: choose a new folder")
+    if out.is_dir() and any(out.iterdir()):
+        held = _run_inside(out)
+        if held is not None:
+            raise UserError(f"--out {out} holds the run folder {held}; write the merged model to a new folder")
+        if not force:
+            raise UserError(f"--out {out} already holds files; choose a new folder, or pass --force to replace it")
+
+
+def _run_inside(folder: Path, depth: int = 3) -> Path | None:
+    """A run folder (run.json) at most ``depth`` levels below ``folder``, which --force must not delete."""
+    for found in folder.glob("run.json"):
+        return found.parent
+    if depth == 0:
+        return None
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            hit = _run_inside(child, depth - 1)
+            if hit is not None:
+                return hit
+    return None
+
+
+def _replace_folder(new: Path, out: Path) -> None:
+    """Rename ``new`` to ``out``; an existing ``out`` is moved aside first and deleted only after the swap."""
+    old = out.parent / f".{out.name}.replaced-{os.getpid()}"
+    if out.exists():
+        os.replace(out, old)
+    try:
+        os.replace(new, out)
+    except BaseException:
+        if old.exists() and not out.exists():
+            os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -15,7 +15,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -49,38 +49,20 @@ class TrainResult:
         return d
 
 
-class _StopFlag:
-    """SIGTERM / Ctrl-C only set a flag; the loop acts on it at the next step boundary.
+@contextlib.contextmanager
+def _StopFlag() -> Iterator[Any]:
+    """SIGTERM / Ctrl-C only set a flag while training; the loop acts on it at the next step boundary.
 
-    A second signal means the user will not wait: the old handlers come back and
-    KeyboardInterrupt stops the run now (the last complete checkpoint stays usable).
+    Within a run this is the run's own handler (finetune.stopping, installed by pipeline.run), so a
+    signal that arrived during setup is still seen here; a bare call to train() gets a handler of its
+    own. A second signal means the user will not wait: KeyboardInterrupt stops the run now (the last
+    complete checkpoint stays usable).
     """
+    from finetune.stopping import StopSignals, active
 
-    def __init__(self) -> None:
-        self.raised = False
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopFlag":
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.raised:
-            self._restore()
-            raise KeyboardInterrupt(f"signal {signum} received twice")
-        self.raised = True
-
-    def _restore(self) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old = {}
-
-    def __exit__(self, *exc: Any) -> None:
-        self._restore()
+    run_wide = active()
+    with contextlib.nullcontext(run_wide) if run_wide is not None else StopSignals() as stop, stop.deferred():
+        yield stop
 
 
 def make_optimizer(params: list[torch.nn.Parameter], spec: TrainSpec) -> torch.optim.Optimizer:
