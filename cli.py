@@ -178,7 +178,9 @@ def generate(
 @app.command()
 def merge(
     run_dir: Path = typer.Argument(..., help="run folder (or adapter folder)"),
-    out: Path = typer.Option(..., "--out", help="where to write the merged model"),
+    out: Path = typer.Option(..., "--out", help="a new (or empty) folder for the merged model"),
+    force: bool = typer.Option(False, "--force", help="replace an --out folder that already holds files "
+                               "(never a run, an adapter, or the adapter's base)"),
 ) -> None:
     """Merge a LoRA/DoRA adapter into its base and save a plain model (safetensors)."""
 
@@ -186,7 +188,7 @@ def merge(
         from finetune.commands import resolve_model_dir
         from finetune.methods import merge as merge_adapter
 
-        typer.echo(f"merged model written to {merge_adapter(resolve_model_dir(run_dir), out)}")
+        typer.echo(f"merged model written to {merge_adapter(resolve_model_dir(run_dir), out, force=force)}")
 
     _guard(go)
 
