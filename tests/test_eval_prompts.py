@@ -94,3 +94,21 @@ def test_progress_bar_shows_rows_per_second(short, capsys):
     assert "score labels:   0%|          | 0/3 [00:00<?, ?row/s]" in err
     generate(model, tok, prompts, max_new_tokens=2, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_evaluation_counts_rows_whose_prompt_was_cut(short):
+    """`ft eval` and the eval stage read the count from evaluate_model (results["truncated_prompts"][set])."""
+    from finetune.config.schema import EvalSpec
+    from finetune.eval.generic import evaluator
+    from finetune.eval.run import EvalSet, evaluate_model
+    from finetune.stages.evaluate import EvalResult
+
+    model, tok, _ = short
+    rows = [{"input": LONG, "output": "good"}, {"input": "the market", "output": "rose"},
+            {"input": LONG + " again", "output": "bad"}]
+    sets = [EvalSet(name="mine", rows=rows, system=None, instruction=None, evaluate=evaluator("generation"))]
+    templates = {"mine": Template.for_tokenizer(tok, None, None, "instruction")}
+    spec = EvalSpec(max_new_tokens=8, batch_size=2)
+    results = evaluate_model(model, tok, templates, sets, spec)
+    assert results["truncated_prompts"] == {"mine": 2}
+    assert EvalResult(truncated_prompts={"after": {"mine": 2}}).report_dict()["truncated_prompts"] == {"after": {"mine": 2}}
