@@ -171,7 +171,7 @@ def test_oversample_repeats_rarer_classes_up_to_the_largest_seeded():
 # ---------------------------------------------------------------- end to end
 
 
-def test_tuned_decision_and_balance_reach_eval_json_and_report(tmp_path):
+def test_tuned_decision_and_balance_reach_eval_json_and_report(tmp_path, capsys):
     """A tiny LoRA run with class_balance oversample and eval.decision tuned: the rule is in eval.json and report.md."""
     from finetune.model.core import CoreConfig, CoreForCausalLM
     from finetune.model.tokenizer import train_tokenizer
@@ -189,6 +189,10 @@ def test_tuned_decision_and_balance_reach_eval_json_and_report(tmp_path):
     recipe["data"]["max_length"] = 128
     recipe["eval"] = {"before": False, "samples": 8, "max_new_tokens": 2, "decision": "tuned"}
     run_inprocess(recipe)
+    said = capsys.readouterr().out
+    line = next(l for l in said.splitlines() if l.startswith("class balance oversample: training examples per class"))
+    counts = dict(part.split() for part in line.split("per class ")[-1].split(", "))
+    assert set(counts) == {"good", "bad"} and len({c.split("->")[-1] for c in counts.values()}) == 1  # equal after
     ev = json.loads((tmp_path / "run" / "eval.json").read_text())
     rule = ev["decisions"]["after"]["risk_assessment"]
     assert rule["rule"] == "tuned" and rule["rows"] == 8 and rule["metric"] == "mcc"
