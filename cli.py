@@ -147,13 +147,19 @@ def eval_cmd(
     field: Optional[List[str]] = typer.Option(None, "--field", help="column mapping, e.g. --field input=dialogue"),
     samples: int = typer.Option(100, "--samples", min=1),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
+    numeric_tolerance: float = typer.Option(0.0, "--numeric-tolerance", min=0.0,
+                                            help="task numeric: also score answers within this relative tolerance"),
+    numeric_fallback: str = typer.Option("none", "--numeric-fallback",
+                                         help="task numeric: 'last' also scores the last number when '####' is missing"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder for eval.json and predictions.jsonl (every row's answer)"),
 ) -> None:
     """Evaluate a model on a scenario or on your own file, and print the metrics."""
 
     def go() -> None:
         from finetune.commands import evaluate_command
 
-        evaluate_command(model, scenario, data, task, field or [], samples, max_new_tokens)
+        evaluate_command(model, scenario, data, task, field or [], samples, max_new_tokens,
+                         numeric_tolerance=numeric_tolerance, numeric_fallback=numeric_fallback, out=out)
 
     _guard(go)
 

@@ -43,7 +43,9 @@ def generate_command(model: Path, prompt: str, max_new_tokens: int, source: str 
 
 
 def evaluate_command(model: Path, scenario: str | None, data: Path | None, task: str | None,
-                     fields: list[str], samples: int, max_new_tokens: int) -> None:
+                     fields: list[str], samples: int, max_new_tokens: int,
+                     numeric_tolerance: float = 0.0, numeric_fallback: str = "none",
+                     out: Path | None = None) -> None:
     from finetune.config.schema import DataSpec, EvalSpec, SourceSpec
     from finetune.eval.run import eval_sets, evaluate_model, templates_for
     from finetune.report import print_metrics
@@ -58,7 +60,8 @@ def evaluate_command(model: Path, scenario: str | None, data: Path | None, task:
             spec = EvalSpec(samples=samples, max_new_tokens=max_new_tokens)
             sets = eval_sets(DataSpec(sources=[SourceSpec(scenario=scenario)]), spec, seed=0)
         else:
-            spec = EvalSpec(samples=samples, max_new_tokens=max_new_tokens, task=task,
+            spec = EvalSpec(samples=samples, max_new_tokens=max_new_tokens, task=task, numeric_tolerance=numeric_tolerance,
+                            numeric_fallback=numeric_fallback,
                             data=SourceSpec(path=str(data), fields=mapping))
             sets = eval_sets(None, spec, seed=0)
     except ValueError as exc:  # pydantic validation of the command's options
@@ -68,6 +71,25 @@ def evaluate_command(model: Path, scenario: str | None, data: Path | None, task:
     result = evaluate_model(net, tokenizer, templates_for(tokenizer, sets, "instruction", saved), sets, spec)
     for name, metrics in result["metrics"].items():
         print_metrics(name, metrics)
+    _keep_rows(sets, result, out)
+
+
+def _keep_rows(sets: list[Any], result: dict[str, Any], out: Path | None) -> None:
+    """Confusion matrices on the console; with ``out``, eval.json and predictions.jsonl written there."""
+    from finetune.eval.predictions import FILE, class_tables, prediction_records, write_predictions
+    from finetune.report import print_class_tables
+    from finetune.rundir import write_json
+
+    records = prediction_records(sets, result, "after")
+    print_class_tables(class_tables(records))
+    if out is None:
+        print("predictions: not kept; add --out DIR to write every row's answer to DIR/predictions.jsonl")
+        return
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file; give a folder for eval.json and predictions.jsonl")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "eval.json", {"after": result["metrics"], "examples_per_s": result["examples_per_s"]})
+    print(f"predictions: {write_predictions(out / FILE, records)}")
 
 
 def preview_command(what: str, n: int) -> str:

@@ -44,6 +44,8 @@ def build_report(recipe: Recipe, run_dir: Path, stages: dict[str, Any]) -> dict[
     for name, stage in stages.items():
         report[name] = stage.report_dict() if hasattr(stage, "report_dict") else stage.summary()
     report["cost"] = cost(stages)
+    if "eval" in report and (classes := _class_tables(run_dir)):
+        report["eval"]["classes"] = classes
     return report
 
 
@@ -116,6 +118,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     if "eval" in report:
         out += ["## Results: before and after fine-tuning", ""]
         out += _metric_tables(report["eval"])
+        out += _class_sections(report["eval"].get("classes", {}))
     if "pretrain" in report:
         p = report["pretrain"]
         out += ["## Pretraining", "",
@@ -162,7 +165,7 @@ def _metric_tables(ev: dict[str, Any]) -> list[str]:
                 continue
             b, a = before.get(key), after[key]
             delta = f"{a - b:+.3f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) else ""
-            out.append(f"| {key} | {_f(b)} | {_f(a)} | {delta} |")
+            out.append(f"| {key} | {_with_failures(key, b, before)} | {_with_failures(key, a, after)} | {delta} |")
         refs = {k: v for k, v in after.items() if k.startswith("ref_")}
         if refs:
             out += ["", "Reference points (do not depend on the model): "
@@ -215,6 +218,7 @@ def print_report(run_dir: Path) -> None:
         print_metrics(source, after, ev.get("before", {}).get(source), console)
         for line in _decision_lines(ev, source)[1:]:
             console.print(line, markup=False)
+    print_class_tables(ev.get("classes", {}), console)
     c = report["cost"]
     console.print(f"cost: {c['tokens']:,} tokens, {c['train_flops']:.3g} FLOPs, {c['wall_time_s']} s; "
                   f"~{c['reference_gpu_hours']:.2g} GPU-hours on {c['reference_gpu']}")
@@ -232,11 +236,11 @@ def print_metrics(title: str, after: dict[str, float], before: dict[str, float] 
         table.add_column(col, justify="left" if col == "metric" else "right")
     for key, a in after.items():
         if before is None:
-            table.add_row(key, _f(a))
+            table.add_row(key, _with_failures(key, a, after))
             continue
         b = before.get(key)
         delta = f"{a - b:+.3f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) else ""
-        table.add_row(key, _f(b), _f(a), "" if key.startswith("ref_") else delta)
+        table.add_row(key, _with_failures(key, b, before), _with_failures(key, a, after), "" if key.startswith("ref_") else delta)
     (console or Console()).print(table)
 
 
@@ -256,3 +260,84 @@ def _cards(cards: dict[str, str | None]) -> str:
 def _counts(counts: dict[str, int] | None) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) if counts else "none"
 
+
+# ---------------------------------------------------------------- per-class results and parse failures
+
+
+def _with_failures(key: str, value: Any, metrics: dict[str, Any] | None) -> str:
+    """A generated-label or parsed-number metric with the share of answers its parser could not read."""
+    rate = _failure_rate(key, metrics or {})
+    return _f(value) if rate is None or value is None else f"{_f(value)} ({100 * rate:.1f}% unparsed)"
+
+
+def _failure_rate(key: str, metrics: dict[str, Any]) -> float | None:
+    if key.startswith("gen_") or key == "exact_match":
+        return metrics.get("parse_failure_rate")
+    if key.startswith("numeric_em"):
+        if "_last" in key:
+            return metrics.get("parse_failure_rate_last")
+        return metrics.get("numeric_parse_failure_rate", metrics.get("parse_failure_rate"))
+    return None
+
+
+def _class_tables(run_dir: Path) -> dict[str, Any]:
+    """Confusion matrices and per-class P/R/F1 per eval set, from the run's predictions.jsonl."""
+    from finetune.eval.predictions import FILE, class_tables, read_predictions
+
+    return class_tables(read_predictions(run_dir / FILE))
+
+
+def _class_sections(tables: dict[str, Any]) -> list[str]:
+    out = []
+    for source, models in tables.items():
+        out += [f"### Per-class results: {source}", "",
+                "Rows are the reference, columns the prediction; constrained = the decision rule over the "
+                "label scores, generated = the label the answer starts with.", ""]
+        for model in ("after", "before"):
+            for kind, table in models.get(model, {}).items():
+                out += [f"**{model}, {kind}**", ""] + _matrix_lines(table) + [""] + _per_class_lines(table) + [""]
+    return out
+
+
+def _shown_rows(table: dict[str, Any]) -> list[int]:
+    """Matrix rows worth a line: every label of the task; an unparsed row is always empty."""
+    return [i for i, lab in enumerate(table["labels"]) if lab in table["per_class"] or any(table["matrix"][i])]
+
+
+def _matrix_lines(table: dict[str, Any]) -> list[str]:
+    labels = table["labels"]
+    out = ["| reference \\ predicted | " + " | ".join(map(str, labels)) + " |", "|---" + "|---:" * len(labels) + "|"]
+    for i in _shown_rows(table):
+        out.append(f"| {labels[i]} | " + " | ".join(str(n) for n in table["matrix"][i]) + " |")
+    return out
+
+
+def _per_class_lines(table: dict[str, Any]) -> list[str]:
+    out = ["| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+    for label, s in table["per_class"].items():
+        out.append(f"| {label} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['support']} |")
+    return out
+
+
+def print_class_tables(tables: dict[str, Any], console: Any = None, models: tuple[str, ...] = ("after",)) -> None:
+    """Confusion matrix and per-class P/R/F1 on the console, one pair of tables per set and kind."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    for source, by_model in tables.items():
+        for model in models:
+            for kind, table in by_model.get(model, {}).items():
+                matrix = Table(title=f"{source}: {kind} labels (rows reference, columns predicted)")
+                matrix.add_column("reference")
+                for label in table["labels"]:
+                    matrix.add_column(str(label), justify="right")
+                for i in _shown_rows(table):
+                    matrix.add_row(str(table["labels"][i]), *(str(n) for n in table["matrix"][i]))
+                per = Table(title=f"{source}: {kind} per class")
+                for col in ("class", "precision", "recall", "F1", "support"):
+                    per.add_column(col, justify="left" if col == "class" else "right")
+                for label, s in table["per_class"].items():
+                    per.add_row(str(label), f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["support"]))
+                console.print(matrix)
+                console.print(per)

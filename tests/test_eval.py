@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from sklearn.metrics import f1_score
 
 from finetune.eval.generate import generate, label_probs
 from finetune.eval.generic import evaluator, parse_label, with_choices
@@ -62,11 +63,39 @@ def test_generic_evaluators_hand_computed():
     m = evaluator("classification")(["Yes!", "no", "maybe", "yes"], rows, [{"yes": .9, "no": .1}, {"yes": .2, "no": .8},
                                                                            {"yes": .6, "no": .4}, {"yes": .7, "no": .3}])
     assert m["accuracy"] == 0.75 and m["gen_accuracy"] == 0.5 and m["parse_failure_rate"] == 0.25
-    assert parse_label("It is NO, not yes", ["yes", "no"]) == "no"
+    assert m["f1_weighted"] == pytest.approx(f1_score(["yes", "no", "yes", "no"], ["yes", "no", "yes", "yes"], average="weighted"))
     m = evaluator("numeric")(["#### 12", "about 3.0", ""], [{"output": "12"}, {"output": "3"}, {"output": "5"}])
-    assert m["numeric_em"] == pytest.approx(2 / 3) and m["parse_failure_rate"] == pytest.approx(1 / 3)
+    assert m == {"numeric_em": pytest.approx(1 / 3), "parse_failure_rate": pytest.approx(2 / 3)}
     m = evaluator("generation")(["the cat sat", ""], [{"output": "the cat sat"}, {"output": "a dog"}])
     assert m["rouge1"] == pytest.approx(0.5) and m["exact_match"] == 0.5
+
+
+def test_classification_label_must_open_the_answer():
+    """Issue 12, point 4: "I know… yes" was read as "no" (the substring in "know"); now it names no label."""
+    rows = with_choices([{"output": "yes"}, {"output": "no"}, {"output": "yes"}, {"output": "no"}])
+    assert parse_label("I know… yes", ["no", "yes"]) is None
+    m = evaluator("classification")(["I know… yes", "no", "Yes.", "I know it is no"], rows)
+    assert m["parse_failure_rate"] == 0.5 and m["gen_accuracy"] == 0.5
+    assert parse_label("Doctor: Good morning", ["bad", "good"]) is None
+    assert parse_label("not good, bad", ["bad", "good"]) is None
+    assert parse_label("Answer: Good", ["bad", "good"]) == "good"
+
+
+def test_numeric_is_gsm8k_exact_match_unless_loosened():
+    """Issue 12, point 17: the number after '####' must equal the reference; a missing mark is a parse failure.
+    The 1% tolerance and the last-number fallback count only when asked, under keys that name them."""
+    rows = [{"id": str(i), "output": f"Step one. #### {n}"} for i, n in enumerate((12, 12, 100, 7, 1234))]
+    preds = ["So #### 12", "12", "#### 100.5", "the answer is 7", "#### 1,234"]
+    strict = evaluator("numeric")(preds, rows)
+    assert strict == {"numeric_em": pytest.approx(2 / 5), "parse_failure_rate": pytest.approx(2 / 5)}
+    loose = evaluator("numeric", numeric_tolerance=0.01, numeric_fallback="last")(preds, rows)
+    assert loose["numeric_em"] == strict["numeric_em"]  # the strict number is always there
+    assert loose["numeric_em_last_tol0.01"] == pytest.approx(5 / 5) and loose["parse_failure_rate_last"] == 0.0
+    assert set(evaluator("numeric", numeric_tolerance=0.01)(preds, rows)) == {"numeric_em", "parse_failure_rate",
+                                                                              "numeric_em_tol0.01"}
+    # a bare-number reference wants a bare-number answer (or a '####' mark)
+    bare = evaluator("numeric")(["42", "#### 42", "42 apples"], [{"output": "42"}] * 3)
+    assert bare == {"numeric_em": pytest.approx(2 / 3), "parse_failure_rate": pytest.approx(1 / 3)}
 
 
 @pytest.mark.parametrize("task,rows,key", [
@@ -83,6 +112,28 @@ def test_ft_eval_on_user_csv(tiny, tmp_path, task, rows, key):
                          capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
     assert key in out.stdout
+    assert ("per class" in out.stdout) == (task == "classification")  # the confusion matrix and P/R/F1 tables
+    assert "--out DIR" in out.stdout  # says where the rows would go
+
+
+def test_ft_eval_out_writes_predictions_and_names_the_loosened_rule(tiny, tmp_path):
+    _, _, model_dir = tiny
+    path = tmp_path / "gsm.jsonl"
+    path.write_text("".join(json.dumps({"q": f"{i} plus 1", "a": f"add. #### {i + 1}"}) + "\n" for i in range(4)))
+    from typer.testing import CliRunner
+
+    sys.path.insert(0, str(CLI.parent))
+    import cli
+
+    out = CliRunner().invoke(cli.app, ["eval", "--model", str(model_dir), "--data", str(path), "--task", "numeric",
+                                       "--field", "input=q", "--field", "output=a", "--max-new-tokens", "3",
+                                       "--numeric-tolerance", "0.01", "--numeric-fallback", "last", "--out", str(tmp_path / "ev")])
+    assert out.exit_code == 0, out.output[-2000:]
+    assert "numeric_em_last_tol0.01" in out.output and "parse_failure_rate_last" in out.output
+    rows = [json.loads(l) for l in (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(r["kind"] == "number" and "prediction" in r and "parse_failure" in r for r in rows)
+    saved = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert "numeric_em_last_tol0.01" in next(iter(saved["after"].values()))
 
 
 def test_ft_eval_bad_field_is_one_line_exit_2(tiny, tmp_path):

@@ -158,12 +158,12 @@ def test_evaluate_hand_computed():
     assert m["brier"] == pytest.approx((0.01 + 0.16 + 0.04 + 0.09) / 4)
     assert m["ece"] == pytest.approx((0.1 + 0.4 + 0.2 + 0.3) / 4)
     assert m["dp_diff"] == pytest.approx(1.0) and m["eo_diff"] == pytest.approx(0.0)
-    gen = ["bad", "good", "bad", UNPARSED]
+    gen = ["bad", "good", UNPARSED, UNPARSED]  # "The applicant is bad" does not start with a label
     assert m["gen_accuracy"] == pytest.approx(0.25)
-    assert m["gen_f1"] == pytest.approx(2 * 1 / (2 * 1 + 1 + 1))
+    assert m["gen_f1"] == pytest.approx(2 * 1 / (2 * 1 + 0 + 1))
     assert m["gen_mcc"] == pytest.approx(matthews_corrcoef(truth, gen))
-    assert m["parse_failure_rate"] == pytest.approx(0.25)
-    assert m["gen_dp_diff"] == pytest.approx(0.0)  # each group: one "bad" in two
+    assert m["parse_failure_rate"] == pytest.approx(0.5)
+    assert m["gen_dp_diff"] == pytest.approx(0.5)  # group a: one "bad" in two, group b: none
     assert m["ref_majority_mcc"] == 0.0 and m["ref_majority_accuracy"] == pytest.approx(0.5)
     assert m["ref_best_shortcut_mcc"] == pytest.approx(1.0)  # x == "1" is exactly the bad rows
     assert m["ref_bayes_mcc"] == pytest.approx(matthews_corrcoef(truth, rows_clean := [r["clean_label"] for r in rows]))

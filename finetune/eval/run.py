@@ -20,13 +20,15 @@ class EvalSet:
     instruction: str | None
     evaluate: Callable[..., dict[str, float]]
     validation: list[Row] = field(default_factory=list)  # labelled rows a tuned decision is chosen on
+    parse: Callable[[str, Row], Any] | None = None  # how an answer is read (label, number), for predictions.jsonl
 
 
 def eval_sets(data: DataSpec | None, spec: EvalSpec, seed: int) -> list[EvalSet]:
     """What to evaluate: eval.data (all its rows) or each data source's test split."""
     from finetune import scenarios
     from finetune.data.sources import load_sources
-    from finetune.eval.generic import evaluator, with_choices
+    from finetune.eval.generic import evaluator, parser, with_choices
+    from finetune.eval.predictions import answer_parser
 
     if spec.data is not None:
         loaded = load_sources(DataSpec(sources=[spec.data]), seed)
@@ -40,13 +42,15 @@ def eval_sets(data: DataSpec | None, spec: EvalSpec, seed: int) -> list[EvalSet]
             raise UserError(f"evaluation data {src.name} has no rows")
         if src.scenario and not (spec.data and spec.task):
             fn = scenarios.get(src.scenario).evaluate
+            parse = answer_parser(src.scenario)
         else:
             task = spec.task or "generation"
-            fn = evaluator(task)
+            fn = evaluator(task, spec.numeric_tolerance, spec.numeric_fallback)
+            parse = parser(task, spec.numeric_fallback)
             if task == "classification":
                 rows = with_choices(rows)
         validation = _validation_rows(src, rows, data, spec, seed) if spec.decision == "tuned" else []
-        out.append(EvalSet(src.name, rows, src.system, src.instruction, fn, validation))
+        out.append(EvalSet(src.name, rows, src.system, src.instruction, fn, validation, parse=parse))
     return out
 
 
@@ -91,12 +95,14 @@ def evaluate_model(model: Any, tokenizer: Any, templates: dict[str, Any], sets: 
             probs = [{} for _ in s.rows]
             for i, p in zip(scored, got):
                 probs[i] = p
+        raw = probs  # the model's own label scores, before any decision rule
         if probs is not None:  # only constrained label scores have a decision rule
             rule: dict[str, Any] = {"rule": "argmax"}
             if spec.decision == "tuned":
                 probs, rule = _tuned(model, tokenizer, template, s, probs, spec)
             results["decisions"][s.name] = rule
         results["warnings"][s.name] = _class_warnings(s.rows, probs)
+        results.setdefault("label_probs", {})[s.name] = (raw, probs)  # scores and decided scores, for predictions.jsonl
         results["metrics"][s.name] = s.evaluate(preds, s.rows, probs)
         results["predictions"][s.name] = preds
     return results

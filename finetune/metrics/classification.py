@@ -81,6 +81,40 @@ def f1(
     raise ValueError(f"f1: unknown average {average!r}; use 'binary', 'macro' or 'weighted'")
 
 
+def confusion_matrix(y_true: Sequence[Label], y_pred: Sequence[Label],
+                     labels: Sequence[Label] | None = None) -> tuple[list[Label], list[list[int]]]:
+    """(labels, counts) with counts[i][j] = rows of true ``labels[i]`` predicted ``labels[j]``.
+
+    ``labels`` fixes the order (the task's label set first); labels seen in either list but
+    not named there, such as an unparsed answer, are appended so no row goes uncounted.
+    """
+    _check_lengths("confusion_matrix", y_true=y_true, y_pred=y_pred)
+    order = list(labels or [])
+    order += [lab for lab in _sorted_labels(y_true, y_pred) if lab not in order]
+    index = {lab: i for i, lab in enumerate(order)}
+    counts = [[0] * len(order) for _ in order]
+    for t, p in zip(y_true, y_pred):
+        counts[index[t]][index[p]] += 1
+    return order, counts
+
+
+def per_class(y_true: Sequence[Label], y_pred: Sequence[Label],
+              labels: Sequence[Label] | None = None) -> dict[Label, dict[str, float]]:
+    """Precision, recall, F1 and support per true label (zero_division=0, as scikit-learn).
+
+    Only labels that occur in ``y_true`` or in ``labels`` get a row: an unparsed answer is a
+    wrong prediction, not a class, so it lowers recall without a row of its own.
+    """
+    _check_lengths("per_class", y_true=y_true, y_pred=y_pred)
+    order = list(labels or []) + [lab for lab in _sorted_labels(y_true) if lab not in (labels or [])]
+    out = {}
+    for lab in order:
+        tp, fp, fn = _prf_counts(y_true, y_pred, lab)
+        out[lab] = {"precision": tp / (tp + fp) if tp + fp else 0.0, "recall": tp / (tp + fn) if tp + fn else 0.0,
+                    "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0, "support": tp + fn}
+    return out
+
+
 def mcc(y_true: Sequence[Label], y_pred: Sequence[Label]) -> float:
     """Matthews correlation, multi-class form (Gorodkin's R_K, as sklearn); 0 when undefined."""
     _check_lengths("mcc", y_true=y_true, y_pred=y_pred)

@@ -23,6 +23,34 @@ def parse_number(text: str) -> float | None:
     return _to_float(found[-1]) if found else None
 
 
+_MARKED = re.compile(rf"{_ANSWER_MARK}\s*({_NUMBER.pattern})")
+_BARE = re.compile(rf"\s*({_NUMBER.pattern})%?\.?\s*")
+
+
+def marked_number(text: str) -> float | None:
+    """GSM8K's rule: the number right after the last ``####`` (commas dropped); None without one.
+
+    Stricter than :func:`parse_number`: no last-number fallback, and words between the mark
+    and the number ("#### about 12") make it a parse failure, as in GSM8K's own scoring.
+    """
+    if _ANSWER_MARK not in text:
+        return None
+    found = _MARKED.match(_ANSWER_MARK + text.rsplit(_ANSWER_MARK, 1)[1])
+    return _to_float(found.group(1)) if found else None
+
+
+def bare_number(text: str) -> float | None:
+    """The number when the whole text is one number (``"1,234"``, ``"42%"``, ``"7."``), else None."""
+    found = _BARE.fullmatch(text)
+    return _to_float(found.group(1)) if found else None
+
+
+def last_number(text: str) -> float | None:
+    """The last number anywhere in the text: a lenient fallback, used only when asked for."""
+    found = _NUMBER.findall(text)
+    return _to_float(found[-1]) if found else None
+
+
 def _to_float(token: str) -> float:
     return float(token.replace(",", "").replace("$", ""))
 

@@ -18,6 +18,7 @@ from typing import Any
 from finetune.scenarios.base import SPLITS, Row, ScenarioDataError, Splits
 
 UNPARSED = "<unparsed>"  # stands for an answer naming no label: always wrong, never a class of its own
+FREE_TEXT = "<free text>"  # a parser's answer for rows scored as text (hints): neither a value nor a failure
 
 
 # ---------------------------------------------------------------- generation
@@ -148,11 +149,30 @@ def check_lengths(predictions: list[str], rows: list[Row], label_probs: list | N
         raise ValueError(f"evaluate: {len(label_probs)} label_probs for {len(rows)} rows; pass one per row")
 
 
+# What may stand before the label: quotes, brackets, markdown emphasis, list marks, and a
+# field name a model writes in front of its answer ("Answer: good", "The label is good").
+# Anything else first ("Doctor: Good morning", "not good") means the answer names no label:
+# reading a label out of the middle of free text scored untrained models at majority accuracy.
+_LEAD = re.compile(r"""(?:[\s"'`*_#>(\[{.,;:!?]|-(?=\s))*""")  # a dash only as a list mark: "-1" is a label
+_FIELD = re.compile(r"(?:the\s+)?(?:answer|label|class|category|sentiment|prediction|decision)\s*(?::|=|-|\bis\b)\s*",
+                    re.IGNORECASE)
+
+
 def parse_label(text: str, choices: list[str] | tuple[str, ...]) -> str | None:
-    """The first choice named as a whole word in ``text`` (case-insensitive); None when none is."""
-    lowered = text.lower()
-    hits = [(m.start(), c) for c in choices if (m := re.search(rf"\b{re.escape(c.lower())}\b", lowered))]
-    return min(hits)[1] if hits else None
+    """The choice the answer starts with (whole words, case-insensitive, after quotes/markup and an
+    "Answer:"-like field name); None when it starts with anything else.
+
+    Longer choices are tried first so a multi-word label ("very good") wins over its first word.
+    """
+    rest = _LEAD.sub("", text, count=1)
+    field = _FIELD.match(rest)
+    if field:
+        rest = _LEAD.sub("", rest[field.end():], count=1)
+    for choice in sorted(choices, key=len, reverse=True):
+        words = [re.escape(w) for w in choice.split()]
+        if words and re.match(r"\s+".join(words) + r"(?!\w)", rest, re.IGNORECASE):
+            return choice
+    return None
 
 
 def gen_labels(predictions: list[str], choices: list[str] | tuple[str, ...]) -> tuple[list[str], float]:

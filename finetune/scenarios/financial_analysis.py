@@ -29,6 +29,7 @@ from finetune.scenarios._common import (
     iter_csv,
     iter_jsonl,
     iter_lines,
+    parse_label,
     read_text,
     read_with,
 )
@@ -251,14 +252,23 @@ def _label_scores(truth: list[str], predicted: list[str], prefix: str) -> dict[s
     }
 
 
+def parse_answer(text: str, row: Row) -> str | float | None:
+    """What an answer is read as: the label it starts with (sentiment rows) or its last number
+    (statement rows: the value is always the last number of the reference sentence)."""
+    from finetune.metrics.numeric import last_number
+
+    return parse_label(text, row["choices"]) if row.get("choices") else last_number(text)
+
+
 def evaluate(predictions: list[str], rows: list[Row],
              label_probs: list[dict[str, float]] | None = None) -> dict[str, float]:
     """Sentiment rows (with ``choices``): accuracy/F1 constrained and ``gen_``; numeric rows: ``numeric_em``.
 
-    An answer naming no label counts as wrong (label UNPARSED, which also enters macro F1 as
-    a class with F1 0, as scikit-learn does with an unseen prediction label).
+    An answer not starting with a label counts as wrong (label UNPARSED, which also enters macro
+    F1 as a class with F1 0, as scikit-learn does with an unseen prediction label). ``numeric_em``
+    is exact: the answer's last number equals the reference value (rounded to one decimal, as written).
     """
-    from finetune.metrics.numeric import numeric_match, parse_number
+    from finetune.metrics.numeric import numeric_match
 
     check_lengths(predictions, rows, label_probs)
     out: dict[str, float] = {}
@@ -274,8 +284,8 @@ def evaluate(predictions: list[str], rows: list[Row],
         out["parse_failure_rate"] = failure
         out["ref_majority_accuracy"] = Counter(truth).most_common(1)[0][1] / len(truth)
     if num:
-        values = [parse_number(predictions[i]) for i in num]
-        hits = [numeric_match(v, float(rows[i]["answer"]), rel_tol=1e-2) for v, i in zip(values, num)]
+        values = [parse_answer(predictions[i], rows[i]) for i in num]
+        hits = [numeric_match(v, float(rows[i]["answer"]), rel_tol=0.0) for v, i in zip(values, num)]
         out["numeric_em"] = sum(hits) / len(num)
         out["numeric_parse_failure_rate"] = sum(v is None for v in values) / len(num)
     return out

@@ -18,7 +18,7 @@ import random
 import re
 from pathlib import Path
 
-from finetune.scenarios._common import check_lengths, data_error, fill_splits, iter_jsonl, read_with
+from finetune.scenarios._common import FREE_TEXT, check_lengths, data_error, fill_splits, iter_jsonl, read_with
 from finetune.scenarios.base import Row, Scenario, Splits
 
 TRAIN_NAMES: tuple[str, ...] = (
@@ -229,10 +229,17 @@ def _tells(text: str, answer: float) -> bool:
     return any(numeric_match(float(t.replace(",", "")), answer, rel_tol=1e-9) for t in _NUMBERS.findall(text))
 
 
-def _solve_scores(predictions: list[str], rows: list[Row]) -> dict[str, float]:
-    from finetune.metrics.numeric import numeric_match, parse_number
+def parse_answer(text: str, row: Row) -> float | str | None:
+    """A solve answer's final number, by GSM8K's rule (right after the last ``####``); hints are free text."""
+    from finetune.metrics.numeric import marked_number
 
-    finals = [parse_number(p) if "####" in p else None for p in predictions]
+    return marked_number(text) if row.get("mode", "solve") == "solve" else FREE_TEXT
+
+
+def _solve_scores(predictions: list[str], rows: list[Row]) -> dict[str, float]:
+    from finetune.metrics.numeric import numeric_match
+
+    finals = [parse_answer(p, r) for p, r in zip(predictions, rows)]
     checks = [step_checks(p) for p in predictions]
     n_steps = sum(len(c) for c in checks)
     return {

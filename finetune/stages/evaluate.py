@@ -9,6 +9,7 @@ from typing import Any
 from finetune.config.schema import Recipe
 
 RESULT_FILE = "eval.json"
+PREDICTIONS_FILE = "predictions.jsonl"
 
 
 @dataclass
@@ -34,13 +35,15 @@ class EvalResult:
 def evaluate_run(recipe: Recipe, run_dir: Path, base: str | None, final: Path | None, accelerator: Any) -> EvalResult:
     """Runs on the main process (generation is cheap next to training); the others read its result."""
     if accelerator.is_main_process:
-        result = _evaluate(recipe, base, final, accelerator.device, accelerator.print)
+        result = _evaluate(recipe, base, final, accelerator.device, accelerator.print, run_dir / PREDICTIONS_FILE)
         (run_dir / RESULT_FILE).write_text(json.dumps(result.report_dict(), indent=1))
     accelerator.wait_for_everyone()
     return EvalResult(**json.loads((run_dir / RESULT_FILE).read_text()))
 
 
-def _evaluate(recipe: Recipe, base: str | None, final: Path | None, device: Any, say: Any) -> EvalResult:
+def _evaluate(recipe: Recipe, base: str | None, final: Path | None, device: Any, say: Any,
+              predictions: Path | None = None) -> EvalResult:
+    from finetune.eval.predictions import prediction_records, write_predictions
     from finetune.eval.run import eval_sets, evaluate_model, samples, templates_for
     from finetune.methods import load_trained
     from finetune.model.hf import load_model
@@ -66,6 +69,8 @@ def _evaluate(recipe: Recipe, base: str | None, final: Path | None, device: Any,
         after = evaluate_model(model, tokenizer, templates_for(tokenizer, sets, shape, saved), sets, spec)
     if not tuned:  # nothing was trained: the one evaluation is the model's result
         before, after = None, before
+    if predictions is not None:  # every row's answer, beside eval.json
+        write_predictions(predictions, prediction_records(sets, before, "before") + prediction_records(sets, after, "after"))
     return EvalResult(
         before=before["metrics"] if before else {},
         after=after["metrics"] if after else {},
