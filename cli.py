@@ -143,6 +143,8 @@ def eval_cmd(
     model: Path = typer.Option(..., "--model", help="model folder, adapter folder or run folder"),
     scenario: Optional[str] = typer.Option(None, "--scenario", help="evaluate on this scenario's test split"),
     data: Optional[Path] = typer.Option(None, "--data", help="a jsonl/csv/parquet file of your own"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="how to read --data: jsonl|json|csv|parquet, or a scenario's "
+                                      "real format (german_credit, gsm8k, mts_dialog, ...: rows and scoring of that scenario)"),
     task: Optional[str] = typer.Option(None, "--task", help="generation | classification | numeric (with --data)"),
     field: Optional[List[str]] = typer.Option(None, "--field", help="column mapping, e.g. --field input=dialogue"),
     samples: int = typer.Option(100, "--samples", min=1),
@@ -159,7 +161,7 @@ def eval_cmd(
         from finetune.commands import evaluate_command
 
         evaluate_command(model, scenario, data, task, field or [], samples, max_new_tokens,
-                         numeric_tolerance=numeric_tolerance, numeric_fallback=numeric_fallback, out=out)
+                         numeric_tolerance=numeric_tolerance, numeric_fallback=numeric_fallback, out=out, fmt=fmt)
 
     _guard(go)
 

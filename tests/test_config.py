@@ -127,3 +127,27 @@ def test_every_guessed_key_hint_names_a_real_key():
         *parents, last = target.split(".")
         model = _model_at(Recipe, parents)
         assert model is not None and last in model.model_fields, (guess, target)
+
+
+@pytest.mark.parametrize("source, expected", [
+    ({"path": "a.csv", "split": "bogus"}, "data.sources.0: split 'bogus' is not one of all, train, validation, test"),
+    ({"path": "a.csv", "format": "zzz"}, "data.sources.0: format 'zzz' is not one of jsonl, json, csv, parquet"),
+    ({"path": "a.txt", "format": "gsm8k"}, "data.sources.0: format 'gsm8k' is read by scenario tutoring; "
+                                           "add scenario: tutoring to this source"),
+    ({"path": "a.txt", "scenario": "tutoring", "format": "e2e"},
+     "data.sources.0: format 'e2e' is not one of jsonl, json, csv, parquet, gsm8k"),
+    ({"scenario": "tutoring", "split": "test"}, "data.sources.0: split and format apply to a file (path)"),
+])
+def test_source_split_and_format_are_checked_by_validate(source, expected):
+    data = {"name": "t", "model": {"path": "m"}, "data": {"sources": [source]}, "method": {"kind": "lora"}}
+    with pytest.raises(RecipeError) as exc:
+        recipe_from_dict(data)
+    assert len(exc.value.errors) == 1 and exc.value.errors[0].startswith(expected), exc.value.errors
+
+
+def test_source_split_and_format_that_fit():
+    from finetune.config.schema import SourceSpec
+
+    assert SourceSpec(path="german.data", scenario="risk_assessment", format="german_credit").split is None
+    assert SourceSpec(path="a.CSV", format=".CSV", split="test").split == "test"
+    assert SourceSpec(path="org/name", split="train[:10%]").split == "train[:10%]"  # a hub split stays free

@@ -1,5 +1,5 @@
 """A user's file in a real run: its split is said on the console and in the report, and a test part is carved
-out of it only when the test set does not come from eval.data (issue 12, point 18)."""
+out of it only when the test set does not come from eval.data (issue 12, points 18 and 19)."""
 from __future__ import annotations
 
 import json
@@ -16,6 +16,7 @@ def _jsonl(path, n, offset=0):
 
 
 def test_eval_data_leaves_the_whole_training_file_to_train_and_validation(tmp_path, capsys):
+    """Also: the base-model evaluation that eval.before adds is announced as the extra time it is."""
     from bench.gpu_check import build_base
 
     base = build_base(tmp_path / "base", width=32, layers=2, heads=4)
@@ -24,13 +25,15 @@ def test_eval_data_leaves_the_whole_training_file_to_train_and_validation(tmp_pa
         "data": {"sources": [{"path": str(_jsonl(tmp_path / "mine.jsonl", 40))}], "max_length": 64},
         "method": {"kind": "lora", "r": 2},
         "train": {"max_steps": 1, "batch_size": 4, "threads": 1},
-        "eval": {"before": False, "samples": 2, "max_new_tokens": 2, "task": "generation",
+        "eval": {"before": True, "samples": 2, "max_new_tokens": 2, "task": "generation",
                  "data": {"path": str(_jsonl(tmp_path / "held.jsonl", 6, offset=100)), "split": "test"}},
     })
     result = run(recipe)
     line = "data mine.jsonl: 40 rows -> train 36 / validation 4 (split: all, validation_fraction 0.1; " \
            "no test part: eval.data is the test set)"
-    assert line in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert line in printed
+    assert "evaluate: base model (eval.before: true, a second evaluation; set it false to skip)" in printed
     report = json.loads((result.run_dir / "report.json").read_text())
     splits = report["finetune"]["data_stats"]["splits"]
     assert splits == {"mine": {"rows": 40, "train": 36, "validation": 4, "test": 0, "note": line}}

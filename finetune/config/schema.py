@@ -186,15 +186,20 @@ def scenario_formats(name: str) -> tuple[str, ...]:
     return tuple(scenarios.get(name).formats) if name in scenarios.NAMES else ()
 
 
+def format_owner(fmt: str) -> str | None:
+    """The scenario whose reader knows the real format ``fmt`` (e.g. gsm8k -> tutoring), if any."""
+    from finetune.scenarios import NAMES
+
+    return next((name for name in NAMES if fmt in scenario_formats(name)), None)
+
+
 def _check_format(fmt: str, scenario: str | None) -> None:
     """format: a file format, or a real format of this source's scenario (the scenario's reader is needed)."""
     if scenario is not None and fmt in scenario_formats(scenario):
         return
     if fmt.lower().lstrip(".") in FILE_FORMATS:
         return
-    from finetune.scenarios import NAMES
-
-    owner = next((name for name in NAMES if fmt in scenario_formats(name)), None)
+    owner = format_owner(fmt)
     if owner is not None and scenario is None:
         raise ValueError(f"format {fmt!r} is read by scenario {owner}; add scenario: {owner} to this source")
     known = ", ".join(FILE_FORMATS + (scenario_formats(scenario) if scenario else ()))

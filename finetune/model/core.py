@@ -215,6 +215,16 @@ class CorePreTrainedModel(PreTrainedModel):
     _no_split_modules = ["CoreBlock"]
     _supports_sdpa = True
 
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """Whether any block recomputes activations.
+
+        peft reads this name whenever it wraps or loads an adapter; transformers 5 made it a
+        deprecated alias that warns on every read (a FutureWarning on every LoRA run and eval).
+        Our model answers under the name peft asks for, computed the way transformers does.
+        """
+        return any(getattr(module, "gradient_checkpointing", False) is True for module in self.modules())
+
     def _init_weights(self, module: nn.Module) -> None:
         """normal(0, initializer_range) for Linear/Embedding, zeros for biases, ones for norm weights."""
         std = self.config.initializer_range

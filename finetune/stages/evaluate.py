@@ -57,7 +57,8 @@ def _evaluate(recipe: Recipe, base: str | None, final: Path | None, device: Any,
     if spec.before and tuned or not tuned:
         model = load_model(base, trust_remote_code=recipe.model.trust_remote_code, revision=recipe.model.revision).to(device)
         tokenizer = load_tokenizer(recipe.model.tokenizer or base, recipe.model.trust_remote_code, recipe.model.revision)
-        say("evaluate: base model" if tuned else "evaluate: model")
+        say("evaluate: base model (eval.before: true, a second evaluation; set it false to skip)" if tuned
+            else "evaluate: model")
         before = evaluate_model(model, tokenizer, templates_for(tokenizer, sets, shape, None), sets, spec)
         del model
     if tuned and spec.after:
