@@ -132,6 +132,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"- method **{f.get('method')}**: {f.get('trainable_params', 0):,} trainable of {f.get('total_params', 0):,} parameters",
                 f"- held-out loss before {_f(f.get('base_val_loss'))} -> after **{_f(f.get('val_loss'))}**",
                 f"- {f.get('steps')} steps, {f.get('tokens', 0):,} tokens, padding {100 * f.get('padding_fraction', 0):.1f}% of batch tokens",
+                *(f"- {split['note']}" for split in f.get("data_stats", {}).get("splits", {}).values()),
                 f"- data cards: {_cards(f.get('cards', {}))}",
                 f"- PII scrubbed: {_counts(f.get('scrub_counts'))}; rows skipped: {f.get('skipped_rows', 0)}", ""]
     if report.get("loss_curve"):

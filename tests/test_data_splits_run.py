@@ -37,3 +37,4 @@ def test_eval_data_leaves_the_whole_training_file_to_train_and_validation(tmp_pa
     report = json.loads((result.run_dir / "report.json").read_text())
     splits = report["finetune"]["data_stats"]["splits"]
     assert splits == {"mine": {"rows": 40, "train": 36, "validation": 4, "test": 0, "note": line}}
+    assert f"- {line}" in (result.run_dir / "report.md").read_text()
