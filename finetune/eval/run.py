@@ -70,7 +70,9 @@ def _validation_rows(src: Any, rows: list[Row], data: DataSpec | None, spec: Eva
     if spec.data is None:
         pool = src.splits["validation"]
     else:
-        pool = [r for s in (load_sources(data, seed) if data is not None else []) for r in s.splits["validation"]]
+        # carved as the fine-tune stage carves it when eval.data is the test set: the validation rows it held out
+        pool = [r for s in (load_sources(data, seed, carve_test=False) if data is not None else [])
+                for r in s.splits["validation"]]
     return [{**r, "output": str(r.get("output", "")).strip(), "choices": labels} for r in pool
             if str(r.get("output", "")).strip() in labels and set(r.get("choices") or labels) == set(labels)]
 
