@@ -342,3 +342,76 @@ def test_known_loader_escapes(scratch, case):
     path.write_bytes(texts[case])
     with pytest.raises(RecipeError):
         load_recipe(path)
+
+
+# ---------------------------------------------------------------- special-token strings in data (issue 12, point 3)
+# Whatever a row's text spells, encoding it yields the special ids of the template only: the same ones
+# as for the row with every special-token string replaced by "x", and one trained stop per answer.
+
+SPECIAL_CORPUS = ["hello world good morning, the end of the day is near"] * 20
+
+
+@pytest.fixture(scope="module")
+def special_tokenizers(tmp_path_factory) -> dict[str, Any]:
+    import copy
+
+    from finetune.model.tokenizer import train_tokenizer
+
+    chat = train_tokenizer(SPECIAL_CORPUS, 300, tmp_path_factory.mktemp("special-tok"))
+    plain = copy.deepcopy(chat)
+    plain.chat_template = None
+    return {"chat template": chat, "plain layout": plain}
+
+
+SPECIAL_STRINGS = ["<|eos|>", "<|pad|>", "<|bos|>", "<|user|>", "<|assistant|>", "<|system|>"]
+data_text = st.lists(st.sampled_from(SPECIAL_STRINGS + ["<|", "|>", "eos", " ", "\n", "hello", "### Response:\n"])
+                     | st.text(alphabet="<|>eos \nab", max_size=6), max_size=8).map("".join)
+special_text = st.tuples(data_text, st.sampled_from(SPECIAL_STRINGS), data_text).map("".join)  # at least one
+
+
+@st.composite
+def special_row(draw) -> tuple[str, dict[str, Any]]:
+    """(shape, row): an instruction or chat row whose texts hold special-token strings."""
+    if draw(st.booleans()):
+        return "instruction", {"input": draw(data_text | special_text), "output": draw(special_text)}
+    n = draw(st.integers(1, 3))
+    messages = []
+    for _ in range(n):
+        messages += [{"role": "user", "content": draw(data_text | special_text)},
+                     {"role": "assistant", "content": draw(special_text)}]
+    return "chat", {"messages": messages}
+
+
+def _spelled_x(value: Any) -> Any:
+    if isinstance(value, str):
+        for s in SPECIAL_STRINGS:
+            value = value.replace(s, "x")
+        return value
+    if isinstance(value, list):
+        return [_spelled_x(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _spelled_x(v) for k, v in value.items()}
+    return value
+
+
+@PROPERTY
+@given(special_row(), st.sampled_from(["chat template", "plain layout"]), st.none() | special_text,
+       st.none() | special_text)
+def test_special_token_strings_in_rows_never_become_special_ids(special_tokenizers, case, which, system, instruction):
+    from finetune.data.format import Template, encode_example
+
+    shape, row = case
+    tokenizer = special_tokenizers[which]
+    template = Template.for_tokenizer(tokenizer, system, instruction, shape)
+    special = set(tokenizer.all_special_ids)
+
+    def specials(r: dict[str, Any]) -> tuple[list[int], list[int]]:
+        example = encode_example(template, tokenizer, r, 4096, "truncate", False)
+        return ([i for i in example["input_ids"] if i in special],
+                [i for i in example["labels"] if i in special])
+
+    got_ids, got_labels = specials(row)
+    want_ids, want_labels = specials(_spelled_x(row))
+    assert got_ids == want_ids and got_labels == want_labels
+    answers = len(row["messages"]) // 2 if shape == "chat" else 1
+    assert got_labels == [tokenizer.eos_token_id] * answers
