@@ -229,3 +229,12 @@ def test_heldout_and_seen_mcc_are_reported_apart():
     assert "heldout_mcc" not in ra.evaluate(["x"] * 6, _rows(truth), probs)  # rows that do not say: no split
     generated = ra.generate(seed=3, sizes={"train": 5, "validation": 0, "test": 50})
     assert not any(r["heldout"] for r in generated["train"]) and any(r["heldout"] for r in generated["test"])
+
+
+def test_untrained_chatter_is_a_parse_failure_not_the_majority_label():
+    """Issue 12, point 16: "Doctor: Good morning" was read as "good", so a model that never answers scored
+    majority accuracy with 0% parse failures; a label must open the answer."""
+    rows = _rows(["good"] * 7 + ["bad"] * 3)
+    m = ra.evaluate(["Doctor: Good morning"] * 5 + ["not good, bad"] * 5, rows)
+    assert m["parse_failure_rate"] == 1.0 and m["gen_accuracy"] == 0.0
+    assert ra.evaluate(["Good, with a stable income"] * 7 + ["**Bad**"] * 3, rows)["gen_accuracy"] == 1.0
