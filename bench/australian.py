@@ -189,8 +189,8 @@ def _commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                               check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    except (OSError, subprocess.CalledProcessError):  # a copy without .git: the caller may say which commit it is
+        return os.environ.get("BENCH_COMMIT", "unknown")
 
 
 def main(argv: list[str] | None = None) -> int:
