@@ -224,16 +224,27 @@ def test_evaluate_mixed_and_real_rows():
 # ---------------------------------------------------------------- chat formatting
 
 
-@pytest.mark.parametrize("chat_template", [True, False])
-def test_formatted_chat_row_trains_agent_turns_only(tmp_path, chat_template):
-    from finetune.data.format import Template, encode_example
+@pytest.fixture(scope="module")
+def chat_rows_and_tokenizer(tmp_path_factory):
+    """Chat rows as the pipeline checks them, and a small tokenizer trained once on their text."""
     from finetune.model.tokenizer import train_tokenizer
 
-    splits = cs.generate(seed=0, sizes={"train": 40, "validation": 0, "test": 0}, task="chat")
+    splits = cs.generate(seed=0, sizes={"train": 20, "validation": 0, "test": 0}, task="chat")
     rows, _ = check_rows(splits["train"], DataSpec(sources=[], shape="chat"), "test")
+    texts = [flat for r in rows for flat in (r["input"], r["output"])]
+    return rows, train_tokenizer(texts * 2, 320, tmp_path_factory.mktemp("tok"))
+
+
+@pytest.mark.parametrize("chat_template", [True, False])
+def test_formatted_chat_row_trains_agent_turns_only(chat_rows_and_tokenizer, chat_template):
+    import copy
+
+    from finetune.data.format import Template, encode_example
+
+    rows, tokenizer = chat_rows_and_tokenizer
     row = next(r for r in rows if len(r["messages"]) >= 5)
-    tokenizer = train_tokenizer([flat for r in rows for flat in (r["input"], r["output"])] * 3, 400, tmp_path)
     if not chat_template:
+        tokenizer = copy.deepcopy(tokenizer)
         tokenizer.chat_template = None
     template = Template.for_tokenizer(tokenizer, get("customer_support").system, None, "chat")
     example = encode_example(template, tokenizer, row, 1024, "truncate", False)
