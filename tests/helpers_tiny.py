@@ -47,13 +47,19 @@ def write_corpus(path: Path, documents: int = 60, seed: int = 0) -> Path:
     return path
 
 
+# the scenarios whose label words the tiny bases' tokenizers learn: pinned, so the golden trace and every
+# test base stay the same when ft gains scenarios
+BASE_SCENARIOS = ("content_writing", "medical_records", "tutoring", "financial_analysis", "risk_assessment")
+
+
 def pretrain_recipe(corpus: Path, out: Path, seed: int = 0, **train: Any) -> dict[str, Any]:
     """Pretraining only, cache off (the model lands in ``out/pretrain/model``); one log line per step."""
     spec = {"max_steps": 20, "batch_size": 4, "learning_rate": 3e-3, "log_every": 1, "threads": 1, **train}
     return {
         "name": "tiny-pretrain", "seed": seed, "output": str(out), "model": {"core": dict(CORE)},
         "train": {"threads": 1},  # the accelerator reads the top-level train section, not pretrain.train
-        "pretrain": {"corpus": {"kind": "file", "path": str(corpus)}, "tokenizer": {"vocab_size": 300},
+        "pretrain": {"corpus": {"kind": "file", "path": str(corpus), "scenarios": list(BASE_SCENARIOS)},
+                     "tokenizer": {"vocab_size": 300},
                      "block_size": 32, "cache": False, "validation_fraction": 0.1, "train": spec},
     }
 

@@ -92,6 +92,10 @@ class CorpusSpec(Strict):
     revision: Optional[str] = None
     subset: Optional[str] = None
     documents: int = Field(4000, ge=10, description="generated documents (kind: generated)")
+    scenarios: Optional[list[ScenarioName]] = Field(
+        None, description="scenarios whose inputs the generated corpus holds and whose label words the tokenizer "
+                          "learns as whole tokens (any kind); default: every scenario. Pin the list to keep a base "
+                          "the same when ft gains scenarios")
 
     @model_validator(mode="after")
     def _path_needed(self) -> "CorpusSpec":

@@ -116,7 +116,7 @@ def pretrain(recipe: Recipe, run_dir: Path, accelerator: Any, resume: bool) -> P
     if spec.tokenizer.path:
         tokenizer = load_tokenizer(spec.tokenizer.path)
     elif accelerator.is_main_process:
-        tokenizer = train_tokenizer(train_docs + label_words(), spec.tokenizer.vocab_size, out / "tokenizer",
+        tokenizer = train_tokenizer(train_docs + label_words(spec.corpus.scenarios), spec.tokenizer.vocab_size, out / "tokenizer",
                                     split_digits=spec.tokenizer.split_digits)
     accelerator.wait_for_everyone()
     if not spec.tokenizer.path and not accelerator.is_main_process:
