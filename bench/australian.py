@@ -145,7 +145,8 @@ def train_and_score(recipe: dict[str, Any]) -> dict[str, Any]:
 
 def render(results: dict[str, Any]) -> str:
     meta = results["meta"]
-    lines = [f"# Australian credit: majority trap, {meta['date']}", "",
+    epochs = f" (train.epochs {meta['epochs_override']:g})" if meta.get("epochs_override") else ""
+    lines = [f"# Australian credit: majority trap, {meta['date']}{epochs}", "",
              f"File: {meta['file']} ({meta['rows']} rows). Recipe `{meta['recipe']}` at commit `{meta['commit']}`; "
              f"seed {SEED}, {int(100 * (1 - TEST_SHARE))}/{int(100 * TEST_SHARE)} split: the 80% is the training "
              "file (carved by the recipe into train and validation), the 20% is eval.data. Imbalanced: approved rows "
@@ -200,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "australian", help="splits and run folders")
     p.add_argument("--only", help="comma-separated runs as DATA:BALANCE (e.g. plain:none,imbalanced:weighted)")
     p.add_argument("--epochs", type=float, help="override the recipe's train.epochs")
+    p.add_argument("--tag", help="suffix of the results files (australian-<date>-<tag>.md), e.g. for an --epochs variant")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice; 1 is faster on a busy machine)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     if not args.file.is_file():
@@ -207,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = {tuple(x.split(":", 1)) for x in args.only.split(",")} if args.only else None
     lines = read_lines(args.file)
     date = time.strftime("%Y-%m-%d")
+    stem = f"australian-{date}" + (f"-{args.tag}" if args.tag else "")
     results: dict[str, Any] = {"meta": {
         "date": date, "file": args.file.name, "rows": len(lines), "recipe": str(RECIPE.relative_to(REPO)),
         "commit": _commit(), "machine": f"{os.cpu_count()} CPUs, torch threads {args.threads or 'default'}",
@@ -222,16 +225,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {name} / class_balance {balance}", flush=True)
             ds["runs"][balance] = train_and_score(recipe_for(folder, args.work / "runs" / f"{name}-{balance}", balance,
                                                              args.epochs, args.threads))
-            _write(results, args.out, date)  # after every run: a stopped benchmark keeps what it measured
-    _write(results, args.out, date)
+            _write(results, args.out, stem)  # after every run: a stopped benchmark keeps what it measured
+    _write(results, args.out, stem)
     print(render(results))
     return 0
 
 
-def _write(results: dict[str, Any], out: Path, date: str) -> None:
+def _write(results: dict[str, Any], out: Path, stem: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"australian-{date}.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
-    (out / f"australian-{date}.md").write_text(render(results), encoding="utf-8")
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    (out / f"{stem}.md").write_text(render(results), encoding="utf-8")
 
 
 if __name__ == "__main__":
