@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import weakref
 from dataclasses import asdict, dataclass, fields, replace
+from functools import lru_cache
 from typing import Any
 
 from finetune.errors import UserError
@@ -172,8 +173,7 @@ class Template:
         if not self.chat_template:
             return [(self.bos_prefix, False)] + _plain_chat(turns, self.eos_token, add_generation_prompt)
         rendered = self._render_text(turns, add_generation_prompt)
-        marked = [{**turn, "content": f"{_MARK_OPEN}{k}{_MARK_CLOSE}"} for k, turn in enumerate(turns)]
-        layout = _MARKS.split(self._render_text(marked, add_generation_prompt))
+        layout = _layout(self, tuple(turn["role"] for turn in turns), add_generation_prompt)
         contents = [turn["content"] for turn in turns]
         found = _locate(rendered, layout, contents)
         if found is not None:
@@ -191,6 +191,14 @@ class Template:
             **dict(self.special_tokens),
         )
         return rendered[0]
+
+
+@lru_cache(maxsize=256)
+def _layout(template: Template, roles: tuple[str, ...], add_generation_prompt: bool) -> tuple[str, ...]:
+    """The template's output with message k's text replaced by a placeholder, split into
+    [text, "k", text, ...]; it depends on the roles only, so it is rendered once per conversation shape."""
+    marked = [{"role": role, "content": f"{_MARK_OPEN}{k}{_MARK_CLOSE}"} for k, role in enumerate(roles)]
+    return tuple(_MARKS.split(template._render_text(marked, add_generation_prompt)))
 
 
 class Prompt(str):
@@ -230,7 +238,7 @@ def _cut(pieces: list[Piece], start: int, end: int) -> list[Piece]:
     return out
 
 
-def _locate(rendered: str, layout: list[str], contents: list[str]) -> list[Piece] | None:
+def _locate(rendered: str, layout: tuple[str, ...], contents: list[str]) -> list[Piece] | None:
     """Split ``rendered`` into template text and message text, given the template's output with each
     message replaced by a placeholder (``layout``: text, index, text, ..., text).
 
@@ -325,22 +333,35 @@ def encode_plain(tokenizer: Any, text: str) -> list[int]:
 def encode_pieces(tokenizer: Any, pieces: list[Piece] | tuple[Piece, ...]) -> list[int]:
     """Ids of the pieces' text where only the template's own special-token strings become special ids.
 
-    A row without special-token strings in its data text (nearly all) is encoded in one call,
+    A text without special-token strings in its data pieces (nearly all) is encoded in one call,
     exactly as before this distinction existed. Otherwise the text is cut at the template's
     special tokens and each run between them is encoded with ``split_special_tokens``; a
     tokenizer that marks word starts (SentencePiece's "▁") may then start such a run with one.
     """
+    return encode_many(tokenizer, [pieces])[0]
+
+
+def encode_many(tokenizer: Any, texts: list[list[Piece]] | list[tuple[Piece, ...]]) -> list[list[int]]:
+    """``encode_pieces`` for several texts, the ordinary ones in one tokenizer call."""
     pattern = _special_pattern(tokenizer)
-    text = _join(pieces)
-    if pattern is None or all(_in_template(pieces, m.start(), m.end()) for m in pattern.finditer(text)):
-        return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
-    ids: list[int] = []
-    for run, special in _runs(pieces, pattern):
-        if special:
-            ids.append(tokenizer.convert_tokens_to_ids(run))
-        elif run:
-            ids += tokenizer(run, add_special_tokens=False, split_special_tokens=True)["input_ids"]
-    return ids
+    out: list[list[int]] = [[] for _ in texts]
+    ordinary = []
+    for k, pieces in enumerate(texts):
+        text = _join(pieces)
+        if pattern is None or all(_in_template(pieces, m.start(), m.end()) for m in pattern.finditer(text)):
+            if text:
+                ordinary.append(k)
+            continue
+        for run, special in _runs(pieces, pattern):
+            if special:
+                out[k].append(tokenizer.convert_tokens_to_ids(run))
+            elif run:
+                out[k] += tokenizer(run, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    if ordinary:
+        encoded = tokenizer([_join(texts[k]) for k in ordinary], add_special_tokens=False)["input_ids"]
+        for k, ids in zip(ordinary, encoded):
+            out[k] = ids
+    return out
 
 
 def _in_template(pieces: list[Piece] | tuple[Piece, ...], start: int, end: int) -> bool:
@@ -414,7 +435,7 @@ def encode_example(
     ids: list[int] = []
     trained: list[bool] = []
     start = 0  # first token of the last trained piece: the response
-    for is_trained, piece in ((t, encode_pieces(tokenizer, pieces)) for pieces, t in parts):
+    for (_, is_trained), piece in zip(parts, encode_many(tokenizer, [pieces for pieces, _ in parts])):
         if is_trained:
             start = len(ids)
         ids += piece
