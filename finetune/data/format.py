@@ -216,6 +216,9 @@ class Prompt(str):
         prompt.pieces = tuple(pieces)
         return prompt
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle and deepcopy rebuild it from its pieces
+        return Prompt, (list(self.pieces),)
+
 
 # Placeholders for message text while locating it in a chat template's output (private-use characters).
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"

@@ -178,9 +178,9 @@ def _left_padded(seqs: list[list[int]], pad: int, device: Any) -> tuple[torch.Te
 
 
 def _bar(total: int, desc: str, show: bool | None):
-    """A tqdm bar with rows/s and ETA like training's; on the main process only unless told."""
+    """A tqdm bar with rows/s and ETA like training's; by default on the main process, for more than one row."""
     from tqdm.auto import tqdm
 
     if show is None:
-        show = os.environ.get("RANK", "0") == "0"
+        show = os.environ.get("RANK", "0") == "0" and total > 1
     return tqdm(total=total, desc=desc, disable=not show, dynamic_ncols=True, leave=False, mininterval=1.0, unit="row")
