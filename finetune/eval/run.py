@@ -86,8 +86,10 @@ def evaluate_model(model: Any, tokenizer: Any, templates: dict[str, Any], sets: 
         template = templates[s.name]
         prompts = [template.prompt(r) for r in s.rows]
         started = time.perf_counter()
+        cut: dict[str, int] = {}  # rows whose prompt was cut from the left to fit the context
         preds = generate(model, tokenizer, prompts, max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size,
-                         do_sample=spec.do_sample, temperature=spec.temperature, top_p=spec.top_p)
+                         do_sample=spec.do_sample, temperature=spec.temperature, top_p=spec.top_p, stats=cut)
+        results.setdefault("truncated_prompts", {})[s.name] = cut.get("truncated", 0)
         results["examples_per_s"][s.name] = len(prompts) / max(time.perf_counter() - started, 1e-9)
         probs = None
         scored = [i for i, r in enumerate(s.rows) if r.get("choices")]

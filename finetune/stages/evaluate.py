@@ -20,6 +20,7 @@ class EvalResult:
     examples_per_s: dict[str, float] = field(default_factory=dict)
     decisions: dict[str, dict[str, Any]] = field(default_factory=dict)  # before/after -> set -> the decision rule
     warnings: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # before/after -> set -> class warnings
+    truncated_prompts: dict[str, dict[str, int]] = field(default_factory=dict)  # before/after -> set -> rows cut to fit
 
     def summary(self) -> dict[str, Any]:
         out = {}
@@ -77,6 +78,7 @@ def _evaluate(recipe: Recipe, base: str | None, final: Path | None, device: Any,
         after=after["metrics"] if after else {},
         samples=samples(sets, before, after),
         examples_per_s=(after or before)["examples_per_s"],
+        truncated_prompts={w: r.get("truncated_prompts", {}) for w, r in (("before", before), ("after", after)) if r},
         **_rules_and_warnings(before, after, say),
     )
 
