@@ -121,7 +121,9 @@ def test_evaluate_model_warns_on_one_class_and_tuned_rule_lifts_it(monkeypatch):
     rule = tuned["decisions"]["risk"]
     assert rule["rule"] == "tuned" and rule["rows"] == 60 and rule["metric"] == "mcc" and rule["offsets"]["bad"] > 1.5
     assert tuned["metrics"]["risk"]["mcc"] > 0.9 and tuned["warnings"]["risk"] == []
-    assert "tuned on 60 validation rows to maximise mcc" in describe(rule)
+    assert "tuned on 60 validation rows to maximise mcc" in describe(rule) and "noisy" not in describe(rule)
+    few = dict(rule, class_rows={"good": 52, "bad": 8})
+    assert describe(few).endswith("noisy: only 8 'bad' validation rows")  # a rare class's offset rests on few rows
 
 
 # ---------------------------------------------------------------- class balance

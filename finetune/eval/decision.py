@@ -20,6 +20,7 @@ from collections import Counter
 from typing import Any
 
 Scores = list[dict[str, float]]  # per row: label -> probability (renormalised over the row's labels)
+FEW = 20  # validation rows of a class below which the report calls the tuned offsets noisy
 FLOOR = 1e-12  # a probability of 0 still needs a finite log-score
 ROUNDS = 4  # coordinate-ascent passes for more than two labels
 MAX_CANDIDATES = 256  # offsets tried per class and pass (quantiles of the flip points beyond that)
@@ -110,7 +111,8 @@ def tune_offsets(scores: Scores, truth: list[str], metric: str | None = None) ->
         if not changed:
             break
     offsets = dict(zip(labels, vector))
-    return offsets, {"metric": metric, "rows": len(rows), "labels": labels, "argmax": argmax_score, "tuned": best}
+    return offsets, {"metric": metric, "rows": len(rows), "labels": labels, "argmax": argmax_score, "tuned": best,
+                     "class_rows": {c: gold.count(c) for c in labels}}
 
 
 def _predict(logs: list[list[float]], labels: list[str], vector: list[float]) -> list[str]:
@@ -147,8 +149,11 @@ def describe(rule: dict[str, Any]) -> str:
     if rule.get("tuned") is None:
         return (f"decision: argmax (eval.decision tuned, but {rule.get('why', 'the validation split had fewer than two classes')})")
     offsets = ", ".join(f"{c} {v:+.3f}" for c, v in rule["offsets"].items() if c != rule["labels"][0])
+    few = {c: n for c, n in rule.get("class_rows", {}).items() if n < FEW}
+    noisy = ("; noisy: only " + ", ".join(f"{n} {c!r}" for c, n in few.items()) + " validation rows") if few else ""
     return (f"decision: tuned on {rule['rows']} validation rows to maximise {rule['metric']} "
-            f"({rule['argmax']:.3f} at argmax -> {rule['tuned']:.3f}); log-score offsets vs {rule['labels'][0]}: {offsets}")
+            f"({rule['argmax']:.3f} at argmax -> {rule['tuned']:.3f}); log-score offsets vs {rule['labels'][0]}: {offsets}"
+            + noisy)
 
 
 # ---------------------------------------------------------------- warnings
@@ -168,8 +173,8 @@ def class_warning(predicted: list[str], truth: list[str], what: str = "constrain
     ref_note = f"{100 * ref_share:.0f}% of the references are {top!r}"
     if len(counts) == 1:
         return (f"warning: the model predicts {top!r} for all {len(predicted)} rows ({what}; {ref_note}); "
-                "its metrics are the majority trap: try data.class_balance: weighted and eval.decision: tuned")
+                "its metrics are those of a constant answer; see data.class_balance and eval.decision: tuned")
     if share >= max(DOMINANT_SHARE, ref_share + EXCESS * (1 - ref_share)):
         return (f"warning: the model predicts {top!r} for {100 * share:.0f}% of {len(predicted)} rows ({what}; "
-                f"{ref_note}); try data.class_balance: weighted and eval.decision: tuned")
+                f"{ref_note}); see data.class_balance and eval.decision: tuned")
     return None
