@@ -6,6 +6,7 @@ Each stage writes into the run folder; heavy imports happen inside the stages.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,8 @@ def _in_run_dir(recipe: Recipe, resume: bool, accelerator: Any, stop: Any) -> Ru
     except BaseException as exc:
         ended = _as_stop(exc, stop)
         if accelerator.is_main_process:
-            close_run_dir(run_dir, *_ending(ended))
+            with contextlib.suppress(OSError):  # a full disk must not hide why the run ended
+                close_run_dir(run_dir, *_ending(ended))
         if ended is exc:
             raise
         raise ended from None
@@ -111,6 +113,8 @@ def _stages(recipe: Recipe, resume: bool, accelerator: Any, stop: Any, run_dir: 
     final_model = stages["finetune"].model_dir if recipe.method else base_model
     if recipe.method:
         stop.note = f"the fine-tuned model is saved in {final_model}; --resume goes straight to evaluation"
+    elif recipe.pretrain:
+        stop.note = f"the pretrained model is saved in {final_model}"
 
     if recipe.eval:
         from finetune.stages.evaluate import evaluate_run

@@ -100,6 +100,8 @@ def test_too_many_non_finite_steps_stop_with_exit_3_and_keep_the_last_good_check
     loaded = load_checkpoint(latest)
     assert all(torch.isfinite(t).all() for t in loaded["weights"].values())
     assert same(loaded["weights"], step_weights(stage, 3))
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["status"] == "failed" and info["exit_code"] == EXIT_NON_FINITE, "run.json must not say running"
 
 
 # ---------------------------------------------------------------- graceful stop (4)
@@ -112,6 +114,8 @@ def test_ctrl_c_checkpoints_at_the_step_boundary_and_exits_75(corpus, tmp_path, 
     assert code == EXIT_STOPPED, out
     assert "--resume" in out
     assert checkpoint_steps(tmp_path / "run" / "pretrain") == [3]  # SIGINT mid-step 3: that step finishes first
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["status"] == "stopped" and info["exit_code"] == EXIT_STOPPED, "run.json must not say running"
 
 
 def test_second_ctrl_c_interrupts_at_once_and_keeps_the_last_checkpoint(corpus, tmp_path, monkeypatch):
