@@ -52,7 +52,13 @@ def _leave(code: int) -> NoReturn:
 
 def _guard(fn: Callable[[], None]) -> None:
     """Run a command; user errors become one line and exit 2, a stop request its own code."""
-    from finetune.errors import EXIT_NON_FINITE, EXIT_STOPPED, EXIT_USER_ERROR, StopRequested, UserError
+    from finetune.errors import (
+        EXIT_NON_FINITE,
+        EXIT_STOPPED,
+        EXIT_USER_ERROR,
+        StopRequested,
+        UserError,
+    )
 
     try:
         fn()

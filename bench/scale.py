@@ -40,8 +40,8 @@ def point(cfg: BenchConfig, width: int, length: int, tokens_per_step: int) -> di
 
     from bench.child import quiet_environment
     from bench.contenders.ours import _run_train
+    from finetune.data.tokenized import TokenizedData
     from finetune.model.core import CoreConfig, CoreForCausalLM
-    from finetune.train.batching import TokenizedData
 
     quiet_environment(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -55,9 +55,9 @@ def point(cfg: BenchConfig, width: int, length: int, tokens_per_step: int) -> di
     data = TokenizedData([{"input_ids": row, "labels": row} for row in ids], pad_id=0)
     cfg = replace(cfg, batch_size=batch, warmup_steps=1)
     out = _run_train(cfg, model, data, group_by_length=False, forward_kwargs=None, lr=1e-4)
-    from bench.measure import peak_rss_mb
-
     import os
+
+    from bench.measure import peak_rss_mb
 
     return {"width": width, "length": length, "batch": batch, "heads": heads, "load_1min": round(os.getloadavg()[0], 2),
             "tokens_per_s": round(out["tokens"] / out["seconds"], 1),

@@ -81,7 +81,12 @@ def evaluate_command(model: Path, scenario: str | None, data: Path | None, task:
 
 def _keep_rows(sets: list[Any], result: dict[str, Any], out: Path | None) -> None:
     """Confusion matrices on the console; with ``out``, eval.json and predictions.jsonl written there."""
-    from finetune.eval.predictions import FILE, class_tables, prediction_records, write_predictions
+    from finetune.eval.predictions import (
+        FILE,
+        class_tables,
+        prediction_records,
+        write_predictions,
+    )
     from finetune.report import print_class_tables
     from finetune.rundir import write_json
 

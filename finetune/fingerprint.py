@@ -119,7 +119,7 @@ def _stat_key(stat: os.stat_result) -> list[int]:
 
 
 def _cache_path() -> Path:
-    from finetune.stages.pretrain import cache_root
+    from finetune.paths import cache_root
 
     return cache_root() / CACHE_FILE
 

@@ -7,6 +7,7 @@ outside it. Light: no torch, no third-party imports.
 """
 from __future__ import annotations
 
+import os
 import sys
 import sysconfig
 from pathlib import Path
@@ -26,3 +27,8 @@ def shipped_dir(kind: str) -> Path:
         if installed.is_dir():
             return installed
     return checkout  # absent: callers name this path in their error
+
+
+def cache_root() -> Path:
+    """ft's cache folder (pretrained bases, tokenized data, file digests): $FT_CACHE or ~/.cache/ft."""
+    return Path(os.environ.get("FT_CACHE", Path.home() / ".cache" / "ft"))

@@ -12,7 +12,7 @@ from typing import Any
 
 from finetune.config.load import recipe_hash
 from finetune.config.schema import Recipe
-from finetune.train.loop import package_versions
+from finetune.rundir import package_versions
 
 # The GPU-hours estimate: the run's FLOPs on this reference at this utilisation.
 REFERENCE_GPU = "NVIDIA A100 80GB, bf16 dense"
@@ -196,7 +196,6 @@ def print_summary(result: Any) -> None:
 
 def print_report(run_dir: Path) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     path = Path(run_dir) / "report.json"
     if not path.exists():

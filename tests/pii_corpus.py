@@ -4,6 +4,7 @@ clean clinical sentences (false positives). Test-only: nothing in the package ne
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from finetune.data.names import FIRST_NAMES, SURNAMES
 from finetune.data.scrub import _NOT_NAMES, luhn_valid

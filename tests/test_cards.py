@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from finetune.data.cards import CARDS_DIR, HEADINGS, CardError, DataCard, find_card, list_cards, read_card
+from finetune.data.cards import (
+    CARDS_DIR,
+    HEADINGS,
+    CardError,
+    DataCard,
+    find_card,
+    list_cards,
+    read_card,
+)
 from finetune.scenarios import NAMES as SCENARIO_NAMES
 
 SYNTHETIC = [f"{s}_synthetic" for s in SCENARIO_NAMES] + ["pretraining_synthetic"]

@@ -7,8 +7,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from finetune.data.pack import pack, pack_supported, packed_forward_kwargs, packed_inputs
-from finetune.train.batching import TokenizedData, collate
+from finetune.data.pack import (
+    pack,
+    pack_supported,
+    packed_forward_kwargs,
+    packed_inputs,
+)
+from finetune.data.tokenized import TokenizedData
+from finetune.train.batching import collate
 
 VOCAB = 97
 

@@ -6,10 +6,20 @@ import random
 import pytest
 import torch
 
-from finetune.eval.decision import (
-    apply_offsets, class_warning, decide, describe, metric_name, tune_offsets,
+from finetune.data.tokenized import (
+    TokenizedData,
+    balance_classes,
+    class_counts,
+    label_class,
 )
-from finetune.train.batching import TokenizedData, balance_classes, class_counts, label_class
+from finetune.eval.decision import (
+    apply_offsets,
+    class_warning,
+    decide,
+    describe,
+    metric_name,
+    tune_offsets,
+)
 
 GOOD, BAD = 11, 12  # first-token ids of the two labels in the hand-made examples
 
@@ -175,9 +185,10 @@ def test_oversample_repeats_rarer_classes_up_to_the_largest_seeded():
 
 def test_tuned_decision_and_balance_reach_eval_json_and_report(tmp_path, capsys):
     """A tiny LoRA run with class_balance oversample and eval.decision tuned: the rule is in eval.json and report.md."""
+    from helpers_tiny import finetune_recipe, run_inprocess
+
     from finetune.model.core import CoreConfig, CoreForCausalLM
     from finetune.model.tokenizer import train_tokenizer
-    from helpers_tiny import finetune_recipe, run_inprocess
 
     base = tmp_path / "base"
     texts = [f"income: low; debt: high; amount: {1000 * i}; answer good or bad" for i in range(60)]

@@ -14,8 +14,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from finetune.launch import child_environment, global_batch_lines
 from finetune.config.load import recipe_from_dict
+from finetune.launch import child_environment, global_batch_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = ROOT / "cli.py"

@@ -30,7 +30,7 @@ def _setup(tmp_path):
 def test_same_model_same_loss_packed_or_not(tmp_path, average):
     model, train_data, _ = _setup(tmp_path)
     from finetune.config.schema import DistributedSpec
-    from finetune.train.batching import weigh_examples
+    from finetune.data.tokenized import weigh_examples
 
     if average == "example":  # per-example weights are attached before packing and travel with the tokens
         train_data = weigh_examples(train_data)

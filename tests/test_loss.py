@@ -2,8 +2,8 @@
 import torch
 import torch.nn.functional as F
 
-from finetune.train.batching import count_label_tokens
-from finetune.train.loss import causal_lm_loss
+from finetune.data.tokenized import count_label_tokens
+from finetune.model.loss import causal_lm_loss
 
 
 def test_plain_and_restricted_terms_and_counts():
@@ -31,7 +31,8 @@ def test_without_choices_it_is_summed_cross_entropy():
 
 def test_example_average_gives_every_example_the_same_weight():
     """data.loss_average: example -- the step loss is the mean of each example's own mean loss."""
-    from finetune.train.batching import TokenizedData, collate, weigh_examples
+    from finetune.data.tokenized import TokenizedData, weigh_examples
+    from finetune.train.batching import collate
 
     torch.manual_seed(0)
     short = {"input_ids": [1, 2, 3, 5], "labels": [-100, -100, 3, 5], "choice_index": [-1, -1, 0, -1]}

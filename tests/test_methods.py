@@ -12,11 +12,25 @@ import textwrap
 import pytest
 import torch
 from safetensors.torch import save_file
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
 from finetune.config.schema import FreezeSpec, MethodSpec
 from finetune.errors import UserError
-from finetune.methods import count_trainable, describe, load_trained, merge, prepare, save_trained
+from finetune.methods import (
+    count_trainable,
+    describe,
+    load_trained,
+    merge,
+    prepare,
+    save_trained,
+)
 from finetune.methods.lora import resolve_targets
 from finetune.model import hf
 from finetune.model.core import CoreConfig, CoreForCausalLM

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_distributed import finetune_recipe, ft, metrics, tiny_base, write_recipe
 from typer.testing import CliRunner
 
+from finetune.config.load import recipe_from_dict
 from finetune.errors import UserError
 from finetune.train.accel import tracker_env, validate_distributed
-from finetune.config.load import recipe_from_dict
-from test_distributed import finetune_recipe, ft, metrics, tiny_base, write_recipe
 
 CPU_ONLY = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusals of a CPU-only machine")
 

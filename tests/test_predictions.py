@@ -1,6 +1,4 @@
 """predictions.jsonl beside eval.json, and the per-class tables the report builds from it (issue 12, point 15)."""
-import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -9,7 +7,13 @@ from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import precision_recall_fscore_support
 
 from finetune.eval.generic import parser
-from finetune.eval.predictions import answer_parser, class_tables, prediction_records, read_predictions, write_predictions
+from finetune.eval.predictions import (
+    answer_parser,
+    class_tables,
+    prediction_records,
+    read_predictions,
+    write_predictions,
+)
 from finetune.metrics.classification import confusion_matrix, per_class
 from finetune.scenarios._common import UNPARSED
 

@@ -17,16 +17,22 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from accelerate import Accelerator
+from helpers_tiny import (  # noqa: F401 - corpus is a fixture
+    KILL_ENV,
+    REPO,
+    assert_same_run,
+    checkpoint_steps,
+    corpus,
+    pretrain_recipe,
+    run_inprocess,
+    signalling_backward,
+    write_recipe,
+)
 
 from finetune.errors import EXIT_USER_ERROR, StopRequested
 from finetune.train import checkpoint as ckpt
 from finetune.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from helpers_tiny import (  # noqa: F401 - corpus is a fixture
-    KILL_ENV, REPO, assert_same_run, checkpoint_steps, corpus, pretrain_recipe, run_inprocess, signalling_backward,
-    write_recipe,
-)
 
 STEPS = {"max_steps": 6, "save_every": 1}
 

@@ -21,14 +21,20 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator
+from helpers_tiny import (
+    checkpoint_steps,
+    finetune_recipe,
+    losses,
+    pretrain_recipe,
+    run_inprocess,
+    signalling_backward,
+    write_corpus,
+)
 
 from finetune import fingerprint as fp
 from finetune.config import recipe_from_dict
 from finetune.errors import StopRequested, UserError
 from finetune.stages.pretrain import pretrain_dir
-from helpers_tiny import (
-    checkpoint_steps, finetune_recipe, losses, pretrain_recipe, run_inprocess, signalling_backward, write_corpus,
-)
 
 LORA = {"kind": "lora", "r": 4}
 WORDS = "income savings duration purpose history housing job credit amount".split()

@@ -16,10 +16,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from helpers_tiny import (  # noqa: F401 - corpus is a fixture
-    assert_same_run, checkpoint_steps, corpus, finetune_recipe, loss_diff, losses, pretrain_recipe, run_cli,
-    run_inprocess, signal_when, start_cli, write_recipe,
+    assert_same_run,
+    checkpoint_steps,
+    corpus,
+    finetune_recipe,
+    loss_diff,
+    losses,
+    pretrain_recipe,
+    run_cli,
+    run_inprocess,
+    signal_when,
+    start_cli,
+    write_recipe,
 )
 
 GOLDEN = Path(__file__).parent / "golden" / "pretrain_trace.json"

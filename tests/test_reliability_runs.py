@@ -21,14 +21,20 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers_tiny import (  # noqa: F401 - corpus is a fixture
+    REPO,
+    corpus,
+    finetune_recipe,
+    losses,
+    pretrain_recipe,
+    run_inprocess,
+    write_recipe,
+)
 from typer.testing import CliRunner
 
 from finetune.config import recipe_from_dict
 from finetune.errors import EXIT_STOPPED, EXIT_USER_ERROR, UserError
 from finetune.rundir import open_run_dir
-from helpers_tiny import (  # noqa: F401 - corpus is a fixture
-    REPO, corpus, finetune_recipe, losses, pretrain_recipe, run_inprocess, write_recipe,
-)
 
 
 def ft(*args: str) -> tuple[int, str]:

@@ -11,10 +11,10 @@ import re
 from collections import Counter
 
 import pytest
+from pii_corpus import clinical_sentences, planted_pii_corpus
 
 from finetune.data.names import FIRST_NAMES, SURNAMES
 from finetune.data.scrub import PLACEHOLDERS, luhn_valid, scrub_rows, scrub_text
-from pii_corpus import clinical_sentences, planted_pii_corpus
 
 N = 1600  # 200 of each type as the lead type, plus extras
 

@@ -14,7 +14,13 @@ import string
 import pytest
 import torch
 
-from finetune.data.format import Prompt, Template, encode_example, encode_pieces, encode_text
+from finetune.data.format import (
+    Prompt,
+    Template,
+    encode_example,
+    encode_pieces,
+    encode_text,
+)
 from finetune.eval.generate import generate, label_probs
 from finetune.model.core import CoreConfig, CoreForCausalLM
 from finetune.model.tokenizer import load_tokenizer, train_tokenizer
@@ -62,7 +68,14 @@ def gpt2_style(tmp_path_factory):
 @pytest.fixture(scope="module")
 def llama_style(tmp_path_factory):
     """Metaspace words, <s> added by the tokenizer itself, header specials and a trimming chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))

@@ -1,5 +1,6 @@
 """Our byte-level BPE tokenizer: exact round trip of any Unicode text, specials and chat template."""
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from finetune.model.tokenizer import BOS, EOS, PAD, load_tokenizer, train_tokenizer
 

@@ -22,7 +22,8 @@ def lora(cfg: BenchConfig, assets: Assets, packed: bool) -> dict[str, Any]:
     from peft import get_peft_model
 
     from finetune.data.pack import pack
-    from finetune.train.batching import TokenizedData, micro_batches
+    from finetune.data.tokenized import TokenizedData
+    from finetune.train.batching import micro_batches
 
     rows, pad_id = common.examples(assets)
     if packed:

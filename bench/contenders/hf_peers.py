@@ -15,7 +15,12 @@ from bench.measure import StepClock, rss_mb
 def trainer_full(cfg: BenchConfig, assets: Assets) -> dict[str, Any]:
     """Trainer with train_sampling_strategy="group_by_length" (transformers 5's name for group_by_length=True)."""
     from datasets import Dataset
-    from transformers import AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import (
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainingArguments,
+    )
 
     rows, pad_id = common.examples(assets)
     tokenizer = AutoTokenizer.from_pretrained(str(assets.tokenizer))

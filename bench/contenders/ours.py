@@ -70,7 +70,7 @@ def generation_result(tokenizer: Any, outputs: list[str], seconds: float, setup_
 def _train(cfg: BenchConfig, assets: Assets, model: Any, packed: bool, full: bool) -> dict[str, Any]:
     """The fine-tuning stage's path: examples, packed to max_length when asked (then no length grouping)."""
     from finetune.data.pack import pack, packed_forward_kwargs
-    from finetune.train.batching import TokenizedData
+    from finetune.data.tokenized import TokenizedData
 
     rows, pad_id = common.examples(assets)
     data = TokenizedData(examples=rows, pad_id=pad_id)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 from typing import Any
 
-from finetune.train.batching import Example, TokenizedData
+from finetune.data.tokenized import Example, TokenizedData
 
 IGNORE = -100
 

@@ -19,7 +19,7 @@ from typing import Any
 from finetune.codehash import source_hash
 from finetune.config.schema import DataSpec
 from finetune.data.format import ChoiceRegistry, Template, encode_example
-from finetune.train.batching import TokenizedData
+from finetune.data.tokenized import TokenizedData
 
 log = logging.getLogger(__name__)
 

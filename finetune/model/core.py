@@ -12,14 +12,23 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.generation import GenerationMixin
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+)
 from transformers.modeling_utils import slice_logits_to_keep
 
+from finetune.model.loss import causal_lm_loss as summed_loss
 from finetune.model.positions import (
     apply_rope,
     build_attention_mask,
@@ -28,7 +37,6 @@ from finetune.model.positions import (
     rope_cos_sin,
     sinusoidal_encoding,
 )
-from finetune.train.loss import causal_lm_loss as summed_loss
 
 POSITION_TYPES = ("sinusoidal", "rope", "learned")
 FFN_TYPES = ("relu", "gelu", "swiglu")

@@ -18,7 +18,13 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from finetune.scenarios._common import check_lengths, data_error, fill_splits, iter_csv, read_with
+from finetune.scenarios._common import (
+    check_lengths,
+    data_error,
+    fill_splits,
+    iter_csv,
+    read_with,
+)
 from finetune.scenarios.base import Row, Scenario, Splits
 
 VENUES: tuple[str, ...] = (

@@ -19,7 +19,14 @@ import random
 import re
 from pathlib import Path
 
-from finetune.scenarios._common import check_lengths, data_error, fill_splits, iter_csv, read_text, read_with
+from finetune.scenarios._common import (
+    check_lengths,
+    data_error,
+    fill_splits,
+    iter_csv,
+    read_text,
+    read_with,
+)
 from finetune.scenarios.base import Row, Scenario, Splits
 
 SECTIONS: tuple[str, ...] = ("CHIEF COMPLAINT", "HISTORY", "MEDICATIONS", "VITALS", "ASSESSMENT", "PLAN")

@@ -285,7 +285,11 @@ def best_shortcut_mcc(rows: list[Row]) -> float:
 
 def _scores(truth: list[str], predicted: list[str], groups: list | None, prefix: str) -> dict[str, float]:
     from finetune.metrics.classification import (
-        accuracy, demographic_parity_difference, equal_opportunity_difference, f1, mcc,
+        accuracy,
+        demographic_parity_difference,
+        equal_opportunity_difference,
+        f1,
+        mcc,
     )
 
     out = {
@@ -315,7 +319,12 @@ def evaluate(predictions: list[str], rows: list[Row],
     ``seen_mcc`` (constrained) when rows say whether their values were ``heldout`` from training,
     so generalisation to unseen numbers is visible apart from the rule itself.
     """
-    from finetune.metrics.classification import brier, demographic_parity_difference, ece, mcc
+    from finetune.metrics.classification import (
+        brier,
+        demographic_parity_difference,
+        ece,
+        mcc,
+    )
 
     check_lengths(predictions, rows, label_probs)
     truth = [r["output"] for r in rows]

@@ -18,7 +18,14 @@ import random
 import re
 from pathlib import Path
 
-from finetune.scenarios._common import FREE_TEXT, check_lengths, data_error, fill_splits, iter_jsonl, read_with
+from finetune.scenarios._common import (
+    FREE_TEXT,
+    check_lengths,
+    data_error,
+    fill_splits,
+    iter_jsonl,
+    read_with,
+)
 from finetune.scenarios.base import Row, Scenario, Splits
 
 TRAIN_NAMES: tuple[str, ...] = (

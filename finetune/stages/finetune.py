@@ -14,8 +14,8 @@ from typing import Any
 
 from finetune.config.load import section_hash
 from finetune.config.schema import Recipe
+from finetune.data.tokenized import TokenizedData
 from finetune.errors import UserError
-from finetune.train.batching import TokenizedData
 
 TEMPLATE_FILE = "ft_template.json"
 
@@ -68,7 +68,7 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
     train_data, train_stats = tokenize_split(sources, "train", templates, tokenizer, spec, cache)
     val_data, val_stats = tokenize_split(sources, "validation", templates, tokenizer, spec, cache)
     if spec.loss_average == "example":
-        from finetune.train.batching import weigh_examples
+        from finetune.data.tokenized import weigh_examples
 
         train_data, val_data = weigh_examples(train_data), weigh_examples(val_data)
     if spec.class_balance != "none":  # training split only: the validation loss stays at the data's own prior
@@ -211,7 +211,7 @@ def _label_names(sources: list[Any], tokenizer: Any) -> dict[int, str]:
 
 def _balance(data: TokenizedData, mode: str, seed: int, names: dict[int, str], say: Any) -> TokenizedData:
     """data.class_balance on the training split, with a line saying what each class had and now weighs."""
-    from finetune.train.batching import balance_classes, class_counts
+    from finetune.data.tokenized import balance_classes, class_counts
 
     before = class_counts(data)
     out = balance_classes(data, mode, seed)
@@ -257,7 +257,7 @@ def _enable_checkpointing(model: Any) -> None:
 
 
 def _token_cache() -> Path:
-    from finetune.stages.pretrain import cache_root
+    from finetune.paths import cache_root
 
     return cache_root() / "tokenized"
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -17,7 +16,8 @@ from typing import Any
 
 from finetune.config.load import section_hash
 from finetune.config.schema import Recipe
-from finetune.train.batching import TokenizedData
+from finetune.data.tokenized import TokenizedData
+from finetune.paths import cache_root
 
 DONE = "PRETRAINED"
 
@@ -40,8 +40,6 @@ class PretrainResult:
         return {k: v for k, v in self.to_dict().items() if k != "model_dir"}
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("FT_CACHE", Path.home() / ".cache" / "ft"))
 
 
 # Settings that change how a pretraining is watched or kept, never the model it produces.

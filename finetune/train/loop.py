@@ -19,11 +19,13 @@ from typing import Any, Iterator
 import torch
 
 from finetune.config.schema import TrainSpec
+from finetune.data.tokenized import TokenizedData, count_label_tokens
 from finetune.errors import StopRequested, UserError
 from finetune.fingerprint import describe_changes
+from finetune.model.loss import causal_lm_loss
+from finetune.rundir import package_versions
 from finetune.train import checkpoint as ckpt
-from finetune.train.batching import TokenizedData, collate, count_label_tokens, micro_batches, steps_for_epoch
-from finetune.train.loss import causal_lm_loss
+from finetune.train.batching import collate, micro_batches, steps_for_epoch
 from finetune.train.schedule import lr_at
 
 
@@ -358,19 +360,6 @@ def _check_fingerprint(saved: dict[str, Any], now: dict[str, Any], where: Path) 
         f"cannot resume from {where}: " + "; ".join(x for x in (settings, *files) if x)
         + "; use a new output folder or restore " + " and ".join(["the recipe"] * bool(differ) + ["the files"] * bool(files))
     )
-
-
-def package_versions() -> dict[str, str]:
-    """Versions recorded in checkpoints and reports, so a run says what produced it."""
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("torch", "transformers", "peft", "accelerate"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 def _progress(total: int, initial: int, desc: str, disable: bool):

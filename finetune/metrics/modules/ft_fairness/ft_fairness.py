@@ -4,8 +4,10 @@ import itertools
 import datasets
 import evaluate
 
-from finetune.metrics.classification import demographic_parity_difference
-from finetune.metrics.classification import equal_opportunity_difference
+from finetune.metrics.classification import (
+    demographic_parity_difference,
+    equal_opportunity_difference,
+)
 
 _DESCRIPTION = """\
 Demographic parity difference (largest gap between groups in the rate of
