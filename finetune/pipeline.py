@@ -73,7 +73,13 @@ def _as_stop(exc: BaseException, stop: Any) -> BaseException:
 
 def _ending(exc: BaseException) -> tuple[str, int]:
     """(status, exit code) run.json records for a run that ended with ``exc``; the codes the CLI exits with."""
-    from finetune.errors import EXIT_NON_FINITE, EXIT_STOPPED, EXIT_USER_ERROR, StopRequested, UserError
+    from finetune.errors import (
+        EXIT_NON_FINITE,
+        EXIT_STOPPED,
+        EXIT_USER_ERROR,
+        StopRequested,
+        UserError,
+    )
     from finetune.train.loop import NonFiniteError
 
     if isinstance(exc, StopRequested):

@@ -16,6 +16,17 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator
+from helpers_tiny import (  # noqa: F401 - corpus is a fixture
+    checkpoint_steps,
+    corpus,
+    finetune_recipe,
+    losses,
+    pretrain_recipe,
+    run_inprocess,
+    signalling_backward,
+    tensors,
+    write_recipe,
+)
 from typer.testing import CliRunner
 
 from finetune.config import recipe_from_dict
@@ -23,10 +34,6 @@ from finetune.errors import EXIT_NON_FINITE, EXIT_STOPPED, EXIT_USER_ERROR, User
 from finetune.model.core import CoreForCausalLM
 from finetune.rundir import open_run_dir
 from finetune.train.checkpoint import latest_checkpoint, load_checkpoint
-from helpers_tiny import (  # noqa: F401 - corpus is a fixture
-    checkpoint_steps, corpus, finetune_recipe, losses, pretrain_recipe, run_inprocess, signalling_backward, tensors,
-    write_recipe,
-)
 
 NAN = float("nan")
 
