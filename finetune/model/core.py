@@ -392,19 +392,5 @@ def causal_lm_loss(
     return total / num_items_in_batch
 
 
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts; tied weights are counted once."""
-    params = list(model.parameters())
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
-
-
-def param_count_non_embedding(config: CoreConfig) -> int:
-    """N of the 6*N*tokens FLOPs estimate: every parameter except token/position embeddings and the LM head."""
-    width, hidden = config.width, config.ffn_hidden
-    norm = width if config.norm == "rmsnorm" else 2 * width
-    mlp = (3 if config.ffn == "swiglu" else 2) * width * hidden
-    return config.layers * (4 * width * width + mlp + 2 * norm) + norm
-
-
 AutoConfig.register(CoreConfig.model_type, CoreConfig, exist_ok=True)
 AutoModelForCausalLM.register(CoreConfig, CoreForCausalLM, exist_ok=True)
