@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finetune.config.load import section_hash
+from finetune.config.load import section_hash, with_retired_keys
 from finetune.config.schema import Recipe
 from finetune.data.tokenized import TokenizedData
 from finetune.paths import cache_root
+from finetune.stages.result import StageResult, TrainingCost
 
 DONE = "PRETRAINED"
 
 
 @dataclass
-class PretrainResult:
+class PretrainResult(StageResult):
     model_dir: Path
     val_loss: float | None
     unigram_entropy: float
@@ -34,12 +35,21 @@ class PretrainResult:
     parameters: int
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field, JSON-ready: what the cache's DONE marker records (less ``reused``)."""
         return {**self.__dict__, "model_dir": str(self.model_dir)}
 
     def summary(self) -> dict[str, Any]:
         return {k: v for k, v in self.to_dict().items() if k != "model_dir"}
 
+    def report_dict(self) -> dict[str, Any]:
+        """The summary: the model folder may be the shared cache, which the report does not point into."""
+        return self.summary()
 
+    def training_cost(self) -> TrainingCost | None:
+        """A base reused from the cache cost this run nothing; every parameter of a pretraining is trained."""
+        if self.reused:
+            return None
+        return TrainingCost(self.tokens, self.wall_time, self.parameters, self.parameters)
 
 
 # Settings that change how a pretraining is watched or kept, never the model it produces.
@@ -68,7 +78,7 @@ def cache_key(recipe: Recipe) -> str:
 
 def result_settings(spec: Any) -> dict[str, Any]:
     """The pretrain section without the fields that cannot change the model (NOT_RESULT_FIELDS)."""
-    data = spec.model_dump(mode="json")
+    data = with_retired_keys(spec.model_dump(mode="json"))  # fingerprints of older pretrainings still match
     for key, drop in NOT_RESULT_FIELDS.items():
         if drop is True:
             data.pop(key, None)
@@ -93,7 +103,8 @@ def pretrain(recipe: Recipe, run_dir: Path, accelerator: Any, resume: bool) -> P
         accelerator.print(f"pretrain: reusing {out / 'model'} (same settings)")
         return PretrainResult(**{**saved, "model_dir": Path(saved["model_dir"]), "reused": True})
     from finetune.data.corpus import label_words, load_corpus
-    from finetune.model.core import CoreConfig, CoreForCausalLM, count_parameters
+    from finetune.methods import count_trainable
+    from finetune.model.core import CoreConfig, CoreForCausalLM
     from finetune.model.tokenizer import load_tokenizer, train_tokenizer
     from finetune.train.loop import train
 
@@ -133,7 +144,7 @@ def pretrain(recipe: Recipe, run_dir: Path, accelerator: Any, resume: bool) -> P
 
     torch.manual_seed(recipe.seed)
     model = CoreForCausalLM(config)
-    _, n_params = count_parameters(model)
+    _, n_params = count_trainable(model)
     accelerator.print(f"pretrain: {n_params:,} parameters, {len(train_ids):,} training tokens, block {spec.block_size}")
     result = train(
         model, blocks(train_ids, spec.block_size, tokenizer.pad_token_id), blocks(val_ids, spec.block_size, tokenizer.pad_token_id),
