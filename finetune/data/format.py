@@ -30,6 +30,7 @@ Part = tuple[list[Piece], bool]  # (pieces, trained)
 Example = dict[str, list[int]]
 SHAPES = ("instruction", "chat", "text")
 IGNORE = -100
+TEMPLATE_FILE = "ft_template.json"  # a trained model's templates, beside its weights (methods.load_for_eval reads it)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Template:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise UserError(f"ft_template.json has unknown keys {unknown}; it was written by another version of ft")
+            raise UserError(f"{TEMPLATE_FILE} has unknown keys {unknown}; it was written by another version of ft")
         data = dict(data)
         data["special_tokens"] = tuple(sorted(dict(data.get("special_tokens") or {}).items()))
         return cls(**data)
@@ -444,8 +445,7 @@ def encode_example(
         ids += piece
         trained += [is_trained] * len(piece)
     overflow = len(ids) - max_length
-    if stats is not None:
-        stats["longest"] = max(stats.get("longest", 0), len(ids))
+    stats["longest"] = max(stats.get("longest", 0), len(ids))
     if overflow > 0:
         if truncation == "drop":
             stats["dropped"] = stats.get("dropped", 0) + 1
