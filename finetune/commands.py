@@ -1,7 +1,6 @@
 """What the smaller CLI commands do (eval, generate, merge, data preview), kept out of cli.py so it stays thin."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +17,12 @@ def resolve_model_dir(path: Path) -> Path:
     return path
 
 
-def _load(model_dir: Path) -> tuple[Any, Any, dict[str, Any] | None]:
-    from finetune.methods import load_trained
-
-    model, tokenizer = load_trained(model_dir)
-    saved = model_dir / "ft_template.json"
-    return model, tokenizer, json.loads(saved.read_text()) if saved.exists() else None
-
-
 def generate_command(model: Path, prompt: str, max_new_tokens: int, source: str | None) -> str:
     from finetune.data.format import Template
     from finetune.eval.generate import generate
+    from finetune.methods import load_for_eval
 
-    model_dir = resolve_model_dir(model)
-    net, tokenizer, saved = _load(model_dir)
+    net, tokenizer, saved = load_for_eval(resolve_model_dir(model))
     if saved:
         data = saved["sources"].get(source) if source else saved["default"]
         if data is None:
@@ -48,6 +39,7 @@ def evaluate_command(model: Path, scenario: str | None, data: Path | None, task:
                      out: Path | None = None, fmt: str | None = None) -> None:
     from finetune.config.schema import DataSpec, EvalSpec, SourceSpec
     from finetune.eval.run import eval_sets, evaluate_model, templates_for
+    from finetune.methods import load_for_eval
     from finetune.report import print_metrics
 
     check_eval_options(scenario, task, fmt)
@@ -71,8 +63,7 @@ def evaluate_command(model: Path, scenario: str | None, data: Path | None, task:
             sets = eval_sets(None, spec, seed=0)
     except ValueError as exc:  # pydantic validation of the command's options
         raise UserError(str(exc).splitlines()[0] if "\n" not in str(exc) else str(exc).replace("\n", " ")) from None
-    model_dir = resolve_model_dir(model)
-    net, tokenizer, saved = _load(model_dir)
+    net, tokenizer, saved = load_for_eval(resolve_model_dir(model))
     result = evaluate_model(net, tokenizer, templates_for(tokenizer, sets, "instruction", saved), sets, spec)
     for name, metrics in result["metrics"].items():
         print_metrics(name, metrics)

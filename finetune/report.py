@@ -13,6 +13,7 @@ from typing import Any
 from finetune.config.load import recipe_hash
 from finetune.config.schema import Recipe
 from finetune.rundir import package_versions
+from finetune.stages.result import StageResult, TrainingCost
 
 # The GPU-hours estimate: the run's FLOPs on this reference at this utilisation.
 REFERENCE_GPU = "NVIDIA A100 80GB, bf16 dense"
@@ -20,7 +21,7 @@ REFERENCE_PEAK_FLOPS = 312e12
 REFERENCE_UTILISATION = 0.40
 
 
-def write_report(recipe: Recipe, run_dir: Path, stages: dict[str, Any]) -> Path:
+def write_report(recipe: Recipe, run_dir: Path, stages: dict[str, StageResult]) -> Path:
     """Write report.json, report.md and loss_curve.png into the run folder; return report.md."""
     from finetune.rundir import write_json
 
@@ -36,30 +37,30 @@ def write_report(recipe: Recipe, run_dir: Path, stages: dict[str, Any]) -> Path:
     return md
 
 
-def build_report(recipe: Recipe, run_dir: Path, stages: dict[str, Any]) -> dict[str, Any]:
+def build_report(recipe: Recipe, run_dir: Path, stages: dict[str, StageResult]) -> dict[str, Any]:
     report: dict[str, Any] = {
         "name": recipe.name, "recipe_hash": recipe_hash(recipe), "seed": recipe.seed,
         "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "run_dir": str(run_dir), "versions": package_versions(),
     }
     for name, stage in stages.items():
-        report[name] = stage.report_dict() if hasattr(stage, "report_dict") else stage.summary()
+        report[name] = stage.report_dict()
     report["cost"] = cost(stages)
     if "eval" in report and (classes := _class_tables(run_dir)):
         report["eval"]["classes"] = classes
     return report
 
 
-def cost(stages: dict[str, Any]) -> dict[str, Any]:
-    """Tokens, FLOPs and wall time of the training stages, and the GPU-hours those FLOPs mean."""
+def cost(stages: dict[str, StageResult]) -> dict[str, Any]:
+    """Tokens, FLOPs and wall time of the stages that trained in this run, and the GPU-hours those FLOPs mean."""
     tokens = flops = wall = 0.0
     formulas = []
-    for name in ("pretrain", "finetune"):
-        stage = stages.get(name)
-        if stage is None or getattr(stage, "reused", False):
+    for name, stage in stages.items():
+        spent = stage.training_cost()
+        if spent is None:
             continue
-        tokens += stage.tokens
-        wall += stage.wall_time
-        f, formula = training_flops(stage)
+        tokens += spent.tokens
+        wall += spent.wall_time
+        f, formula = training_flops(spent)
         flops += f
         formulas.append(f"{name}: {formula}")
     gpu_hours = flops / (REFERENCE_PEAK_FLOPS * REFERENCE_UTILISATION) / 3600
@@ -69,14 +70,13 @@ def cost(stages: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def training_flops(stage: Any) -> tuple[float, str]:
+def training_flops(spent: TrainingCost) -> tuple[float, str]:
     """6·N·T for full training; LoRA: 4·N·T (forward + activation gradients) + 6·N_trainable·T."""
-    n_total = getattr(stage, "parameters", None) or getattr(stage, "total_params", 0)
-    n_train = getattr(stage, "trainable_params", n_total)
+    n_total, n_train, tokens = spent.parameters, spent.trainable, spent.tokens
     if n_train >= n_total:
-        return 6 * n_total * stage.tokens, f"6 x {n_total:,} params x {stage.tokens:,} tokens"
-    return (4 * n_total + 6 * n_train) * stage.tokens, (
-        f"(4 x {n_total:,} + 6 x {n_train:,} trainable) params x {stage.tokens:,} tokens"
+        return 6 * n_total * tokens, f"6 x {n_total:,} params x {tokens:,} tokens"
+    return (4 * n_total + 6 * n_train) * tokens, (
+        f"(4 x {n_total:,} + 6 x {n_train:,} trainable) params x {tokens:,} tokens"
     )
 
 
@@ -93,7 +93,7 @@ def plot_losses(run_dir: Path, pretrain_dir: Path | None, finetune_unit: str = "
 
     fig, axes = plt.subplots(1, len(logs), figsize=(6 * len(logs), 4), squeeze=False)
     for ax, (title, path) in zip(axes[0], logs):
-        rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
         val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
         if train:

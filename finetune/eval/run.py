@@ -144,7 +144,7 @@ def templates_for(tokenizer: Any, sets: list[EvalSet], shape: str, saved: dict[s
     out = {}
     for s in sets:
         if saved:
-            data = saved.get("sources", {}).get(s.name) or saved["default"]
+            data = saved["sources"].get(s.name) or saved["default"]  # as methods.saved_templates checked it
             out[s.name] = Template.from_dict(data)
         else:
             out[s.name] = Template.for_tokenizer(tokenizer, s.system, s.instruction, shape)

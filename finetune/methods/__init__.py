@@ -15,6 +15,7 @@ from peft import PeftModel
 from torch import nn
 
 from finetune.config.schema import MethodSpec
+from finetune.data.format import TEMPLATE_FILE
 from finetune.errors import UserError
 from finetune.methods.full import prepare_full
 from finetune.methods.lora import prepare_lora
@@ -89,6 +90,30 @@ def load_trained(path: str | Path, *, trust_remote_code: bool = False) -> tuple[
     model = PeftModel.from_pretrained(base_model, str(folder))
     has_tokenizer = any((folder / name).is_file() for name in _TOKENIZER_FILES)
     return model, load_tokenizer(folder if has_tokenizer else base, trust_remote_code=trust_remote_code)
+
+
+def load_for_eval(path: str | Path, *, trust_remote_code: bool = False) -> tuple[nn.Module, Any, dict[str, Any] | None]:
+    """(model, tokenizer, saved templates) of a trained folder: what evaluation and generation need to render
+    prompts exactly as training did. The templates are None for a folder ft did not train (plain HF models)."""
+    folder = Path(path)
+    model, tokenizer = load_trained(folder, trust_remote_code=trust_remote_code)
+    return model, tokenizer, saved_templates(folder)
+
+
+def saved_templates(folder: Path) -> dict[str, Any] | None:
+    """The folder's TEMPLATE_FILE ({"default": template, "sources": {name: template}}), checked, or None."""
+    path = Path(folder) / TEMPLATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc}); delete it to use the tokenizer's own template") from None
+    if not (isinstance(saved, dict) and isinstance(saved.get("default"), dict)
+            and isinstance(saved.get("sources", {}), dict)):
+        raise UserError(f"{path} needs a 'default' template and a 'sources' mapping; delete it to use the "
+                        "tokenizer's own template")
+    return {**saved, "sources": saved.get("sources", {})}  # a hand-written file may give only the default
 
 
 def _adapter_base(folder: Path) -> str:

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from finetune.config.schema import Recipe
+from finetune.stages.result import StageResult
 
 RESULT_FILE = "eval.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 
 
 @dataclass
-class EvalResult:
+class EvalResult(StageResult):
     before: dict[str, dict[str, float]] = field(default_factory=dict)
     after: dict[str, dict[str, float]] = field(default_factory=dict)
     samples: dict[str, list[dict[str, str]]] = field(default_factory=dict)
@@ -23,13 +24,15 @@ class EvalResult:
     truncated_prompts: dict[str, dict[str, int]] = field(default_factory=dict)  # before/after -> set -> rows cut to fit
 
     def summary(self) -> dict[str, Any]:
+        """Every metric as "set.metric.before|after"."""
         out = {}
-        for when in ("before", "after"):
-            for source, metrics in getattr(self, when).items():
+        for when, by_set in (("before", self.before), ("after", self.after)):
+            for source, metrics in by_set.items():
                 out.update({f"{source}.{k}.{when}": v for k, v in metrics.items()})
         return out
 
     def report_dict(self) -> dict[str, Any]:
+        """Every field: also eval.json, from which the other processes rebuild this result."""
         return asdict(self)
 
 
@@ -46,7 +49,7 @@ def _evaluate(recipe: Recipe, base: str | None, final: Path | None, device: Any,
               predictions: Path | None = None) -> EvalResult:
     from finetune.eval.predictions import prediction_records, write_predictions
     from finetune.eval.run import eval_sets, evaluate_model, samples, templates_for
-    from finetune.methods import load_trained
+    from finetune.methods import load_for_eval
     from finetune.model.hf import load_model
     from finetune.model.tokenizer import load_tokenizer
 
@@ -63,10 +66,8 @@ def _evaluate(recipe: Recipe, base: str | None, final: Path | None, device: Any,
         before = evaluate_model(model, tokenizer, templates_for(tokenizer, sets, shape, None), sets, spec)
         del model
     if tuned and spec.after:
-        model, tokenizer = load_trained(final, trust_remote_code=recipe.model.trust_remote_code)
+        model, tokenizer, saved = load_for_eval(final, trust_remote_code=recipe.model.trust_remote_code)
         model.to(device)
-        saved_path = Path(final) / "ft_template.json"
-        saved = json.loads(saved_path.read_text()) if saved_path.exists() else None
         say("evaluate: fine-tuned model")
         after = evaluate_model(model, tokenizer, templates_for(tokenizer, sets, shape, saved), sets, spec)
     if not tuned:  # nothing was trained: the one evaluation is the model's result

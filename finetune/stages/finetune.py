@@ -16,12 +16,11 @@ from finetune.config.load import section_hash
 from finetune.config.schema import Recipe
 from finetune.data.tokenized import TokenizedData
 from finetune.errors import UserError
-
-TEMPLATE_FILE = "ft_template.json"
+from finetune.stages.result import StageResult, TrainingCost
 
 
 @dataclass
-class FinetuneResult:
+class FinetuneResult(StageResult):
     model_dir: Path
     method: str
     trainable_params: int
@@ -42,12 +41,16 @@ class FinetuneResult:
         return {k: v for k, v in asdict(self).items() if k not in ("model_dir", "data_stats", "cards", "scrub_counts")}
 
     def report_dict(self) -> dict[str, Any]:
+        """Every field: also what run.json records, from which a resumed run rebuilds this result."""
         return {**asdict(self), "model_dir": str(self.model_dir)}
+
+    def training_cost(self) -> TrainingCost:
+        return TrainingCost(self.tokens, self.wall_time, self.total_params, self.trainable_params)
 
 
 def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume: bool) -> FinetuneResult:
     from finetune import methods
-    from finetune.data.format import Template
+    from finetune.data.format import TEMPLATE_FILE, Template
     from finetune.data.sources import load_sources, require_training_rows
     from finetune.data.tokenize import truncation_warning
     from finetune.model.hf import load_config, load_model
@@ -228,8 +231,6 @@ def _balance(data: TokenizedData, mode: str, seed: int, names: dict[int, str], s
 
 def check_context(config: Any, max_length: int) -> None:
     """Sequences longer than the model's positions fail (learned tables) or extrapolate silently (RoPE)."""
-    from finetune.errors import UserError
-
     name = next((n for n in ("max_position_embeddings", "n_positions") if isinstance(getattr(config, n, None), int)), None)
     if name and max_length > getattr(config, name):
         raise UserError(f"data.max_length {max_length} exceeds the model's context length {getattr(config, name)} "
