@@ -112,22 +112,41 @@ def run(
 
 
 @app.command()
-def validate(recipes: List[Path] = typer.Argument(..., help="recipe files")) -> None:
+def validate(
+    recipes: List[Path] = typer.Argument(..., help="recipe files"),
+    explain: bool = typer.Option(False, "--explain", help="also print every field as resolved: dotted path, value, "
+                                 "the default when it differs, what it does"),
+) -> None:
     """Check recipes without running them; every problem is listed with its dotted path."""
 
     def go() -> None:
+        from finetune.config.explain import explain_lines
         from finetune.config.load import RecipeError, load_recipe
 
         bad = 0
         for path in recipes:
             try:
-                load_recipe(path)
+                parsed = load_recipe(path)
                 typer.echo(f"ok     {path}")
+                if explain:
+                    typer.echo("\n".join(explain_lines(parsed)))
             except RecipeError as exc:
                 bad += 1
                 typer.secho(f"error  {exc}", err=True, fg="red")
         if bad:
             raise typer.Exit(2)
+
+    _guard(go)
+
+
+@app.command()
+def schema() -> None:
+    """Print the recipe's JSON Schema, for editors: ft schema > recipe.schema.json."""
+
+    def go() -> None:
+        from finetune.config.explain import schema_text
+
+        typer.echo(schema_text())
 
     _guard(go)
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from finetune.config.load import dump_recipe, recipe_hash
+from finetune.config.load import dump_recipe, recipe_hash, without_retired_keys
 from finetune.config.schema import Recipe
 from finetune.errors import UserError
 
@@ -170,6 +170,7 @@ def check_resumable(recipe: Recipe, run_dir: Path) -> None:
         return  # nothing to compare; the training loop still checks each checkpoint's fingerprint
     if not isinstance(old, dict):
         return
+    old = without_retired_keys(old)  # keys an older ft wrote under pretrain.train, never used
     new = recipe.model_dump(mode="json")
     changes: list[str] = []
     for key in RESUME_SECTIONS:

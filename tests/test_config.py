@@ -151,3 +151,75 @@ def test_source_split_and_format_that_fit():
     assert SourceSpec(path="german.data", scenario="risk_assessment", format="german_credit").split is None
     assert SourceSpec(path="a.CSV", format=".CSV", split="test").split == "test"
     assert SourceSpec(path="org/name", split="train[:10%]").split == "train[:10%]"  # a hub split stays free
+
+
+# ---------------------------------------------------------------- pretrain.train has its own type (issue 13, point 4)
+GOLDEN = Path(__file__).resolve().parent / "golden" / "recipe_before_pretrain_train_spec.yaml"
+RUN_LEVEL = ["precision", "log_with", "gradient_checkpointing"]
+
+
+@pytest.mark.parametrize("key,value", [("precision", "fp32"), ("log_with", ["tensorboard"]),
+                                       ("gradient_checkpointing", True)])
+def test_pretrain_train_refuses_the_run_level_keys_and_says_where_they_go(key, value):
+    """They validated and did nothing: the run's one accelerator takes them from the top-level train section."""
+    with pytest.raises(RecipeError) as exc:
+        recipe_from_dict({**BASE, "pretrain": {"train": {key: value}}})
+    [error] = exc.value.errors
+    assert error.startswith(f"pretrain.train.{key}: unknown key; did you mean train.{key} (")
+    assert recipe_from_dict({**BASE, "train": {key: value}}).train.model_dump()[key] == value  # the place that works
+
+
+def test_pretrain_train_keeps_the_loop_fields_and_threads():
+    r = recipe_from_dict({**BASE, "pretrain": {"train": {"max_steps": 7, "threads": 2, "eval_every": 3}}})
+    assert (r.pretrain.train.max_steps, r.pretrain.train.threads, r.pretrain.train.eval_every) == (7, 2, 3)
+    assert not set(RUN_LEVEL) & set(r.pretrain.train.model_dump())
+
+
+def _golden_as_a_recipe_now() -> dict:
+    """The old run's recipe as its user writes it today: the same, less the keys that never did anything."""
+    data = yaml.safe_load(GOLDEN.read_text())
+    for key in RUN_LEVEL:
+        del data["pretrain"]["train"][key]
+    return data
+
+
+def test_a_recipe_written_before_keeps_its_hash():
+    import hashlib
+    import json
+
+    old = yaml.safe_load(GOLDEN.read_text())
+    old_hash = hashlib.sha256(json.dumps(old, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    assert recipe_hash(recipe_from_dict(_golden_as_a_recipe_now())) == old_hash
+
+
+def test_a_run_written_before_still_resumes(tmp_path):
+    """check_resumable compares the run folder's recipe.yaml (with the old keys) with today's dump (without)."""
+    from finetune.rundir import check_resumable
+
+    (tmp_path / "recipe.yaml").write_text(GOLDEN.read_text())
+    now = recipe_from_dict(_golden_as_a_recipe_now())
+    check_resumable(now, tmp_path)  # no error
+    with pytest.raises(Exception, match="pretrain.train.max_steps: 20 -> 21"):  # a real change is still refused
+        check_resumable(now.model_copy(update={"pretrain": now.pretrain.model_copy(
+            update={"train": now.pretrain.train.model_copy(update={"max_steps": 21})})}), tmp_path)
+
+
+def test_a_pretraining_written_before_keeps_its_checkpoint_fingerprint():
+    """The pretrain checkpoint fingerprint and cache key hash the section's settings, old keys included."""
+    from finetune.config.load import section_hash
+    from finetune.stages.pretrain import NOT_RESULT_FIELDS, result_settings
+
+    old = yaml.safe_load(GOLDEN.read_text())["pretrain"]
+    old.pop("cache")
+    old["train"] = {k: v for k, v in old["train"].items() if k not in NOT_RESULT_FIELDS["train"]}
+    now = recipe_from_dict(_golden_as_a_recipe_now()).pretrain
+    assert section_hash(result_settings(now)) == section_hash(old)
+
+
+def test_a_dumped_recipe_loads_again(tmp_path):
+    """runs/<name>/recipe.yaml is a recipe: `ft run` on it must not meet keys the loader refuses."""
+    from finetune.config.load import dump_recipe
+
+    r = recipe_from_dict(_golden_as_a_recipe_now())
+    dump_recipe(r, tmp_path / "r.yaml")
+    assert load_recipe(tmp_path / "r.yaml") == r

@@ -5,6 +5,7 @@ typo never silently does nothing.
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import json
@@ -15,7 +16,7 @@ from typing import Any, Iterable
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from finetune.config.schema import Recipe
+from finetune.config.schema import RETIRED_PRETRAIN_TRAIN, Recipe
 from finetune.errors import UserError
 
 
@@ -190,8 +191,19 @@ GUESSED_KEYS: dict[str, str] = {
 }
 
 
+# Keys that exist, but elsewhere: dotted path written -> where it goes, and why.
+MOVED_KEYS: dict[str, str] = {
+    "pretrain.train.precision": "train.precision (one precision per run, pretraining included)",
+    "pretrain.train.log_with": "train.log_with (the trackers follow the whole run, pretraining included)",
+    "pretrain.train.gradient_checkpointing": "train.gradient_checkpointing (it applies to fine-tuning; "
+                                             "pretraining does not checkpoint activations)",
+}
+
+
 def did_you_mean(loc: list[str]) -> str | None:
-    """A known guess from other tools, else the closest known key at the same place as ``loc`` (dotted)."""
+    """A key that lives elsewhere, a known guess from other tools, else the closest known key at the same place."""
+    if ".".join(loc) in MOVED_KEYS:
+        return MOVED_KEYS[".".join(loc)]
     if loc[-1].lower() in GUESSED_KEYS:
         return GUESSED_KEYS[loc[-1].lower()]
     model = _model_at(Recipe, loc[:-1])
@@ -227,9 +239,29 @@ def _find_model(annotation: Any) -> type[BaseModel] | None:
 
 
 def recipe_hash(recipe: Recipe) -> str:
-    """Stable hash of the resolved recipe (key order and YAML formatting do not matter)."""
-    canonical = json.dumps(recipe.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """Stable hash of the resolved recipe (key order and YAML formatting do not matter).
+
+    The retired pretrain.train keys count at their old values, so a recipe keeps the hash it had before.
+    """
+    data = recipe.model_dump(mode="json")
+    if data.get("pretrain") is not None:
+        data["pretrain"] = with_retired_keys(data["pretrain"])
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def with_retired_keys(pretrain: dict[str, Any]) -> dict[str, Any]:
+    """A dumped pretrain section as dumps held it before pretrain.train lost its ignored keys (for hashes)."""
+    return {**pretrain, "train": {**pretrain.get("train", {}), **copy.deepcopy(RETIRED_PRETRAIN_TRAIN)}}
+
+
+def without_retired_keys(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A recipe dict read from an older run folder, without the pretrain.train keys that never did anything."""
+    pretrain = recipe.get("pretrain")
+    if not isinstance(pretrain, dict) or not isinstance(pretrain.get("train"), dict):
+        return recipe
+    train = {k: v for k, v in pretrain["train"].items() if k not in RETIRED_PRETRAIN_TRAIN}
+    return {**recipe, "pretrain": {**pretrain, "train": train}}
 
 
 def section_hash(section: BaseModel | dict | None, *extra: Any) -> str:

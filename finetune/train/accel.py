@@ -38,8 +38,7 @@ def validate_distributed(recipe: Recipe, processes: int) -> None:
 
     ``processes`` is the number of processes on this machine (torchrun's nproc_per_node).
     """
-    for spec in [recipe.train] + ([recipe.pretrain.train] if recipe.pretrain else []):
-        validate_train(spec)
+    validate_train(recipe.train)  # precision and trackers are the run's; pretrain.train has neither
     validate_strategy(recipe.distributed, processes)
 
 
