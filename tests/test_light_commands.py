@@ -27,6 +27,8 @@ def _imports_after(*args: str) -> str:
     ("validate", "recipes/quickstart.yaml"),
     ("cards",),
     ("recipes",),
+    ("schema",),
+    ("validate", "--explain", "recipes/quickstart.yaml"),
 ])
 def test_light_commands_do_not_import_torch(args):
     out = _imports_after(*args)
