@@ -22,7 +22,7 @@ from finetune.config.schema import TrainSpec
 from finetune.data.tokenized import TokenizedData, count_label_tokens
 from finetune.errors import StopRequested, UserError
 from finetune.fingerprint import describe_changes
-from finetune.model.loss import causal_lm_loss
+from finetune.model.loss import scored_loss
 from finetune.rundir import package_versions
 from finetune.train import checkpoint as ckpt
 from finetune.train.batching import collate, micro_batches, steps_for_epoch
@@ -170,8 +170,8 @@ def train(
                     batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                     sync = contextlib.nullcontext() if i == len(mine) - 1 else accelerator.no_sync(model)
                     with sync, accelerator.autocast():
-                        out = model(**_inputs(batch), **(forward_kwargs or {}))
-                        s, _ = causal_lm_loss(out.logits, batch["labels"], batch.get("choice_index"), choice_ids, batch.get("loss_weight"))
+                        s, _ = scored_loss(model, _inputs(batch), batch["labels"], batch.get("choice_index"), choice_ids,
+                                           batch.get("loss_weight"), forward_kwargs)
                         accelerator.backward(s * (world / max(1, n_scored)))
                     loss_sum += s.detach()
                     real = int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
@@ -253,8 +253,8 @@ def evaluate_loss(model: torch.nn.Module, data: TokenizedData, batch_size: int, 
         batch = collate([data.examples[i] for i in idx[start:start + batch_size]], data.pad_id)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with accelerator.autocast():
-            out = model(**_inputs(batch), use_cache=False)
-        s, c = causal_lm_loss(out.logits, batch["labels"], batch.get("choice_index"), choice_ids, batch.get("loss_weight"))
+            s, c = scored_loss(model, _inputs(batch), batch["labels"], batch.get("choice_index"), choice_ids,
+                               batch.get("loss_weight"), {"use_cache": False})
         total += s
         count += c
     model.train(was_training)
