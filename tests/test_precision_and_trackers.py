@@ -60,9 +60,12 @@ def test_deepspeed_without_the_package_names_the_install(base, tmp_path):
     assert "pip install deepspeed" in line
 
 
-def test_validate_distributed_checks_the_pretraining_stage_too(tmp_path):
-    recipe = recipe_from_dict({"name": "x", "model": {"core": {"layers": 1, "width": 32, "heads": 4}},
-                               "pretrain": {"train": {"precision": "fp16"}}})
+def test_validate_distributed_checks_the_precision_pretraining_runs_at(tmp_path):
+    """One precision per run: pretrain.train.precision is refused (it was ignored); the top-level one is checked."""
+    core = {"name": "x", "model": {"core": {"layers": 1, "width": 32, "heads": 4}}}
+    with pytest.raises(UserError, match="did you mean train.precision"):
+        recipe_from_dict({**core, "pretrain": {"train": {"precision": "fp16"}}})
+    recipe = recipe_from_dict({**core, "pretrain": {}, "train": {"precision": "fp16"}})
     if torch.cuda.is_available():
         validate_distributed(recipe, 1)
     else:
