@@ -5,6 +5,9 @@ reproduce is either saved in the checkpoint or a pure function of it (data order
 from (seed, epoch), learning rate from the step). Gradients are token-weighted:
 every scored token counts the same whatever the micro-batch, accumulation or
 process it lands in.
+
+``train()`` reads top to bottom like litgpt's ``fit()``: set up (optimizer, resume),
+then for each optimizer step: run it, guard it, log, evaluate, save, check for a stop.
 """
 from __future__ import annotations
 
@@ -12,13 +15,14 @@ import contextlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
 from finetune.config.schema import TrainSpec
+from finetune.data.pack import packed_inputs
 from finetune.data.tokenized import TokenizedData, count_label_tokens
 from finetune.errors import StopRequested, UserError
 from finetune.fingerprint import describe_changes
@@ -48,6 +52,74 @@ class TrainResult:
         d = asdict(self)
         d.pop("history")
         return d
+
+
+@dataclass
+class Progress:
+    """Where training stands: what a checkpoint's state.json keeps under "progress", so a resume continues exactly.
+
+    ``pos`` indexes the epoch's plan of optimizer steps (a pure function of seed and epoch), so it is the
+    only data position a resume needs. Token counts are this process's own.
+    """
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    pos: int = 0  # the next step's index in this epoch's plan
+    samples: int = 0  # sequences consumed (all processes)
+    tokens: int = 0  # non-padding input tokens (this process)
+    pad_tokens: int = 0  # padding tokens (this process)
+    skipped: int = 0  # non-finite steps whose update was skipped
+    # non-finite steps in a row; not saved (checkpoints never held it), so a resumed run starts a fresh streak
+    bad_streak: int = field(default=0, metadata={"saved": False})
+
+    def to_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("saved", True)}
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> Progress:
+        """A checkpoint's progress; keys an older checkpoint lacks start at 0, keys unknown here are ignored."""
+        names = {f.name for f in fields(cls) if f.metadata.get("saved", True)}
+        return cls(**{k: int(v) for k, v in saved.items() if k in names})
+
+
+@dataclass
+class _Run:
+    """What the parts of one train() call share; set up once, then only the checkpoint and result fields move."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    params: list[torch.nn.Parameter]
+    accelerator: Any
+    spec: TrainSpec
+    data: TokenizedData
+    run_dir: Path
+    fingerprint: dict[str, Any]
+    total: int
+    desc: str
+    forward_kwargs: dict[str, Any] = field(default_factory=dict)
+    choice_ids: torch.Tensor | None = None
+    terms: list[int] = field(default_factory=list)  # scored terms per example: each step's loss normaliser
+    saved_step: int = -1  # the step of the newest checkpoint this call wrote or resumed from
+    last_loss: float | None = None  # the last finite training loss
+    val_loss: float | None = None
+    started: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
 
 
 @contextlib.contextmanager
@@ -102,142 +174,255 @@ def train(
     desc: str = "train",
 ) -> TrainResult:
     """Train ``model`` in place; checkpoints and metrics.jsonl go to ``run_dir``."""
+    run = _set_up(model, data, spec, run_dir, accelerator, fingerprint, forward_kwargs, desc)
+    progress = _resume(run) if resume else Progress()
+    _prepare(run, progress)
+    lengths = [len(e["input_ids"]) for e in data.examples]
+    bar = _progress_bar(run.total, progress.step, desc, disable=not run.main)
+    with _StopFlag() as stop:
+        for pos, step_batches in _steps(progress, lengths, spec, seed, group_by_length, run.world, run.total):
+            loss, lr, norm = _run_step(run, progress, step_batches)
+            record = _advance(run, progress, pos, step_batches, loss, lr, norm)
+            _guard(run, progress, record)
+            run.history.append(record)
+            _log(run, progress, record, bar)
+            _maybe_eval(run, progress, val)
+            _maybe_save_or_stop(run, progress, stop, bar)
+    bar.close()
+    _finish(run, progress, val)
+    return _result(run, progress)
+
+
+# ---------------------------------------------------------------- set-up and resume
+
+
+def _set_up(model: torch.nn.Module, data: TokenizedData, spec: TrainSpec, run_dir: Path, accelerator: Any,
+            fingerprint: dict[str, Any], forward_kwargs: dict[str, Any] | None, desc: str) -> _Run:
+    """Plan the steps (refusing too little data), build the optimizer and clear half-written checkpoints."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
-    steps_per_epoch, total = plan_total_steps(len(data), spec, world)
+    world = accelerator.num_processes
+    _, total = plan_total_steps(len(data), spec, world)
     accelerator.print(f"{desc}: global batch {spec.batch_size} per process x {spec.grad_accum} grad_accum x "
                       f"{world} processes = {spec.batch_size * spec.grad_accum * world} sequences per step; {total} steps")
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, spec)
     # the saved position indexes a plan of batch_size x grad_accum steps; another shape would skip or replay data
     fingerprint = {**fingerprint, "batch_size": spec.batch_size, "grad_accum": spec.grad_accum,
                    "optimizer": spec.optimizer}
-    state = {"step": 0, "epoch": 0, "pos": 0, "samples": 0, "tokens": 0, "pad_tokens": 0, "skipped": 0}
-    if main:
+    run = _Run(model=model, optimizer=make_optimizer(params, spec), params=params, accelerator=accelerator, spec=spec,
+               data=data, run_dir=run_dir, fingerprint=fingerprint, total=total, desc=desc,
+               forward_kwargs=forward_kwargs or {})
+    if run.main:
         ckpt.clean_partial(run_dir)
     accelerator.wait_for_everyone()
-    latest = ckpt.latest_checkpoint(run_dir) if resume else None
-    saved_step = -1
-    if latest is not None:
-        loaded = ckpt.load_checkpoint(latest, rank)
-        _check_fingerprint(loaded["state"]["fingerprint"], fingerprint, latest)
-        _load_trainable(model, loaded["weights"])
-        optimizer.load_state_dict(loaded["optimizer"])
-        state.update(loaded["state"]["progress"])
-        ckpt.set_rng_state(loaded["rng"])
-        saved_step = state["step"]
-        accelerator.print(f"resumed from {latest} (step {state['step']} of {total})")
-    model.train()  # from_pretrained returns eval mode: dropout and gradient checkpointing need training mode
-    model, optimizer = accelerator.prepare(model, optimizer)
-    metrics_path = run_dir / "metrics.jsonl"
-    if main:
-        _truncate_metrics(metrics_path, state["step"])
-    choice_ids = torch.tensor(_pad_sets(data.choice_sets), dtype=torch.long, device=accelerator.device) if data.choice_sets else None
-    lengths = [len(e["input_ids"]) for e in data.examples]
-    terms = [count_label_tokens([e]) for e in data.examples]  # each step's normaliser, summed from these
-    per_step = spec.grad_accum * world
-    history: list[dict[str, Any]] = []
-    last_loss, val_loss, bad_streak = None, None, 0
-    started = time.perf_counter()
-    progress = _progress(total, state["step"], desc, disable=not main)
+    return run
 
-    def save() -> None:
-        nonlocal saved_step
-        unwrapped = accelerator.unwrap_model(model)
-        weights = {n: p for n, p in unwrapped.named_parameters() if p.requires_grad}
-        ckpt.save_checkpoint(
-            run_dir, state["step"], weights, optimizer.state_dict(),
-            {"progress": state, "fingerprint": fingerprint, "versions": package_versions(), "total_steps": total},
-            rank=rank, is_main=main, barrier=accelerator.wait_for_everyone, keep=spec.save_total_limit,
-        )
-        saved_step = state["step"]
 
-    with _StopFlag() as stop:
-        while state["step"] < total:
-            plan = steps_for_epoch(micro_batches(lengths, spec.batch_size, seed, state["epoch"], group_by_length), per_step)
-            for pos in range(state["pos"], len(plan)):
-                if state["step"] >= total:
-                    break
-                step_batches = plan[pos]
-                n_scored = sum(terms[i] for mb in step_batches for i in mb)
-                lr = lr_at(state["step"], total, spec)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                mine = step_batches[rank::world]
-                loss_sum = torch.zeros((), device=accelerator.device)
-                for i, mb in enumerate(mine):
-                    batch = collate([data.examples[j] for j in mb], data.pad_id)
-                    batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-                    sync = contextlib.nullcontext() if i == len(mine) - 1 else accelerator.no_sync(model)
-                    with sync, accelerator.autocast():
-                        s, _ = scored_loss(model, _inputs(batch), batch["labels"], batch.get("choice_index"), choice_ids,
-                                           batch.get("loss_weight"), forward_kwargs)
-                        accelerator.backward(s * (world / max(1, n_scored)))
-                    loss_sum += s.detach()
-                    real = int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
-                    state["tokens"] += real
-                    state["pad_tokens"] += batch["input_ids"].numel() - real
-                step_loss = float(accelerator.reduce(loss_sum, reduction="sum")) / max(1, n_scored)
-                norm = accelerator.clip_grad_norm_(params, spec.max_grad_norm or float("inf"))
-                norm = float(norm) if norm is not None else 0.0
-                finite = math.isfinite(step_loss) and math.isfinite(norm)
-                if finite:
-                    optimizer.step()
-                    bad_streak = 0
-                else:
-                    bad_streak += 1
-                    state["skipped"] += 1
-                    accelerator.print(f"step {state['step'] + 1}: non-finite loss {step_loss} or grad norm {norm}; "
-                                      "update skipped, weights unchanged")
-                optimizer.zero_grad(set_to_none=True)
-                state["step"] += 1
-                state["pos"] = pos + 1
-                state["samples"] += sum(len(mb) for mb in step_batches)
-                last_loss = step_loss if math.isfinite(step_loss) else last_loss
-                record = {"step": state["step"], "epoch": state["epoch"], "loss": step_loss, "lr": lr, "grad_norm": norm}
-                if not finite:
-                    record["skipped"] = True
-                if bad_streak >= spec.max_bad_steps:
-                    _append(metrics_path, record, main, accelerator, desc)
-                    kept = ckpt.latest_checkpoint(run_dir)
-                    raise NonFiniteError(
-                        f"{bad_streak} non-finite steps in a row (last at step {state['step']}); stopped. "
-                        f"The last good checkpoint is kept ({kept or 'none written yet'}); "
-                        "lower train.learning_rate or check the data"
-                    )
-                history.append(record)
-                if state["step"] % spec.log_every == 0 or state["step"] == total or not finite:
-                    elapsed = time.perf_counter() - started
-                    record["tokens_per_s"] = round(state["tokens"] * world / max(elapsed, 1e-9), 1)
-                    _append(metrics_path, record, main, accelerator, desc)
-                    progress.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
-                progress.update(1)
-                if val is not None and spec.eval_every and state["step"] % spec.eval_every == 0 and state["step"] < total:
-                    val_loss = evaluate_loss(model, val, spec.batch_size, accelerator)
-                    _append(metrics_path, {"step": state["step"], "val_loss": val_loss, "val_ppl": _ppl(val_loss)}, main, accelerator, desc)
-                stop_now = _any_rank(stop.raised, accelerator)
-                if (spec.save_every and state["step"] % spec.save_every == 0) or stop_now:
-                    save()
-                if stop_now:
-                    progress.close()
-                    raise StopRequested(f"stopped at step {state['step']}; checkpoint saved in {run_dir / 'checkpoints'}")
-            else:
-                state["epoch"] += 1
-                state["pos"] = 0
-    progress.close()
-    if val is not None:
-        val_loss = evaluate_loss(model, val, spec.batch_size, accelerator)
-        if not (main and _logged_val(metrics_path, state["step"])):  # a finished run resumed logged it already
-            _append(metrics_path, {"step": state["step"], "val_loss": val_loss, "val_ppl": _ppl(val_loss)}, main, accelerator, desc)
-    if saved_step != state["step"]:  # evaluation changes no state: a checkpoint of this step is already final
-        save()
-    total_tokens = int(accelerator.reduce(torch.tensor(state["tokens"], device=accelerator.device), reduction="sum"))
-    total_pad = int(accelerator.reduce(torch.tensor(state["pad_tokens"], device=accelerator.device), reduction="sum"))
-    return TrainResult(
-        steps=state["step"], train_loss=last_loss, val_loss=val_loss, tokens=total_tokens,
-        padding_fraction=total_pad / max(1, total_tokens + total_pad), wall_time=time.perf_counter() - started,
-        skipped_steps=state["skipped"], history=history,
+def _resume(run: _Run) -> Progress:
+    """Weights, optimizer, progress and RNG states of the latest complete checkpoint, if any and if it fits."""
+    latest = ckpt.latest_checkpoint(run.run_dir)
+    if latest is None:
+        return Progress()
+    loaded = ckpt.load_checkpoint(latest, run.rank)
+    _check_fingerprint(loaded["state"]["fingerprint"], run.fingerprint, latest)
+    _load_trainable(run.model, loaded["weights"])
+    run.optimizer.load_state_dict(loaded["optimizer"])
+    progress = Progress.from_dict(loaded["state"]["progress"])
+    ckpt.set_rng_state(loaded["rng"])
+    run.saved_step = progress.step
+    run.accelerator.print(f"resumed from {latest} (step {progress.step} of {run.total})")
+    return progress
+
+
+def _prepare(run: _Run, progress: Progress) -> None:
+    """Hand model and optimizer to accelerate; cut the log back to the resumed step; tensors the steps reuse."""
+    run.model.train()  # from_pretrained returns eval mode: dropout and gradient checkpointing need training mode
+    run.model, run.optimizer = run.accelerator.prepare(run.model, run.optimizer)
+    if run.main:
+        _truncate_metrics(run.metrics_path, progress.step)
+    run.choice_ids = _choice_tensor(run.data, run.accelerator.device)
+    run.terms = [count_label_tokens([e]) for e in run.data.examples]
+    run.started = time.perf_counter()
+
+
+def _steps(progress: Progress, lengths: list[int], spec: TrainSpec, seed: int, group_by_length: bool,
+           world: int, total: int) -> Iterator[tuple[int, list[list[int]]]]:
+    """(position, micro-batches) of each optimizer step still to run, from the saved position on.
+
+    An epoch's plan is a pure function of (seed, epoch), so a resumed run rebuilds it and starts at
+    ``progress.pos``. The caller moves ``pos`` past each step it runs; the epoch moves on only when the
+    next step is asked for, so a checkpoint closing an epoch holds (epoch, end of its plan).
+    """
+    while progress.step < total:
+        batches = micro_batches(lengths, spec.batch_size, seed, progress.epoch, group_by_length)
+        plan = steps_for_epoch(batches, spec.grad_accum * world)
+        for pos in range(progress.pos, len(plan)):
+            if progress.step >= total:
+                return
+            yield pos, plan[pos]
+        progress.epoch += 1
+        progress.pos = 0
+
+
+# ---------------------------------------------------------------- one optimizer step
+
+
+def _run_step(run: _Run, progress: Progress, step_batches: list[list[int]]) -> tuple[float, float, float]:
+    """Forward and backward over this process's share of the step, clip, and update if all is finite.
+
+    Returns (mean loss over the step's scored terms on all processes, learning rate, gradient norm).
+    """
+    n_scored = sum(run.terms[i] for mb in step_batches for i in mb)
+    lr = lr_at(progress.step, run.total, run.spec)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    loss_sum = _accumulate(run, progress, step_batches[run.rank::run.world], n_scored)
+    loss = float(run.accelerator.reduce(loss_sum, reduction="sum")) / max(1, n_scored)
+    norm = run.accelerator.clip_grad_norm_(run.params, run.spec.max_grad_norm or float("inf"))
+    norm = float(norm) if norm is not None else 0.0
+    if math.isfinite(loss) and math.isfinite(norm):
+        run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return loss, lr, norm
+
+
+def _accumulate(run: _Run, progress: Progress, mine: list[list[int]], n_scored: int) -> torch.Tensor:
+    """Backward over each micro-batch, scaled so the step's gradient is the mean over all its scored terms.
+
+    Gradients are synchronised across processes on the last micro-batch only. Returns the summed loss.
+    """
+    accelerator = run.accelerator
+    loss_sum = torch.zeros((), device=accelerator.device)
+    for i, mb in enumerate(mine):
+        batch = _to_device(collate([run.data.examples[j] for j in mb], run.data.pad_id), accelerator.device)
+        sync = contextlib.nullcontext() if i == len(mine) - 1 else accelerator.no_sync(run.model)
+        with sync, accelerator.autocast():
+            s, _ = batch_loss(run.model, batch, run.choice_ids, run.forward_kwargs)
+            accelerator.backward(s * (run.world / max(1, n_scored)))
+        loss_sum += s.detach()
+        _count_tokens(progress, batch)
+    return loss_sum
+
+
+def batch_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], choice_ids: torch.Tensor | None,
+               forward_kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed loss, scored weight) of one collated batch: the one place training and evaluation run the model."""
+    return scored_loss(model, _inputs(batch), batch["labels"], batch.get("choice_index"), choice_ids,
+                       batch.get("loss_weight"), forward_kwargs)
+
+
+def _count_tokens(progress: Progress, batch: dict[str, torch.Tensor]) -> None:
+    real = int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
+    progress.tokens += real
+    progress.pad_tokens += batch["input_ids"].numel() - real
+
+
+def _advance(run: _Run, progress: Progress, pos: int, step_batches: list[list[int]],
+             loss: float, lr: float, norm: float) -> dict[str, Any]:
+    """Count the step done (a non-finite one as skipped, naming it) and return its metrics record."""
+    finite = math.isfinite(loss) and math.isfinite(norm)
+    if finite:
+        progress.bad_streak = 0
+    else:
+        progress.bad_streak += 1
+        progress.skipped += 1
+        run.accelerator.print(f"step {progress.step + 1}: non-finite loss {loss} or grad norm {norm}; "
+                              "update skipped, weights unchanged")
+    progress.step += 1
+    progress.pos = pos + 1
+    progress.samples += sum(len(mb) for mb in step_batches)
+    run.last_loss = loss if math.isfinite(loss) else run.last_loss
+    record = {"step": progress.step, "epoch": progress.epoch, "loss": loss, "lr": lr, "grad_norm": norm}
+    if not finite:
+        record["skipped"] = True
+    return record
+
+
+def _guard(run: _Run, progress: Progress, record: dict[str, Any]) -> None:
+    """Stop after ``train.max_bad_steps`` non-finite steps in a row, logging the last one; checkpoints stay as they are."""
+    if progress.bad_streak < run.spec.max_bad_steps:
+        return
+    _append(run.metrics_path, record, run.main, run.accelerator, run.desc)
+    kept = ckpt.latest_checkpoint(run.run_dir)
+    raise NonFiniteError(
+        f"{progress.bad_streak} non-finite steps in a row (last at step {progress.step}); stopped. "
+        f"The last good checkpoint is kept ({kept or 'none written yet'}); "
+        "lower train.learning_rate or check the data"
     )
+
+
+# ---------------------------------------------------------------- log, evaluate, save, stop
+
+
+def _log(run: _Run, progress: Progress, record: dict[str, Any], bar: Any) -> None:
+    """Every ``log_every`` steps, the last step and every skipped one go to metrics.jsonl with the token rate."""
+    if progress.step % run.spec.log_every == 0 or progress.step == run.total or record.get("skipped"):
+        elapsed = time.perf_counter() - run.started
+        record["tokens_per_s"] = round(progress.tokens * run.world / max(elapsed, 1e-9), 1)
+        _append(run.metrics_path, record, run.main, run.accelerator, run.desc)
+        bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
+    bar.update(1)
+
+
+def _maybe_eval(run: _Run, progress: Progress, val: TokenizedData | None) -> None:
+    """Validation loss every ``eval_every`` steps; the last step's comes after training (``_finish``)."""
+    every = run.spec.eval_every
+    if val is None or not every or progress.step % every != 0 or progress.step >= run.total:
+        return
+    run.val_loss = evaluate_loss(run.model, val, run.spec.batch_size, run.accelerator)
+    _append_val(run, progress.step)
+
+
+def _maybe_save_or_stop(run: _Run, progress: Progress, stop: Any, bar: Any) -> None:
+    """A checkpoint every ``save_every`` steps, and on a stop request from any process, which then ends the run."""
+    stop_now = _any_rank(stop.raised, run.accelerator)  # a collective: every process calls it every step
+    every = run.spec.save_every
+    if (every and progress.step % every == 0) or stop_now:
+        _save(run, progress)
+    if stop_now:
+        bar.close()
+        raise StopRequested(f"stopped at step {progress.step}; checkpoint saved in {run.run_dir / 'checkpoints'}")
+
+
+def _save(run: _Run, progress: Progress) -> None:
+    unwrapped = run.accelerator.unwrap_model(run.model)
+    weights = {n: p for n, p in unwrapped.named_parameters() if p.requires_grad}
+    state = {"progress": progress.to_dict(), "fingerprint": run.fingerprint, "versions": package_versions(),
+             "total_steps": run.total}
+    ckpt.save_checkpoint(run.run_dir, progress.step, weights, run.optimizer.state_dict(), state, rank=run.rank,
+                         is_main=run.main, barrier=run.accelerator.wait_for_everyone, keep=run.spec.save_total_limit)
+    run.saved_step = progress.step
+
+
+def _finish(run: _Run, progress: Progress, val: TokenizedData | None) -> None:
+    """Final validation loss and a checkpoint of the last step, unless one is there already."""
+    if val is not None:
+        run.val_loss = evaluate_loss(run.model, val, run.spec.batch_size, run.accelerator)
+        if not (run.main and _logged_val(run.metrics_path, progress.step)):  # a finished run resumed logged it already
+            _append_val(run, progress.step)
+    if run.saved_step != progress.step:  # evaluation changes no state: a checkpoint of this step is already final
+        _save(run, progress)
+
+
+def _result(run: _Run, progress: Progress) -> TrainResult:
+    tokens = _sum_over_ranks(progress.tokens, run.accelerator)
+    pad = _sum_over_ranks(progress.pad_tokens, run.accelerator)
+    return TrainResult(
+        steps=progress.step, train_loss=run.last_loss, val_loss=run.val_loss, tokens=tokens,
+        padding_fraction=pad / max(1, tokens + pad), wall_time=time.perf_counter() - run.started,
+        skipped_steps=progress.skipped, history=run.history,
+    )
+
+
+def _append_val(run: _Run, step: int) -> None:
+    record = {"step": step, "val_loss": run.val_loss, "val_ppl": _ppl(run.val_loss)}
+    _append(run.metrics_path, record, run.main, run.accelerator, run.desc)
+
+
+def _sum_over_ranks(value: int, accelerator: Any) -> int:
+    return int(accelerator.reduce(torch.tensor(value, device=accelerator.device), reduction="sum"))
+
+
+# ---------------------------------------------------------------- evaluation
 
 
 @torch.no_grad()
@@ -245,16 +430,15 @@ def evaluate_loss(model: torch.nn.Module, data: TokenizedData, batch_size: int, 
     """Token-weighted mean loss over ``data``, sharded across processes."""
     was_training = model.training
     model.eval()
-    choice_ids = torch.tensor(_pad_sets(data.choice_sets), dtype=torch.long, device=accelerator.device) if data.choice_sets else None
+    choice_ids = _choice_tensor(data, accelerator.device)
     idx = list(range(len(data.examples)))[accelerator.process_index::accelerator.num_processes]
     total = torch.zeros((), device=accelerator.device)
     count = torch.zeros((), device=accelerator.device)
     for start in range(0, len(idx), batch_size):
-        batch = collate([data.examples[i] for i in idx[start:start + batch_size]], data.pad_id)
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        batch = _to_device(collate([data.examples[i] for i in idx[start:start + batch_size]], data.pad_id),
+                           accelerator.device)
         with accelerator.autocast():
-            s, c = scored_loss(model, _inputs(batch), batch["labels"], batch.get("choice_index"), choice_ids,
-                               batch.get("loss_weight"), {"use_cache": False})
+            s, c = batch_loss(model, batch, choice_ids, {"use_cache": False})
         total += s
         count += c
     model.train(was_training)
@@ -263,11 +447,25 @@ def evaluate_loss(model: torch.nn.Module, data: TokenizedData, batch_size: int, 
     return float(total / count.clamp(min=1))
 
 
+# ---------------------------------------------------------------- small pieces
+
+
 def _inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Model inputs; packed batches go without attention_mask, since Hugging Face models (transformers 5.24)
-    keep packed examples apart only from position_ids alone. Pads sit at the right, so causal attention never sees them."""
-    keys = ("input_ids", "position_ids") if "position_ids" in batch else ("input_ids", "attention_mask")
-    return {k: batch[k] for k in keys if k in batch}
+    """Model inputs: a packed batch (it has position_ids) goes in without attention_mask, see data/pack.py."""
+    if "position_ids" in batch:
+        return packed_inputs(batch)
+    return {k: batch[k] for k in ("input_ids", "attention_mask") if k in batch}
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: Any) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def _choice_tensor(data: TokenizedData, device: Any) -> torch.Tensor | None:
+    """The label sets' first tokens as one [sets, widest] tensor (-1 pads), or None without label sets."""
+    if not data.choice_sets:
+        return None
+    return torch.tensor(_pad_sets(data.choice_sets), dtype=torch.long, device=device)
 
 
 def _pad_sets(sets: list[list[int]]) -> list[list[int]]:
@@ -362,7 +560,7 @@ def _check_fingerprint(saved: dict[str, Any], now: dict[str, Any], where: Path) 
     )
 
 
-def _progress(total: int, initial: int, desc: str, disable: bool):
+def _progress_bar(total: int, initial: int, desc: str, disable: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, disable=disable, dynamic_ncols=True, leave=False, mininterval=1.0)
