@@ -169,6 +169,12 @@ def test_pretrain_train_refuses_the_run_level_keys_and_says_where_they_go(key, v
     assert recipe_from_dict({**BASE, "train": {key: value}}).train.model_dump()[key] == value  # the place that works
 
 
+def test_a_misspelled_run_level_key_under_pretrain_train_also_says_where_it_goes():
+    with pytest.raises(RecipeError) as exc:
+        recipe_from_dict({**BASE, "pretrain": {"train": {"precison": "fp32"}}})
+    assert exc.value.errors[0].startswith("pretrain.train.precison: unknown key; did you mean train.precision (")
+
+
 def test_pretrain_train_keeps_the_loop_fields_and_threads():
     r = recipe_from_dict({**BASE, "pretrain": {"train": {"max_steps": 7, "threads": 2, "eval_every": 3}}})
     assert (r.pretrain.train.max_steps, r.pretrain.train.threads, r.pretrain.train.eval_every) == (7, 2, 3)

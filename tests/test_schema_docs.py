@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from finetune.config.explain import explain_lines, recipe_json_schema, schema_text
-from finetune.config.load import _find_model, load_recipe, recipe_from_dict
+from finetune.config.load import nested_model, load_recipe, recipe_from_dict
 from finetune.config.schema import MethodSpec, Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ def _models(model=Recipe, seen=None) -> list:
     if model not in seen:
         seen.append(model)
         for field in model.model_fields.values():
-            nested = _find_model(field.annotation)
+            nested = nested_model(field.annotation)
             if nested is not None:
                 _models(nested, seen)
     return seen
@@ -109,7 +109,7 @@ def test_explain_prints_every_field_once_with_value_default_and_description(tmp_
 def _description(dotted: str) -> str:
     model, parts = Recipe, [p for p in dotted.split(".") if not p.isdigit()]
     for part in parts[:-1]:
-        model = _find_model(model.model_fields[part].annotation)
+        model = nested_model(model.model_fields[part].annotation)
     return model.model_fields[parts[-1]].description
 
 

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from finetune.config.load import _find_model
+from finetune.config.load import nested_model
 from finetune.config.schema import Recipe
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -44,7 +44,7 @@ def _rows(model: type[BaseModel], data: dict[str, Any], prefix: str) -> Iterator
     """Walk the dumped recipe beside its model classes; sections given are opened, sections not given are one line."""
     for name, field in model.model_fields.items():
         path, value = prefix + name, data.get(name)
-        nested = _find_model(field.annotation)
+        nested = nested_model(field.annotation)
         if nested is not None and isinstance(value, dict):
             yield from _rows(nested, value, path + ".")
         elif nested is not None and isinstance(value, list) and value and all(isinstance(v, dict) for v in value):

@@ -211,7 +211,8 @@ def did_you_mean(loc: list[str]) -> str | None:
         match = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1, cutoff=0.6)
         if match:
             return ".".join(loc[:-1] + match)
-    return None
+    moved = difflib.get_close_matches(".".join(loc), list(MOVED_KEYS), n=1, cutoff=0.9)  # a typo of a moved key
+    return MOVED_KEYS[moved[0]] if moved else None
 
 
 def _model_at(model: type[BaseModel], path: list[str]) -> type[BaseModel] | None:
@@ -221,18 +222,19 @@ def _model_at(model: type[BaseModel], path: list[str]) -> type[BaseModel] | None
         field = model.model_fields.get(part)
         if field is None:
             return None
-        nested = _find_model(field.annotation)
+        nested = nested_model(field.annotation)
         if nested is None:
             return None
         model = nested
     return model
 
 
-def _find_model(annotation: Any) -> type[BaseModel] | None:
+def nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The section type inside a field's annotation (through Optional, list, Union), if the field is a section."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in typing.get_args(annotation):
-        found = _find_model(arg)
+        found = nested_model(arg)
         if found is not None:
             return found
     return None
