@@ -240,6 +240,18 @@ contractnli_file = (st.fixed_dictionaries({
     "labels": st.just({"nda-1": {"hypothesis": "Receiving Party shall keep secrets."}})}) | values).map(json.dumps)
 
 
+_abcd_turn = st.tuples(st.sampled_from(["agent", "customer", "action", "bot"]), words | cells).map(list)
+abcd_file = (st.lists(st.fixed_dictionaries({
+    "convo_id": st.integers(0, 99), "original": st.lists(_abcd_turn, max_size=4) | values,
+    "scenario": st.fixed_dictionaries({"flow": words, "subflow": words})}) | values, max_size=3)
+    | st.fixed_dictionaries({"train": st.lists(st.fixed_dictionaries({"original": st.lists(_abcd_turn, max_size=3)}),
+                                               max_size=2)})).map(json.dumps)
+CSV_COLUMNS.update(
+    banking77={"text": words, "category": st.sampled_from(["card_arrival", "Refund_not_showing_up", "nope", ""])},
+    bitext={"instruction": words, "response": words, "intent": words, "category": words},
+)
+
+
 @st.composite
 def csv_file(draw, columns: dict[str, Any]) -> str:
     clean = draw(st.booleans())
@@ -295,6 +307,7 @@ FILES = {
     "german_credit": (whitespace_file(_german_tokens()), ".data"),
     "australian_credit": (whitespace_file([numbers] * 14 + [st.sampled_from(["0", "1"])]), ".dat"),
     "financial_phrasebank": (phrasebank_file, ".txt"),
+    "abcd": (abcd_file, ".json"),
     **{fmt: (contractnli_file, ".json") for fmt in ("contractnli", "contractnli_top2", "contractnli_top8", "contractnli_full")},
 }
 
