@@ -279,7 +279,7 @@ def _run_step(run: _Run, progress: Progress, step_batches: list[list[int]]) -> t
     loss = float(run.accelerator.reduce(loss_sum, reduction="sum")) / max(1, n_scored)
     norm = run.accelerator.clip_grad_norm_(run.params, run.spec.max_grad_norm or float("inf"))
     norm = float(norm) if norm is not None else 0.0
-    if math.isfinite(loss) and math.isfinite(norm):
+    if _finite(loss, norm):
         run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
     return loss, lr, norm
@@ -310,6 +310,11 @@ def batch_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], choice_id
                        batch.get("loss_weight"), forward_kwargs)
 
 
+def _finite(loss: float, norm: float) -> bool:
+    """Whether a step may update the weights: a NaN/inf loss or gradient norm would poison them."""
+    return math.isfinite(loss) and math.isfinite(norm)
+
+
 def _count_tokens(progress: Progress, batch: dict[str, torch.Tensor]) -> None:
     real = int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
     progress.tokens += real
@@ -319,7 +324,7 @@ def _count_tokens(progress: Progress, batch: dict[str, torch.Tensor]) -> None:
 def _advance(run: _Run, progress: Progress, pos: int, step_batches: list[list[int]],
              loss: float, lr: float, norm: float) -> dict[str, Any]:
     """Count the step done (a non-finite one as skipped, naming it) and return its metrics record."""
-    finite = math.isfinite(loss) and math.isfinite(norm)
+    finite = _finite(loss, norm)
     if finite:
         progress.bad_streak = 0
     else:
