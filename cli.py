@@ -4,6 +4,7 @@ Heavy libraries (torch, transformers) are imported inside commands, so
 `ft --help` answers at once. User errors print one line and exit 2;
 `ft --debug ...` shows the traceback instead.
 """
+
 from __future__ import annotations
 
 import sys
@@ -74,7 +75,7 @@ def _guard(fn: Callable[[], None]) -> None:
         _leave(EXIT_STOPPED)
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     except Exception as exc:  # noqa: BLE001 - anything else may be a bug; still no traceback without --debug
         from finetune.train.loop import NonFiniteError
 
@@ -87,7 +88,9 @@ def _guard(fn: Callable[[], None]) -> None:
 @app.command()
 def run(
     recipe: Path = typer.Argument(..., help="recipe YAML"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="dotted key=value overrides, e.g. train.learning_rate=1e-4"),
+    overrides: Optional[List[str]] = typer.Argument(
+        None, help="dotted key=value overrides, e.g. train.learning_rate=1e-4"
+    ),
     resume: bool = typer.Option(False, "--resume", help="continue from the latest complete checkpoint"),
     processes: int = typer.Option(1, "--processes", min=1, help="start N processes through accelerate's launcher"),
 ) -> None:
@@ -114,8 +117,11 @@ def run(
 @app.command()
 def validate(
     recipes: List[Path] = typer.Argument(..., help="recipe files"),
-    explain: bool = typer.Option(False, "--explain", help="also print every field as resolved: dotted path, value, "
-                                 "the default when it differs, what it does"),
+    explain: bool = typer.Option(
+        False,
+        "--explain",
+        help="also print every field as resolved: dotted path, value, the default when it differs, what it does",
+    ),
 ) -> None:
     """Check recipes without running them; every problem is listed with its dotted path."""
 
@@ -159,7 +165,7 @@ def list_recipes() -> None:
     recipes = shipped_dir("recipes")
     for path in sorted(recipes.rglob("*.yaml")):
         lines = path.read_text(encoding="utf-8").splitlines()
-        about = next((l.lstrip("# ").strip() for l in lines[1:4] if l.startswith("#")), "")
+        about = next((c.lstrip("# ").strip() for c in lines[1:4] if c.startswith("#")), "")
         typer.echo(f"{str(path.relative_to(recipes.parent)):42s} {about}")
 
 
@@ -168,25 +174,44 @@ def eval_cmd(
     model: Path = typer.Option(..., "--model", help="model folder, adapter folder or run folder"),
     scenario: Optional[str] = typer.Option(None, "--scenario", help="evaluate on this scenario's test split"),
     data: Optional[Path] = typer.Option(None, "--data", help="a jsonl/csv/parquet file of your own"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="how to read --data: jsonl|json|csv|parquet, or a scenario's "
-                                      "real format (german_credit, gsm8k, mts_dialog, ...: rows and scoring of that scenario)"),
+    fmt: Optional[str] = typer.Option(
+        None,
+        "--format",
+        help="how to read --data: jsonl|json|csv|parquet, or a scenario's "
+        "real format (german_credit, gsm8k, mts_dialog, ...: rows and scoring of that scenario)",
+    ),
     task: Optional[str] = typer.Option(None, "--task", help="generation | classification | numeric (with --data)"),
     field: Optional[List[str]] = typer.Option(None, "--field", help="column mapping, e.g. --field input=dialogue"),
     samples: int = typer.Option(100, "--samples", min=1),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
-    numeric_tolerance: float = typer.Option(0.0, "--numeric-tolerance", min=0.0,
-                                            help="task numeric: also score answers within this relative tolerance"),
-    numeric_fallback: str = typer.Option("none", "--numeric-fallback",
-                                         help="task numeric: 'last' also scores the last number when '####' is missing"),
-    out: Optional[Path] = typer.Option(None, "--out", help="folder for eval.json and predictions.jsonl (every row's answer)"),
+    numeric_tolerance: float = typer.Option(
+        0.0, "--numeric-tolerance", min=0.0, help="task numeric: also score answers within this relative tolerance"
+    ),
+    numeric_fallback: str = typer.Option(
+        "none", "--numeric-fallback", help="task numeric: 'last' also scores the last number when '####' is missing"
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="folder for eval.json and predictions.jsonl (every row's answer)"
+    ),
 ) -> None:
     """Evaluate a model on a scenario or on your own file, and print the metrics."""
 
     def go() -> None:
         from finetune.commands import evaluate_command
 
-        evaluate_command(model, scenario, data, task, field or [], samples, max_new_tokens,
-                         numeric_tolerance=numeric_tolerance, numeric_fallback=numeric_fallback, out=out, fmt=fmt)
+        evaluate_command(
+            model,
+            scenario,
+            data,
+            task,
+            field or [],
+            samples,
+            max_new_tokens,
+            numeric_tolerance=numeric_tolerance,
+            numeric_fallback=numeric_fallback,
+            out=out,
+            fmt=fmt,
+        )
 
     _guard(go)
 
@@ -212,8 +237,11 @@ def generate(
 def merge(
     run_dir: Path = typer.Argument(..., help="run folder (or adapter folder)"),
     out: Path = typer.Option(..., "--out", help="a new (or empty) folder for the merged model"),
-    force: bool = typer.Option(False, "--force", help="replace an --out folder that already holds files "
-                               "(never a run, an adapter, or the adapter's base)"),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="replace an --out folder that already holds files (never a run, an adapter, or the adapter's base)",
+    ),
 ) -> None:
     """Merge a LoRA/DoRA adapter into its base and save a plain model (safetensors)."""
 

@@ -1,4 +1,5 @@
 """python -m bench [--quick | --smoke] [--reps N] [--threads N] [--only NAME[,NAME]] [--scale] [--profile] [--out DIR]"""
+
 from __future__ import annotations
 
 import argparse
@@ -16,12 +17,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
     size.add_argument("--smoke", action="store_true", help="a tiny model and a handful of examples (seconds; tests)")
     p.add_argument("--reps", type=int, help="repetitions per contender (default 3; quick and smoke: 1)")
     p.add_argument("--threads", type=int, help="torch threads in every contender (default 2; smoke: 1)")
-    p.add_argument("--only", help="contender names, groups (lora, full, pretrain, generate) or prefixes, comma-separated")
+    p.add_argument(
+        "--only", help="contender names, groups (lora, full, pretrain, generate) or prefixes, comma-separated"
+    )
     p.add_argument("--scale", action="store_true", help="instead: ours' tokens/s and memory across widths and lengths")
-    p.add_argument("--profile", action="store_true", help="instead: where our LoRA step spends its time (torch.profiler)")
+    p.add_argument(
+        "--profile", action="store_true", help="instead: where our LoRA step spends its time (torch.profiler)"
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
     p.add_argument("--work", type=Path, help="where built models and data are cached (default bench/work)")
-    p.add_argument("--in-process", action="store_true", help="run contenders in this process (peak memory is then shared)")
+    p.add_argument(
+        "--in-process", action="store_true", help="run contenders in this process (peak memory is then shared)"
+    )
     args = p.parse_args(argv)
     for name in ("reps", "threads"):
         value = getattr(args, name)

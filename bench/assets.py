@@ -5,6 +5,7 @@ randomly initialised (throughput does not depend on what the weights know), the
 examples are scenario rows rendered with our template and tokenized with loss
 masks. Children load these files, so every contender sees identical tokens.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,9 +63,17 @@ def _build_into(cfg: BenchConfig, assets: Assets) -> None:
     from finetune import scenarios
     from finetune.model.tokenizer import train_tokenizer
 
-    splits = {name: scenarios.get(name).generate(seed=cfg.seed, sizes={
-        "train": cfg.train_rows_per_scenario, "validation": 1, "test": max(1, cfg.gen_prompts // len(SCENARIOS) + 1)})
-        for name in SCENARIOS}
+    splits = {
+        name: scenarios.get(name).generate(
+            seed=cfg.seed,
+            sizes={
+                "train": cfg.train_rows_per_scenario,
+                "validation": 1,
+                "test": max(1, cfg.gen_prompts // len(SCENARIOS) + 1),
+            },
+        )
+        for name in SCENARIOS
+    }
     texts = [scenarios.get(name).system for name in SCENARIOS]
     texts += [row[k] for s in splits.values() for row in s["train"] for k in ("input", "output")]
     corpus = _corpus(cfg)
@@ -80,9 +89,18 @@ def _build_into(cfg: BenchConfig, assets: Assets) -> None:
     _core(cfg, tokenizer).save_pretrained(assets.core, safe_serialization=True)
     tokenizer.save_pretrained(assets.core)
     lengths = sorted(len(e["input_ids"]) for e in examples)
-    _dump(assets, "meta", {"examples": len(examples), "tokens": sum(lengths), "min_len": lengths[0],
-                           "median_len": lengths[len(lengths) // 2], "max_len": lengths[-1],
-                           "tokenizer_vocab": len(tokenizer)})
+    _dump(
+        assets,
+        "meta",
+        {
+            "examples": len(examples),
+            "tokens": sum(lengths),
+            "min_len": lengths[0],
+            "median_len": lengths[len(lengths) // 2],
+            "max_len": lengths[-1],
+            "tokenizer_vocab": len(tokenizer),
+        },
+    )
 
 
 def _examples(cfg: BenchConfig, tokenizer: Any, splits: dict[str, Any]) -> tuple[list[dict], list[str]]:
@@ -102,8 +120,10 @@ def _examples(cfg: BenchConfig, tokenizer: Any, splits: dict[str, Any]) -> tuple
     rng.shuffle(examples)
     rng.shuffle(prompts)
     if len(examples) < cfg.examples:
-        raise ValueError(f"bench data: {len(examples)} examples of {cfg.min_tokens}-{cfg.max_length} tokens, "
-                         f"{cfg.examples} wanted; raise train_rows_per_scenario")
+        raise ValueError(
+            f"bench data: {len(examples)} examples of {cfg.min_tokens}-{cfg.max_length} tokens, "
+            f"{cfg.examples} wanted; raise train_rows_per_scenario"
+        )
     return examples[: cfg.examples], prompts[: cfg.gen_prompts]
 
 
@@ -122,17 +142,24 @@ def _blocks(cfg: BenchConfig, tokenizer: Any, docs: list[str]) -> list[list[int]
         ids += enc + [tokenizer.eos_token_id]
     while len(ids) < want:  # a small corpus is repeated rather than leaving the workload short
         ids += ids
-    return [ids[i:i + cfg.block_size] for i in range(0, want, cfg.block_size)]
+    return [ids[i : i + cfg.block_size] for i in range(0, want, cfg.block_size)]
 
 
 def _llama(cfg: BenchConfig, tokenizer: Any) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        hidden_size=cfg.hidden, intermediate_size=cfg.intermediate, num_hidden_layers=cfg.layers,
-        num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads, vocab_size=cfg.vocab,
-        max_position_embeddings=2048, tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        hidden_size=cfg.hidden,
+        intermediate_size=cfg.intermediate,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        num_key_value_heads=cfg.heads,
+        vocab_size=cfg.vocab,
+        max_position_embeddings=2048,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     return LlamaForCausalLM(config)
 
@@ -141,9 +168,15 @@ def _core(cfg: BenchConfig, tokenizer: Any) -> Any:
     from finetune.model.core import CoreConfig, CoreForCausalLM
 
     config = CoreConfig(
-        vocab_size=cfg.vocab, width=cfg.hidden, layers=cfg.layers, heads=cfg.heads,
-        context_length=max(2048, cfg.block_size), ffn_mult=1.5 * cfg.intermediate / cfg.hidden,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=cfg.vocab,
+        width=cfg.hidden,
+        layers=cfg.layers,
+        heads=cfg.heads,
+        context_length=max(2048, cfg.block_size),
+        ffn_mult=1.5 * cfg.intermediate / cfg.hidden,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     return CoreForCausalLM(config)
 

@@ -10,6 +10,7 @@ Beside them: logistic regression (scikit-learn, standardised features) on the sa
 Writes ``<out>/australian-<date>.md`` and ``.json``. Each training is a CPU run of a few
 minutes; they run one after the other.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,7 +56,7 @@ def split(lines: list[str], test_share: float, seed: int) -> tuple[list[str], li
     random.Random(seed).shuffle(order)
     n_test = round(test_share * len(lines))
     test = set(order[:n_test])
-    return [l for i, l in enumerate(lines) if i not in test], [l for i, l in enumerate(lines) if i in test]
+    return [x for i, x in enumerate(lines) if i not in test], [x for i, x in enumerate(lines) if i in test]
 
 
 def write_dataset(lines: list[str], folder: Path) -> dict[str, Any]:
@@ -64,8 +65,13 @@ def write_dataset(lines: list[str], folder: Path) -> dict[str, Any]:
     for name, rows in (("train", train), ("test", test)):
         (folder / f"{name}.dat").write_text("\n".join(rows) + "\n", encoding="utf-8")
     share = lambda rows: sum(r.split()[-1] == "1" for r in rows) / len(rows)  # noqa: E731
-    return {"rows": len(lines), "train": len(train), "test": len(test),
-            "approved_share_train": share(train), "approved_share_test": share(test)}
+    return {
+        "rows": len(lines),
+        "train": len(train),
+        "test": len(test),
+        "approved_share_train": share(train),
+        "approved_share_test": share(test),
+    }
 
 
 def logistic_regression(folder: Path) -> dict[str, float]:
@@ -102,8 +108,13 @@ def recipe_for(folder: Path, out: Path, balance: str, epochs: float | None, thre
     source = dict(data["data"]["sources"][0], path=str(folder / "train.dat"))
     data["data"]["sources"] = [source]
     data["data"]["class_balance"] = balance
-    data["eval"] = {**data["eval"], "before": False, "decision": "tuned", "samples": 10_000,
-                    "data": {"scenario": "risk_assessment", "path": str(folder / "test.dat"), "format": "australian_credit"}}
+    data["eval"] = {
+        **data["eval"],
+        "before": False,
+        "decision": "tuned",
+        "samples": 10_000,
+        "data": {"scenario": "risk_assessment", "path": str(folder / "test.dat"), "format": "australian_credit"},
+    }
     if epochs is not None:
         data["train"]["epochs"] = epochs
     if threads is not None:  # the top-level train section sets the process's threads, pretraining included
@@ -126,16 +137,26 @@ def train_and_score(recipe: dict[str, Any]) -> dict[str, Any]:
     plain = recipe_from_dict({**recipe, "eval": {**recipe["eval"], "decision": "argmax"}})
     argmax = _evaluate(plain, None, run_dir / "model", "cpu", print)
     report = json.loads((run_dir / "report.json").read_text())
-    out = {"wall_s": round(wall, 1), "load_avg_before": round(load_before, 2), "load_avg_after": round(os.getloadavg()[0], 2),
-           "steps": report.get("finetune", {}).get("steps"), "run_dir": str(run_dir)}
-    for name, ev in (("argmax", {"after": argmax.after, "decisions": argmax.decisions, "warnings": argmax.warnings}),
-                     ("tuned", tuned)):
+    out = {
+        "wall_s": round(wall, 1),
+        "load_avg_before": round(load_before, 2),
+        "load_avg_after": round(os.getloadavg()[0], 2),
+        "steps": report.get("finetune", {}).get("steps"),
+        "run_dir": str(run_dir),
+    }
+    for name, ev in (
+        ("argmax", {"after": argmax.after, "decisions": argmax.decisions, "warnings": argmax.warnings}),
+        ("tuned", tuned),
+    ):
         source, metrics = next(iter(ev["after"].items()))
         out[name] = {
-            "mcc": metrics.get("mcc"), "accuracy": metrics.get("accuracy"), "f1_bad": metrics.get("f1"),
+            "mcc": metrics.get("mcc"),
+            "accuracy": metrics.get("accuracy"),
+            "f1_bad": metrics.get("f1"),
             "ref_majority_accuracy": metrics.get("ref_majority_accuracy"),
             "ref_best_shortcut_mcc": metrics.get("ref_best_shortcut_mcc"),
-            "rule": ev["decisions"]["after"].get(source), "warnings": ev["warnings"]["after"].get(source, []),
+            "rule": ev["decisions"]["after"].get(source),
+            "warnings": ev["warnings"]["after"].get(source, []),
         }
     return out
 
@@ -146,35 +167,51 @@ def train_and_score(recipe: dict[str, Any]) -> dict[str, Any]:
 def render(results: dict[str, Any]) -> str:
     meta = results["meta"]
     epochs = f" (train.epochs {meta['epochs_override']:g})" if meta.get("epochs_override") else ""
-    lines = [f"# Australian credit: majority trap, {meta['date']}{epochs}", "",
-             f"File: {meta['file']} ({meta['rows']} rows). Recipe `{meta['recipe']}` at commit `{meta['commit']}`; "
-             f"seed {SEED}, {int(100 * (1 - TEST_SHARE))}/{int(100 * TEST_SHARE)} split: the 80% is the training "
-             "file (carved by the recipe into train and validation), the 20% is eval.data. Imbalanced: approved rows "
-             f"thinned to {int(100 * THIN_APPROVED)}% (seeded) before the split. Machine: {meta['machine']}.", "",
-             "| data | class_balance | decision | MCC | accuracy | F1 (bad) | warning | rule | train+eval s | load avg |",
-             "|---|---|---|---:|---:|---:|---|---|---:|---|"]
+    lines = [
+        f"# Australian credit: majority trap, {meta['date']}{epochs}",
+        "",
+        f"File: {meta['file']} ({meta['rows']} rows). Recipe `{meta['recipe']}` at commit `{meta['commit']}`; "
+        f"seed {SEED}, {int(100 * (1 - TEST_SHARE))}/{int(100 * TEST_SHARE)} split: the 80% is the training "
+        "file (carved by the recipe into train and validation), the 20% is eval.data. Imbalanced: approved rows "
+        f"thinned to {int(100 * THIN_APPROVED)}% (seeded) before the split. Machine: {meta['machine']}.",
+        "",
+        "| data | class_balance | decision | MCC | accuracy | F1 (bad) | warning | rule | train+eval s | load avg |",
+        "|---|---|---|---:|---:|---:|---|---|---:|---|",
+    ]
     for name, ds in results["datasets"].items():
         for balance, r in ds["runs"].items():
             for decision in ("argmax", "tuned"):
                 m = r[decision]
                 rule = m["rule"] or {}
-                rule_text = ("argmax" if rule.get("rule") != "tuned" else
-                             f"bad {rule.get('offsets', {}).get('bad', 0):+.2f} on {rule.get('rows')} val rows "
-                             f"(val {rule.get('metric')} {_f(rule.get('argmax'))} -> {_f(rule.get('tuned'))})")
-                lines.append(f"| {name} | {balance} | {decision} | {_f(m['mcc'])} | {_f(m['accuracy'])} | {_f(m['f1_bad'])} "
-                             f"| {'yes' if m['warnings'] else 'no'} | {rule_text} | {r['wall_s']} "
-                             f"| {r['load_avg_before']} -> {r['load_avg_after']} |")
+                rule_text = (
+                    "argmax"
+                    if rule.get("rule") != "tuned"
+                    else f"bad {rule.get('offsets', {}).get('bad', 0):+.2f} on {rule.get('rows')} val rows "
+                    f"(val {rule.get('metric')} {_f(rule.get('argmax'))} -> {_f(rule.get('tuned'))})"
+                )
+                lines.append(
+                    f"| {name} | {balance} | {decision} | {_f(m['mcc'])} | {_f(m['accuracy'])} | {_f(m['f1_bad'])} "
+                    f"| {'yes' if m['warnings'] else 'no'} | {rule_text} | {r['wall_s']} "
+                    f"| {r['load_avg_before']} -> {r['load_avg_after']} |"
+                )
     lines += ["", "Baselines on the same test rows:", ""]
     for name, ds in results["datasets"].items():
         any_run = next(iter(ds["runs"].values()), None)
         refs = any_run["tuned"] if any_run else {}
-        lines.append(f"- {name}: {ds['sizes']['train']} train-file rows / {ds['sizes']['test']} test rows, approved "
-                     f"{100 * ds['sizes']['approved_share_test']:.0f}% of test; logistic regression MCC "
-                     f"{_f(ds['logistic_regression']['mcc'])} (accuracy {_f(ds['logistic_regression']['accuracy'])}); "
-                     f"majority accuracy {_f(refs.get('ref_majority_accuracy'))}; best single-attribute shortcut MCC "
-                     f"{_f(refs.get('ref_best_shortcut_mcc'))}")
-    warnings = [(n, b, d, w) for n, ds in results["datasets"].items() for b, r in ds["runs"].items()
-                for d in ("argmax", "tuned") for w in r[d]["warnings"]]
+        lines.append(
+            f"- {name}: {ds['sizes']['train']} train-file rows / {ds['sizes']['test']} test rows, approved "
+            f"{100 * ds['sizes']['approved_share_test']:.0f}% of test; logistic regression MCC "
+            f"{_f(ds['logistic_regression']['mcc'])} (accuracy {_f(ds['logistic_regression']['accuracy'])}); "
+            f"majority accuracy {_f(refs.get('ref_majority_accuracy'))}; best single-attribute shortcut MCC "
+            f"{_f(refs.get('ref_best_shortcut_mcc'))}"
+        )
+    warnings = [
+        (n, b, d, w)
+        for n, ds in results["datasets"].items()
+        for b, r in ds["runs"].items()
+        for d in ("argmax", "tuned")
+        for w in r[d]["warnings"]
+    ]
     if warnings:
         lines += ["", "Warnings the runs gave:", ""] + [f"- {n} / {b} / {d}: {w}" for n, b, d, w in warnings]
     return "\n".join(lines) + "\n"
@@ -188,8 +225,9 @@ def _commit() -> str:
     import subprocess
 
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):  # a copy without .git: the caller may say which commit it is
         return os.environ.get("BENCH_COMMIT", "unknown")
 
@@ -201,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "australian", help="splits and run folders")
     p.add_argument("--only", help="comma-separated runs as DATA:BALANCE (e.g. plain:none,imbalanced:weighted)")
     p.add_argument("--epochs", type=float, help="override the recipe's train.epochs")
-    p.add_argument("--tag", help="suffix of the results files (australian-<date>-<tag>.md), e.g. for an --epochs variant")
+    p.add_argument(
+        "--tag", help="suffix of the results files (australian-<date>-<tag>.md), e.g. for an --epochs variant"
+    )
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice; 1 is faster on a busy machine)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     if not args.file.is_file():
@@ -210,21 +250,33 @@ def main(argv: list[str] | None = None) -> int:
     lines = read_lines(args.file)
     date = time.strftime("%Y-%m-%d")
     stem = f"australian-{date}" + (f"-{args.tag}" if args.tag else "")
-    results: dict[str, Any] = {"meta": {
-        "date": date, "file": args.file.name, "rows": len(lines), "recipe": str(RECIPE.relative_to(REPO)),
-        "commit": _commit(), "machine": f"{os.cpu_count()} CPUs, torch threads {args.threads or 'default'}",
-        "epochs_override": args.epochs,
-    }, "datasets": {}}
+    results: dict[str, Any] = {
+        "meta": {
+            "date": date,
+            "file": args.file.name,
+            "rows": len(lines),
+            "recipe": str(RECIPE.relative_to(REPO)),
+            "commit": _commit(),
+            "machine": f"{os.cpu_count()} CPUs, torch threads {args.threads or 'default'}",
+            "epochs_override": args.epochs,
+        },
+        "datasets": {},
+    }
     for name in DATASETS:
         folder = args.work / name
         sizes = write_dataset(thin(lines, THIN_APPROVED, SEED) if name == "imbalanced" else lines, folder)
-        ds = results["datasets"][name] = {"sizes": sizes, "logistic_regression": logistic_regression(folder), "runs": {}}
+        ds = results["datasets"][name] = {
+            "sizes": sizes,
+            "logistic_regression": logistic_regression(folder),
+            "runs": {},
+        }
         for balance in VARIANTS[name]:
             if wanted is not None and (name, balance) not in wanted:
                 continue
             print(f"== {name} / class_balance {balance}", flush=True)
-            ds["runs"][balance] = train_and_score(recipe_for(folder, args.work / "runs" / f"{name}-{balance}", balance,
-                                                             args.epochs, args.threads))
+            ds["runs"][balance] = train_and_score(
+                recipe_for(folder, args.work / "runs" / f"{name}-{balance}", balance, args.epochs, args.threads)
+            )
             _write(results, args.out, stem)  # after every run: a stopped benchmark keeps what it measured
     _write(results, args.out, stem)
     print(render(results))

@@ -1,8 +1,9 @@
 """Run one contender once and write its RunRecord as JSON: the process whose peak RSS is the contender's.
 
-    python -m bench.child NAME REP CONFIG_JSON ASSETS_DIR OUT_JSON
-    python -m bench.child gemm 0 CONFIG_JSON - OUT_JSON      # the fp32 GEMM ceiling at the same thread count
+python -m bench.child NAME REP CONFIG_JSON ASSETS_DIR OUT_JSON
+python -m bench.child gemm 0 CONFIG_JSON - OUT_JSON      # the fp32 GEMM ceiling at the same thread count
 """
+
 from __future__ import annotations
 
 import json
@@ -38,9 +39,18 @@ def run_one(name: str, rep: int, cfg: BenchConfig, assets: Assets) -> RunRecord:
     extra = {**out["extra"], "load_1min": round(os.getloadavg()[0], 2)}
     if "cpu_seconds" in out:  # all threads' CPU time over the window: a second view when the machine is shared
         extra["cpu_seconds"] = round(out["cpu_seconds"], 3)
-    return RunRecord(contender=name, rep=rep, tokens_per_s=out["tokens"] / max(out["seconds"], 1e-9),
-                     tokens=out["tokens"], seconds=out["seconds"], steps=out["steps"], peak_rss_mb=peak_rss_mb(),
-                     setup_rss_mb=out["setup_rss_mb"], matmul_params=out["matmul_params"], extra=extra)
+    return RunRecord(
+        contender=name,
+        rep=rep,
+        tokens_per_s=out["tokens"] / max(out["seconds"], 1e-9),
+        tokens=out["tokens"],
+        seconds=out["seconds"],
+        steps=out["steps"],
+        peak_rss_mb=peak_rss_mb(),
+        setup_rss_mb=out["setup_rss_mb"],
+        matmul_params=out["matmul_params"],
+        extra=extra,
+    )
 
 
 def main(argv: list[str]) -> int:

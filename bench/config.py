@@ -1,4 +1,5 @@
 """What one benchmark run builds and measures: a single JSON-able settings object for parent and children."""
+
 from __future__ import annotations
 
 import hashlib
@@ -41,8 +42,21 @@ class BenchConfig:
 
     def assets_key(self) -> str:
         """Hash of the settings the built model and data depend on (timing settings excluded)."""
-        keep = ("hidden", "layers", "heads", "intermediate", "vocab", "train_rows_per_scenario", "min_tokens",
-                "max_length", "examples", "pretrain_blocks", "block_size", "gen_prompts", "seed")
+        keep = (
+            "hidden",
+            "layers",
+            "heads",
+            "intermediate",
+            "vocab",
+            "train_rows_per_scenario",
+            "min_tokens",
+            "max_length",
+            "examples",
+            "pretrain_blocks",
+            "block_size",
+            "gen_prompts",
+            "seed",
+        )
         data = {k: v for k, v in asdict(self).items() if k in keep}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -52,10 +66,25 @@ PRESETS: dict[str, dict[str, Any]] = {
     # one repetition, smaller workloads: a first look in a few minutes
     "quick": {"reps": 1, "examples": 160, "pretrain_blocks": 64, "gen_prompts": 16},
     # a tiny model and a handful of examples: exercises every code path in seconds (tests)
-    "smoke": {"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64, "vocab": 600,
-              "train_rows_per_scenario": 24, "max_length": 120, "examples": 40, "pretrain_blocks": 24,
-              "block_size": 32, "batch_size": 4, "warmup_steps": 1, "gen_prompts": 6, "gen_new_tokens": 4,
-              "gen_batch_size": 4, "reps": 1, "threads": 1},
+    "smoke": {
+        "hidden": 32,
+        "layers": 2,
+        "heads": 2,
+        "intermediate": 64,
+        "vocab": 600,
+        "train_rows_per_scenario": 24,
+        "max_length": 120,
+        "examples": 40,
+        "pretrain_blocks": 24,
+        "block_size": 32,
+        "batch_size": 4,
+        "warmup_steps": 1,
+        "gen_prompts": 6,
+        "gen_new_tokens": 4,
+        "gen_batch_size": 4,
+        "reps": 1,
+        "threads": 1,
+    },
 }
 
 

@@ -9,6 +9,7 @@ goes through FSDP's wrapping, sharding and state-dict paths). Each records
 tokens/s and peak GPU memory; a failure is recorded with its output tail and
 makes the exit code 1. Without CUDA it prints that it skipped and exits 0.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,23 +40,41 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="ft-gpu-check-"))
     base = build_base(work)
     fsdp_procs = min(2, torch.cuda.device_count())
-    results = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "gpu": torch.cuda.get_device_name(0),
-               "gpus": torch.cuda.device_count(), "torch": torch.__version__, "checks": {}}
+    results = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "gpu": torch.cuda.get_device_name(0),
+        "gpus": torch.cuda.device_count(),
+        "torch": torch.__version__,
+        "checks": {},
+    }
     for name, (kind, overrides) in CHECKS.items():
         recipe = write_recipe(work, name, base, overrides)
         out = work / f"{name}.json"
-        launcher = [] if kind == "one" else ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(fsdp_procs)]
+        launcher = (
+            []
+            if kind == "one"
+            else ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(fsdp_procs)]
+        )
         cmd = [sys.executable, *launcher, __file__, "--one", str(recipe), "--out", str(out)]
         env = {**os.environ, "FT_CACHE": str(work / "cache"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
         started = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-        entry = json.loads(out.read_text()) if proc.returncode == 0 and out.is_file() else {
-            "ok": False, "returncode": proc.returncode, "output_tail": (proc.stdout + proc.stderr)[-3000:]}
+        entry = (
+            json.loads(out.read_text())
+            if proc.returncode == 0 and out.is_file()
+            else {"ok": False, "returncode": proc.returncode, "output_tail": (proc.stdout + proc.stderr)[-3000:]}
+        )
         entry["seconds"] = round(time.perf_counter() - started, 1)
         results["checks"][name] = entry
-        print(f"{name}: " + (f"{entry['tokens_per_s']:.0f} tokens/s, peak {entry['peak_memory_gib']:.2f} GiB, "
-                             f"{entry['distributed_type']} x {entry['processes']}" if entry["ok"] else
-                             f"FAILED (exit {entry['returncode']})"))
+        print(
+            f"{name}: "
+            + (
+                f"{entry['tokens_per_s']:.0f} tokens/s, peak {entry['peak_memory_gib']:.2f} GiB, "
+                f"{entry['distributed_type']} x {entry['processes']}"
+                if entry["ok"]
+                else f"FAILED (exit {entry['returncode']})"
+            )
+        )
     dest = ROOT / "bench" / "results" / f"gpu_check-{time.strftime('%Y%m%d-%H%M%S')}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(results, indent=1))
@@ -74,9 +93,18 @@ def build_base(work: Path, width: int = 256, layers: int = 4, heads: int = 8) ->
     texts = [f"applicant {i} income {i * 37 % 1000} debt {i * 13 % 500} approve deny risk low high" for i in range(300)]
     tok = train_tokenizer(texts, 400, work / "tok")
     torch.manual_seed(0)
-    model = CoreForCausalLM(CoreConfig(vocab_size=len(tok), width=width, layers=layers, heads=heads, context_length=256,
-                                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                       pad_token_id=tok.pad_token_id))
+    model = CoreForCausalLM(
+        CoreConfig(
+            vocab_size=len(tok),
+            width=width,
+            layers=layers,
+            heads=heads,
+            context_length=256,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+    )
     return hf.save_model(model, tok, work / "base")
 
 
@@ -84,9 +112,13 @@ def write_recipe(work: Path, name: str, base: Path, overrides: list[str]) -> Pat
     from finetune.config.load import dump_recipe, recipe_from_dict
 
     data = {
-        "name": name.replace("_", "-"), "output": str(work / name), "model": {"path": str(base)},
-        "data": {"sources": [{"scenario": "risk_assessment", "sizes": {"train": 256, "validation": 16, "test": 8}}],
-                 "max_length": 256},
+        "name": name.replace("_", "-"),
+        "output": str(work / name),
+        "model": {"path": str(base)},
+        "data": {
+            "sources": [{"scenario": "risk_assessment", "sizes": {"train": 256, "validation": 16, "test": 8}}],
+            "max_length": 256,
+        },
         "method": {"kind": "lora", "r": 8},
         "train": {"batch_size": 8, "grad_accum": 1, "max_steps": 20, "learning_rate": 1e-3, "log_every": 5},
     }
@@ -109,12 +141,22 @@ def run_one(recipe_path: Path, out: Path) -> None:
     state = AcceleratorState()
     if state.is_main_process:
         tokens, wall = result.metrics["finetune.tokens"], result.metrics["finetune.wall_time"]
-        out.write_text(json.dumps({
-            "ok": True, "tokens": tokens, "train_seconds": round(wall, 2), "tokens_per_s": tokens / max(wall, 1e-9),
-            "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30, "processes": state.num_processes,
-            "distributed_type": str(state.distributed_type), "mixed_precision": state.mixed_precision,
-            "val_loss": result.metrics.get("finetune.val_loss"),
-        }, indent=1))
+        out.write_text(
+            json.dumps(
+                {
+                    "ok": True,
+                    "tokens": tokens,
+                    "train_seconds": round(wall, 2),
+                    "tokens_per_s": tokens / max(wall, 1e-9),
+                    "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
+                    "processes": state.num_processes,
+                    "distributed_type": str(state.distributed_type),
+                    "mixed_precision": state.mixed_precision,
+                    "val_loss": result.metrics.get("finetune.val_loss"),
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

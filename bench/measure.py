@@ -6,6 +6,7 @@ forward of the first step after warm-up to the forward of the last step, with th
 non-padding tokens of every step in between. Each contender runs one forward per
 optimizer step (no accumulation), so a forward marks a step.
 """
+
 from __future__ import annotations
 
 import resource
@@ -44,11 +45,18 @@ class StepClock:
         """The timed window, from the start of step ``warmup`` to the start of the last step, as a child reports it."""
         self.close()
         if len(self.times) < warmup + 2:
-            raise RuntimeError(f"only {len(self.times)} training steps ran; the timed window needs at least {warmup + 2}")
-        return {"tokens": sum(self.tokens[warmup:-1]), "seconds": self.times[-1] - self.times[warmup],
-                "cpu_seconds": self.cpu_times[-1] - self.cpu_times[warmup],
-                "steps": len(self.times) - 1 - warmup, "setup_rss_mb": self.setup_rss_mb,
-                "matmul_params": matmul_params(model), "extra": {"all_steps": len(self.times), **extra}}
+            raise RuntimeError(
+                f"only {len(self.times)} training steps ran; the timed window needs at least {warmup + 2}"
+            )
+        return {
+            "tokens": sum(self.tokens[warmup:-1]),
+            "seconds": self.times[-1] - self.times[warmup],
+            "cpu_seconds": self.cpu_times[-1] - self.cpu_times[warmup],
+            "steps": len(self.times) - 1 - warmup,
+            "setup_rss_mb": self.setup_rss_mb,
+            "matmul_params": matmul_params(model),
+            "extra": {"all_steps": len(self.times), **extra},
+        }
 
 
 def peak_rss_mb() -> float:

@@ -1,4 +1,5 @@
 """Turn the children's records into medians, MFU, ratios to peers, acceptance targets and a markdown table."""
+
 from __future__ import annotations
 
 import statistics
@@ -20,12 +21,25 @@ class Target:
 
 
 TARGETS = (
-    Target("LoRA: ft >= 3x TRL default, no more memory", ("ours_lora_grouped", "ours_lora_packed"), ("trl_default",), 3.0, True),
-    Target("LoRA: ft >= 1.6x TRL best, no more memory", ("ours_lora_grouped", "ours_lora_packed"),
-           ("trl_default", "trl_packed_bfd", "trl_packed_wrapped"), 1.6, True),
+    Target(
+        "LoRA: ft >= 3x TRL default, no more memory",
+        ("ours_lora_grouped", "ours_lora_packed"),
+        ("trl_default",),
+        3.0,
+        True,
+    ),
+    Target(
+        "LoRA: ft >= 1.6x TRL best, no more memory",
+        ("ours_lora_grouped", "ours_lora_packed"),
+        ("trl_default", "trl_packed_bfd", "trl_packed_wrapped"),
+        1.6,
+        True,
+    ),
     Target("LoRA grouped: ft >= 0.9x bare loop", ("ours_lora_grouped",), ("bare_lora_grouped",), 0.9, False),
     Target("LoRA packed: ft >= 0.9x bare loop", ("ours_lora_packed",), ("bare_lora_packed",), 0.9, False),
-    Target("full: ft >= 1.0x HF Trainer group_by_length, no more memory", ("ours_full",), ("hf_trainer_full",), 1.0, True),
+    Target(
+        "full: ft >= 1.0x HF Trainer group_by_length, no more memory", ("ours_full",), ("hf_trainer_full",), 1.0, True
+    ),
     Target("pretraining: ft >= 0.95x bare loop", ("ours_pretrain",), ("bare_pretrain",), 0.95, False),
     Target("generation: batched >= 4x one-by-one", ("ours_generate",), ("hf_generate_one_by_one",), 4.0, False),
 )
@@ -44,11 +58,16 @@ def summarize(records: list[dict[str, Any]], ceiling_gflops: float) -> dict[str,
         median = statistics.median(speeds)
         flops = FLOPS_PER_TOKEN.get(CONTENDERS[name].group, 6) * ok[0]["matmul_params"] * median
         out[name] = {
-            "runs": len(ok), "tokens_per_s": round(median, 1), "min": round(min(speeds), 1), "max": round(max(speeds), 1),
+            "runs": len(ok),
+            "tokens_per_s": round(median, 1),
+            "min": round(min(speeds), 1),
+            "max": round(max(speeds), 1),
             "peak_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in ok), 1),
             "setup_rss_mb": round(statistics.median(r["setup_rss_mb"] for r in ok), 1),
             "mfu": round(flops / (ceiling_gflops * 1e9), 4) if ceiling_gflops > 0 else None,
-            "timed_steps": ok[0]["steps"], "timed_tokens": ok[0]["tokens"], "errors": errors,
+            "timed_steps": ok[0]["steps"],
+            "timed_tokens": ok[0]["tokens"],
+            "errors": errors,
             "extra": ok[0]["extra"],
         }
     return out
@@ -61,8 +80,11 @@ def ratios(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
         if not name.startswith("ours_") or not stats.get("runs"):
             continue
         group = CONTENDERS[name].group
-        out[name] = {peer: round(stats["tokens_per_s"] / s["tokens_per_s"], 3) for peer, s in summary.items()
-                     if peer != name and not peer.startswith("ours_") and s.get("runs") and CONTENDERS[peer].group == group}
+        out[name] = {
+            peer: round(stats["tokens_per_s"] / s["tokens_per_s"], 3)
+            for peer, s in summary.items()
+            if peer != name and not peer.startswith("ours_") and s.get("runs") and CONTENDERS[peer].group == group
+        }
     return out
 
 
@@ -79,8 +101,15 @@ def targets(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         ratio = summary[ours]["tokens_per_s"] / summary[peer]["tokens_per_s"]
         memory_ok = summary[ours]["peak_rss_mb"] <= summary[peer]["peak_rss_mb"] if t.memory else None
         met = ratio >= t.required and memory_ok is not False
-        out.append({**row, "ratio": round(ratio, 3), "memory_ok": memory_ok, "met": met,
-                    "rss_mb": [summary[ours]["peak_rss_mb"], summary[peer]["peak_rss_mb"]]})
+        out.append(
+            {
+                **row,
+                "ratio": round(ratio, 3),
+                "memory_ok": memory_ok,
+                "met": met,
+                "rss_mb": [summary[ours]["peak_rss_mb"], summary[peer]["peak_rss_mb"]],
+            }
+        )
     return out
 
 
@@ -118,21 +147,33 @@ def markdown(result: dict[str, Any]) -> str:
             continue
         vs = ", ".join(f"{r:.2f}x {p}" for p, r in rel.get(name, {}).items())
         mfu = f"{100 * s['mfu']:.1f}%" if s["mfu"] is not None else "-"
-        lines.append(f"| {c.group} | {c.label} (`{name}`) | {s['tokens_per_s']:,.0f} ({s['min']:,.0f}-{s['max']:,.0f}) | "
-                     f"{s['peak_rss_mb']:,.0f} | {mfu} | {vs} |")
+        lines.append(
+            f"| {c.group} | {c.label} (`{name}`) | {s['tokens_per_s']:,.0f} ({s['min']:,.0f}-{s['max']:,.0f}) | "
+            f"{s['peak_rss_mb']:,.0f} | {mfu} | {vs} |"
+        )
     for name, why in result.get("skipped", {}).items():
         lines.append(f"| {CONTENDERS[name].group} | {CONTENDERS[name].label} | skipped: {why} | | | |")
-    lines += ["", "Generation rows count new tokens per second (MFU with 2N per token); training rows count "
-              "non-padding tokens per second (MFU with 6N per token, N = weights of every Linear, LM head included).",
-              "", "| target | ft | peer | ratio | memory | met |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Generation rows count new tokens per second (MFU with 2N per token); training rows count "
+        "non-padding tokens per second (MFU with 6N per token, N = weights of every Linear, LM head included).",
+        "",
+        "| target | ft | peer | ratio | memory | met |",
+        "|---|---|---|---|---|---|",
+    ]
     for t in result["targets"]:
         if t["ratio"] is None:
             lines.append(f"| {t['target']} | | | not run | | - |")
             continue
-        memory = "-" if t.get("memory_ok") is None else (
-            f"{t['rss_mb'][0]:,.0f} vs {t['rss_mb'][1]:,.0f} MiB {'ok' if t['memory_ok'] else 'MORE'}")
-        lines.append(f"| {t['target']} | {CONTENDERS[t['ours']].label} | {CONTENDERS[t['peer']].label} | "
-                     f"{t['ratio']:.2f}x | {memory} | {'yes' if t['met'] else 'NO'} |")
+        memory = (
+            "-"
+            if t.get("memory_ok") is None
+            else (f"{t['rss_mb'][0]:,.0f} vs {t['rss_mb'][1]:,.0f} MiB {'ok' if t['memory_ok'] else 'MORE'}")
+        )
+        lines.append(
+            f"| {t['target']} | {CONTENDERS[t['ours']].label} | {CONTENDERS[t['peer']].label} | "
+            f"{t['ratio']:.2f}x | {memory} | {'yes' if t['met'] else 'NO'} |"
+        )
     return "\n".join(lines) + "\n"
 
 

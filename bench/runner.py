@@ -1,4 +1,5 @@
 """Run the contenders, one process each, alternating across repetitions; write the JSON and markdown results."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CHILD_TIMEOUT_S = 900
 
 
-def run_benchmark(cfg: BenchConfig, names: list[str], out_dir: Path = RESULTS, *, work: Path | None = None,
-                  isolate: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_benchmark(
+    cfg: BenchConfig,
+    names: list[str],
+    out_dir: Path = RESULTS,
+    *,
+    work: Path | None = None,
+    isolate: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Measure ``names`` ``cfg.reps`` times each and write ``<out_dir>/<date>.json`` and ``.md``; returns the result."""
     from bench.contenders import available
 
@@ -38,18 +46,34 @@ def run_benchmark(cfg: BenchConfig, names: list[str], out_dir: Path = RESULTS, *
         for name in alternate(runnable, rep):
             record = _run(name, rep, cfg, assets, isolate)
             records.append(record)
-            log(f"rep {rep + 1}/{cfg.reps} {name}: " + (f"FAILED {record['error'].splitlines()[-1][:200]}"
-                if "error" in record else f"{record['tokens_per_s']:,.0f} tokens/s, peak RSS {record['peak_rss_mb']:,.0f} MiB"))
+            log(
+                f"rep {rep + 1}/{cfg.reps} {name}: "
+                + (
+                    f"FAILED {record['error'].splitlines()[-1][:200]}"
+                    if "error" in record
+                    else f"{record['tokens_per_s']:,.0f} tokens/s, peak RSS {record['peak_rss_mb']:,.0f} MiB"
+                )
+            )
     gemm_end = _gemm(cfg, isolate)
     ceiling = max([*gemm_start.values(), *gemm_end.values()])
     summary = report.summarize(records, ceiling)
     result = {
-        "date": time.strftime("%Y-%m-%d %H:%M"), "wall_s": round(time.time() - started, 1),
-        "config": asdict(cfg), "data": assets.load("meta"), "machine": {**_machine(), "load_start": load_start, "load_end": _load()},
-        "gemm": {"start": max(gemm_start.values()), "end": max(gemm_end.values()), "ceiling": ceiling,
-                 "by_size": {"start": gemm_start, "end": gemm_end}},
-        "summary": summary, "ratios": report.ratios(summary), "targets": report.targets(summary),
-        "skipped": skipped, "runs": records,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "wall_s": round(time.time() - started, 1),
+        "config": asdict(cfg),
+        "data": assets.load("meta"),
+        "machine": {**_machine(), "load_start": load_start, "load_end": _load()},
+        "gemm": {
+            "start": max(gemm_start.values()),
+            "end": max(gemm_end.values()),
+            "ceiling": ceiling,
+            "by_size": {"start": gemm_start, "end": gemm_end},
+        },
+        "summary": summary,
+        "ratios": report.ratios(summary),
+        "targets": report.targets(summary),
+        "skipped": skipped,
+        "runs": records,
     }
     write(result, out_dir)
     return result
@@ -80,8 +104,13 @@ def write_named(result: dict[str, Any], out_dir: Path, kind: str, text: str) -> 
 
 def child_env() -> dict[str, str]:
     path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": str(REPO) + (os.pathsep + path if path else ""),
-            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO) + (os.pathsep + path if path else ""),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
 
 
 def _run(name: str, rep: int, cfg: BenchConfig, assets: Assets, isolate: bool) -> dict[str, Any]:
@@ -105,7 +134,9 @@ def _child(name: str, rep: int, cfg: BenchConfig, assets_dir: str) -> dict[str, 
         out = Path(tmp) / "out.json"
         cmd = [sys.executable, "-m", "bench.child", name, str(rep), cfg.to_json(), assets_dir, str(out)]
         try:
-            proc = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+            proc = subprocess.run(
+                cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=CHILD_TIMEOUT_S
+            )
         except subprocess.TimeoutExpired:
             return {"contender": name, "rep": rep, "error": f"timed out after {CHILD_TIMEOUT_S} s"}
         if proc.returncode != 0 or not out.is_file():

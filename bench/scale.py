@@ -8,6 +8,7 @@ barely move when other work shares the machine.
 
     python -m bench --scale [--threads 1]   # -> bench/results/<date>-scale.json and .md
 """
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,11 @@ def point(cfg: BenchConfig, width: int, length: int, tokens_per_step: int) -> di
     quiet_environment(cfg.threads)
     torch.manual_seed(cfg.seed)
     heads = max(1, width // 64)
-    model = CoreForCausalLM(CoreConfig(vocab_size=cfg.vocab, width=width, layers=cfg.layers, heads=heads,
-                                       context_length=length, pad_token_id=0))
+    model = CoreForCausalLM(
+        CoreConfig(
+            vocab_size=cfg.vocab, width=width, layers=cfg.layers, heads=heads, context_length=length, pad_token_id=0
+        )
+    )
     batch = max(1, tokens_per_step // length)
     steps = 5
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -59,10 +63,18 @@ def point(cfg: BenchConfig, width: int, length: int, tokens_per_step: int) -> di
 
     from bench.measure import peak_rss_mb
 
-    return {"width": width, "length": length, "batch": batch, "heads": heads, "load_1min": round(os.getloadavg()[0], 2),
-            "tokens_per_s": round(out["tokens"] / out["seconds"], 1),
-            "tokens_per_cpu_s": round(out["tokens"] / max(out["cpu_seconds"], 1e-9), 1), "peak_rss_mb": round(peak_rss_mb(), 1),
-            "setup_rss_mb": round(out["setup_rss_mb"], 1), "matmul_params": out["matmul_params"]}
+    return {
+        "width": width,
+        "length": length,
+        "batch": batch,
+        "heads": heads,
+        "load_1min": round(os.getloadavg()[0], 2),
+        "tokens_per_s": round(out["tokens"] / out["seconds"], 1),
+        "tokens_per_cpu_s": round(out["tokens"] / max(out["cpu_seconds"], 1e-9), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "setup_rss_mb": round(out["setup_rss_mb"], 1),
+        "matmul_params": out["matmul_params"],
+    }
 
 
 def run_scale(cfg: BenchConfig, out_dir: Path, smoke: bool = False) -> dict[str, Any]:
@@ -73,31 +85,60 @@ def run_scale(cfg: BenchConfig, out_dir: Path, smoke: bool = False) -> dict[str,
     for width, length in points(smoke):
         with tempfile.TemporaryDirectory(prefix="ft-bench-scale-") as tmp:
             out = Path(tmp) / "out.json"
-            cmd = [sys.executable, "-m", "bench.scale", cfg.to_json(), str(width), str(length), str(tokens_per_step), str(out)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "bench.scale",
+                cfg.to_json(),
+                str(width),
+                str(length),
+                str(tokens_per_step),
+                str(out),
+            ]
             proc = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True)
-            row = json.loads(out.read_text()) if proc.returncode == 0 and out.is_file() else {
-                "width": width, "length": length, "error": proc.stderr[-1500:]}
+            row = (
+                json.loads(out.read_text())
+                if proc.returncode == 0 and out.is_file()
+                else {"width": width, "length": length, "error": proc.stderr[-1500:]}
+            )
         rows.append(row)
-        print(f"width {width}, length {length}: " + (f"{row['tokens_per_s']:,.0f} tokens/s, peak RSS "
-              f"{row['peak_rss_mb']:,.0f} MiB" if "error" not in row else "FAILED " + row["error"].splitlines()[-1]))
-    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "tokens_per_step": tokens_per_step, "layers": cfg.layers,
-              "threads": cfg.threads, "points": rows}
+        print(
+            f"width {width}, length {length}: "
+            + (
+                f"{row['tokens_per_s']:,.0f} tokens/s, peak RSS {row['peak_rss_mb']:,.0f} MiB"
+                if "error" not in row
+                else "FAILED " + row["error"].splitlines()[-1]
+            )
+        )
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "tokens_per_step": tokens_per_step,
+        "layers": cfg.layers,
+        "threads": cfg.threads,
+        "points": rows,
+    }
     write_named(result, out_dir, "scale", markdown(result))
     return result
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = [f"# ft scaling, {result['date']}", "",
-             f"Our pretraining path (core decoder, {result['layers']} layers, full training, fp32, "
-             f"{result['threads']} threads), {result['tokens_per_step']} tokens per step.", "",
-             "| width | length | batch | matmul params | tokens/s | tokens/CPU-s | peak RSS MiB | load (1 min) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# ft scaling, {result['date']}",
+        "",
+        f"Our pretraining path (core decoder, {result['layers']} layers, full training, fp32, "
+        f"{result['threads']} threads), {result['tokens_per_step']} tokens per step.",
+        "",
+        "| width | length | batch | matmul params | tokens/s | tokens/CPU-s | peak RSS MiB | load (1 min) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["points"]:
         if "error" in r:
             lines.append(f"| {r['width']} | {r['length']} | | | failed | | | |")
         else:
-            lines.append(f"| {r['width']} | {r['length']} | {r['batch']} | {r['matmul_params']:,} | "
-                         f"{r['tokens_per_s']:,.0f} | {r['tokens_per_cpu_s']:,.0f} | {r['peak_rss_mb']:,.0f} | {r['load_1min']} |")
+            lines.append(
+                f"| {r['width']} | {r['length']} | {r['batch']} | {r['matmul_params']:,} | "
+                f"{r['tokens_per_s']:,.0f} | {r['tokens_per_cpu_s']:,.0f} | {r['peak_rss_mb']:,.0f} | {r['load_1min']} |"
+            )
     return "\n".join(lines) + "\n"
 
 

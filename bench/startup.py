@@ -4,6 +4,7 @@
 Both are timed as fresh processes, alternating, so machine load falls on both alike; the
 ratio of medians is the number that counts (target: validate <= 1.5x help).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,17 +37,26 @@ def main(argv: list[str] | None = None) -> int:
         for name, cmd in COMMANDS.items():
             times[name].append(_time(cmd))
     medians = {name: statistics.median(t) for name, t in times.items()}
-    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "reps": args.reps, "load_before": load_before,
-              "load_after": os.getloadavg()[0], "seconds": times, "median": medians,
-              "ratio_validate_to_help": medians["validate"] / medians["help"]}
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "reps": args.reps,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+        "seconds": times,
+        "median": medians,
+        "ratio_validate_to_help": medians["validate"] / medians["help"],
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"startup-{time.strftime('%Y-%m-%d')}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
     stem.with_suffix(".md").write_text(
         f"# CLI start-up, {result['date']} (load {load_before:.2f} -> {result['load_after']:.2f})\n\n"
         "| command | median s | min-max s |\n|---|---|---|\n"
-        + "".join(f"| ft {' '.join(COMMANDS[n])} | {medians[n]:.2f} | {min(t):.2f}-{max(t):.2f} |\n" for n, t in times.items())
-        + f"\nvalidate / help: {result['ratio_validate_to_help']:.2f}x (target <= 1.5x)\n")
+        + "".join(
+            f"| ft {' '.join(COMMANDS[n])} | {medians[n]:.2f} | {min(t):.2f}-{max(t):.2f} |\n" for n, t in times.items()
+        )
+        + f"\nvalidate / help: {result['ratio_validate_to_help']:.2f}x (target <= 1.5x)\n"
+    )
     print(stem.with_suffix(".md").read_text())
     return 0
 

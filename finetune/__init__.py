@@ -8,6 +8,7 @@ Importing the package is light (no torch, no transformers), so ``ft validate`` a
 with transformers' Auto classes, so ``AutoModelForCausalLM.from_pretrained(run_dir)``
 works after it; ft's own loaders do that themselves.
 """
+
 from __future__ import annotations
 
 from finetune.config import Recipe, RecipeError, load_recipe, recipe_hash

@@ -4,6 +4,7 @@ A tokenized dataset or a pretrained base is reused only when the settings AND th
 that produced it are unchanged; a version constant that someone must remember to bump
 is exactly the cache bug this avoids.
 """
+
 from __future__ import annotations
 
 import hashlib

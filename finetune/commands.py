@@ -1,4 +1,5 @@
 """What the smaller CLI commands do (eval, generate, merge, data preview), kept out of cli.py so it stays thin."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,10 +34,19 @@ def generate_command(model: Path, prompt: str, max_new_tokens: int, source: str 
     return generate(net, tokenizer, [template.prompt({"input": prompt})], max_new_tokens=max_new_tokens)[0]
 
 
-def evaluate_command(model: Path, scenario: str | None, data: Path | None, task: str | None,
-                     fields: list[str], samples: int, max_new_tokens: int,
-                     numeric_tolerance: float = 0.0, numeric_fallback: str = "none",
-                     out: Path | None = None, fmt: str | None = None) -> None:
+def evaluate_command(
+    model: Path,
+    scenario: str | None,
+    data: Path | None,
+    task: str | None,
+    fields: list[str],
+    samples: int,
+    max_new_tokens: int,
+    numeric_tolerance: float = 0.0,
+    numeric_fallback: str = "none",
+    out: Path | None = None,
+    fmt: str | None = None,
+) -> None:
     from finetune.config.schema import DataSpec, EvalSpec, SourceSpec
     from finetune.eval.run import eval_sets, evaluate_model, templates_for
     from finetune.methods import load_for_eval
@@ -49,17 +59,24 @@ def evaluate_command(model: Path, scenario: str | None, data: Path | None, task:
         raise UserError("--format tells how to read --data FILE; give --data too")
     owner = format_scenario(fmt)
     if data is not None and task is None and owner is None:
-        raise UserError("--data needs --task generation|classification|numeric (or --format with a scenario's real "
-                        "format, scored by that scenario)")
+        raise UserError(
+            "--data needs --task generation|classification|numeric (or --format with a scenario's real "
+            "format, scored by that scenario)"
+        )
     mapping = dict(_pair(f) for f in fields)
     try:
         if scenario:
             spec = EvalSpec(samples=samples, max_new_tokens=max_new_tokens)
             sets = eval_sets(DataSpec(sources=[SourceSpec(scenario=scenario)]), spec, seed=0)
         else:
-            spec = EvalSpec(samples=samples, max_new_tokens=max_new_tokens, task=task, numeric_tolerance=numeric_tolerance,
-                            numeric_fallback=numeric_fallback,
-                            data=SourceSpec(path=str(data), fields=mapping, format=fmt, scenario=owner, split="test"))
+            spec = EvalSpec(
+                samples=samples,
+                max_new_tokens=max_new_tokens,
+                task=task,
+                numeric_tolerance=numeric_tolerance,
+                numeric_fallback=numeric_fallback,
+                data=SourceSpec(path=str(data), fields=mapping, format=fmt, scenario=owner, split="test"),
+            )
             sets = eval_sets(None, spec, seed=0)
     except ValueError as exc:  # pydantic validation of the command's options
         raise UserError(str(exc).splitlines()[0] if "\n" not in str(exc) else str(exc).replace("\n", " ")) from None
@@ -106,8 +123,10 @@ def check_eval_options(scenario: str | None, task: str | None, fmt: str | None) 
         raise UserError(f"--scenario {scenario!r} is not a scenario; use one of {', '.join(scenarios.NAMES)}")
     if fmt is not None and format_scenario(fmt) is None and fmt.lower().lstrip(".") not in _file_formats():
         real = sorted(f for name in scenarios.NAMES for f in scenarios.get(name).formats)
-        raise UserError(f"--format {fmt!r} is neither a file format ({', '.join(_file_formats())}) "
-                        f"nor a scenario's real format ({', '.join(real)})")
+        raise UserError(
+            f"--format {fmt!r} is neither a file format ({', '.join(_file_formats())}) "
+            f"nor a scenario's real format ({', '.join(real)})"
+        )
 
 
 def format_scenario(fmt: str | None) -> str | None:
@@ -143,7 +162,7 @@ def preview_command(what: str, n: int) -> str:
         for row in source.splits["train"][:n]:
             text = "".join(piece for piece, _ in template.segments(row))
             prompt = template.prompt(row)
-            out += ["--- prompt:", prompt.rstrip(), "--- target:", text[len(prompt):].rstrip(), ""]
+            out += ["--- prompt:", prompt.rstrip(), "--- target:", text[len(prompt) :].rstrip(), ""]
     return "\n".join(out)
 
 
@@ -186,18 +205,24 @@ def _split_and_length_lines(source: Any, spec: Any, tokenizer: Any, whose: str) 
         return lines
     if tokenizer is None:
         lengths = sorted(len(_formatted(source, spec, row).split()) for row in rows)
-        lines.append(f"length of train rows in whitespace words (no local tokenizer for the model, so the tokens "
-                     f"data.max_length {spec.max_length} cuts cannot be counted): {_percentiles(lengths)}")
+        lines.append(
+            f"length of train rows in whitespace words (no local tokenizer for the model, so the tokens "
+            f"data.max_length {spec.max_length} cuts cannot be counted): {_percentiles(lengths)}"
+        )
         return lines
     from finetune.data.format import Template, encode_example
 
     template = Template.for_tokenizer(tokenizer, source.system, source.instruction, spec.shape)
-    lengths = sorted(len(encode_example(template, tokenizer, row, 1 << 30, "truncate", spec.train_on_prompt)
-                         ["input_ids"]) for row in rows)
+    lengths = sorted(
+        len(encode_example(template, tokenizer, row, 1 << 30, "truncate", spec.train_on_prompt)["input_ids"])
+        for row in rows
+    )
     over = sum(1 for n in lengths if n > spec.max_length)
     cut = "truncated" if spec.truncation == "truncate" else "dropped"
-    lines.append(f"length of train rows in tokens of {whose}'s tokenizer: {_percentiles(lengths)}; "
-                 f"{over} of {len(lengths)} exceed data.max_length {spec.max_length} and are {cut}")
+    lines.append(
+        f"length of train rows in tokens of {whose}'s tokenizer: {_percentiles(lengths)}; "
+        f"{over} of {len(lengths)} exceed data.max_length {spec.max_length} and are {cut}"
+    )
     return lines
 
 
@@ -210,6 +235,7 @@ def _formatted(source: Any, spec: Any, row: dict[str, Any]) -> str:
 
 def _percentiles(lengths: list[int]) -> str:
     """p50/p90/p99/max of sorted lengths (nearest rank: every number shown is a real row's length)."""
+
     def rank(q: int) -> int:
         return lengths[max(0, -(-len(lengths) * q // 100) - 1)]
 

@@ -1,4 +1,5 @@
 """Errors the user can fix. The CLI prints them as one line and exits 2; anything else is a bug."""
+
 from __future__ import annotations
 
 

@@ -8,6 +8,7 @@ JSON file under the ft cache folder, keyed by the file's real path and its stat
 those moved. ctime and inode are in the key because mtime alone can be set back
 (``cp -p``, archives, downloads that keep the server's time); ctime cannot.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,9 +24,23 @@ CHUNK = 1 << 20
 # timestamps moving (they tick coarsely); such a digest is used but not remembered.
 RACY_SECONDS = 2.0
 MODEL_PATTERNS = (
-    "*.safetensors", "*.bin", "*.index.json", "config.json", "adapter_config.json", "*.py",
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
-    "vocab.txt", "merges.txt", "tokenizer.model", "spiece.model", "*.tiktoken", "chat_template.jinja",
+    "*.safetensors",
+    "*.bin",
+    "*.index.json",
+    "config.json",
+    "adapter_config.json",
+    "*.py",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "*.tiktoken",
+    "chat_template.jinja",
     "chat_template.json",
 )
 

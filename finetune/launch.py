@@ -8,6 +8,7 @@ generic 1. With `distributed.config_file` the children go through
 On a machine without CUDA the children get ACCELERATE_USE_CPU=1: without it
 accelerate 1.15 lets each torchrun child train alone in a world of one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +28,9 @@ from finetune.errors import EXIT_NON_FINITE, EXIT_STOPPED, EXIT_USER_ERROR, User
 EXPLAINED = (EXIT_USER_ERROR, EXIT_STOPPED, EXIT_NON_FINITE)
 
 
-def launch(recipe_path: str | Path, overrides: Sequence[str], processes: int, resume: bool,
-           recipe: Recipe | None = None) -> int:
+def launch(
+    recipe_path: str | Path, overrides: Sequence[str], processes: int, resume: bool, recipe: Recipe | None = None
+) -> int:
     """Run the recipe in ``processes`` processes; return the children's exit code (0 when all succeeded)."""
     from finetune.config.load import load_recipe
     from finetune.train.accel import validate_distributed
@@ -48,8 +50,11 @@ def global_batch_lines(recipe: Recipe, processes: int) -> list[str]:
     """What one optimizer step consumes, per training stage: the number to compare across machines."""
     stages = [("pretrain", recipe.pretrain.train)] if recipe.pretrain else []
     stages += [("fine-tune", recipe.train)] if recipe.method else []
-    return [f"{name}: global batch {t.batch_size} per process x {t.grad_accum} grad_accum x {processes} processes "
-            f"= {t.batch_size * t.grad_accum * processes} sequences per optimizer step" for name, t in stages]
+    return [
+        f"{name}: global batch {t.batch_size} per process x {t.grad_accum} grad_accum x {processes} processes "
+        f"= {t.batch_size * t.grad_accum * processes} sequences per optimizer step"
+        for name, t in stages
+    ]
 
 
 def cli_path() -> Path:
@@ -66,8 +71,15 @@ def torchrun_args(processes: int, script: Sequence[str]) -> list[str]:
 
 
 def accelerate_command(config_file: str, processes: int) -> list[str]:
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file),
-            "--num_processes", str(processes)]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(config_file),
+        "--num_processes",
+        str(processes),
+    ]
 
 
 def child_environment(processes: int, cuda: bool, cores: int) -> dict[str, str]:
@@ -109,12 +121,17 @@ def _torchrun(processes: int, script: Sequence[str]) -> int:
         rank, failure = exc.get_first_failure()
         code = failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode
         if code not in EXPLAINED:
-            print(f"error: process {rank} of {processes} failed with exit code {code}; its output is above",
-                  file=sys.stderr)
+            print(
+                f"error: process {rank} of {processes} failed with exit code {code}; its output is above",
+                file=sys.stderr,
+            )
         return code
     except SignalException as exc:
-        print(f"stopped by {signal.Signals(exc.sigval).name}; the processes saved a checkpoint if they reached "
-              "a step boundary. Continue with: ft run RECIPE --resume", file=sys.stderr)
+        print(
+            f"stopped by {signal.Signals(exc.sigval).name}; the processes saved a checkpoint if they reached "
+            "a step boundary. Continue with: ft run RECIPE --resume",
+            file=sys.stderr,
+        )
         return EXIT_STOPPED
     return 0
 
@@ -122,8 +139,11 @@ def _torchrun(processes: int, script: Sequence[str]) -> int:
 @contextlib.contextmanager
 def _quiet(prefix: str) -> Iterator[None]:
     """torchrun's agent logs each child's failure again at length; the children's own messages say it once."""
-    loggers = [lg for name, lg in logging.root.manager.loggerDict.items()
-               if name.startswith(prefix) and isinstance(lg, logging.Logger)]
+    loggers = [
+        lg
+        for name, lg in logging.root.manager.loggerDict.items()
+        if name.startswith(prefix) and isinstance(lg, logging.Logger)
+    ]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)

@@ -5,6 +5,7 @@ In a checkout (or an editable install) they are the repository's own folders nex
 ``data-files`` of pyproject.toml), since the package folder cannot hold files from
 outside it. Light: no torch, no third-party imports.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@
 
 Each stage writes into the run folder; heavy imports happen inside the stages.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -110,7 +111,9 @@ def _stages(recipe: Recipe, resume: bool, accelerator: Any, stop: Any, run_dir: 
         stop.check()
         stop.phase = "pretraining"
         stages["pretrain"] = pretrain(recipe, run_dir, accelerator, resume)
-    base_model = stages["pretrain"].model_dir if recipe.pretrain else Path(recipe.model.path) if recipe.model.path else None
+    base_model = (
+        stages["pretrain"].model_dir if recipe.pretrain else Path(recipe.model.path) if recipe.model.path else None
+    )
 
     if recipe.method:
         stop.check()
@@ -158,8 +161,10 @@ def _finetune_stage(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, 
     key = _finetune_key(recipe, base, accelerator.num_processes)
     earlier = _earlier_finetune(finished_stage(run_dir, "finetune", key)) if resume else None
     if earlier is not None:
-        accelerator.print(f"fine-tune: finished earlier in this run folder; reusing {earlier.model_dir} "
-                          "and going straight to evaluation")
+        accelerator.print(
+            f"fine-tune: finished earlier in this run folder; reusing {earlier.model_dir} "
+            "and going straight to evaluation"
+        )
         return earlier
     set_seed(recipe.seed)  # the same adapter init and data order whether the base was trained now or cached
     result = finetune(recipe, run_dir, base, accelerator, resume)
@@ -193,8 +198,9 @@ def _finetune_key(recipe: Recipe, base: str, processes: int) -> str:
     sections = recipe.model_dump(mode="json", include={"seed", "model", "pretrain", "data", "method", "train"})
     paths = [base, recipe.model.tokenizer] + [s.path for s in (recipe.data.sources if recipe.data else [])]
     files = [_file_stats(Path(p)) for p in paths if p]
-    blob = json.dumps({"recipe": sections, "base": base, "processes": processes, "files": files},
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        {"recipe": sections, "base": base, "processes": processes, "files": files}, sort_keys=True, default=str
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

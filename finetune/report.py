@@ -3,6 +3,7 @@
 Every number in a report comes from the run's own stage results and logs,
 never from the recipe.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,9 @@ def write_report(recipe: Recipe, run_dir: Path, stages: dict[str, StageResult]) 
 
     report = build_report(recipe, run_dir, stages)
     pretrain = stages.get("pretrain")
-    unit = "nats per term, averaged per example" if recipe.data and recipe.data.loss_average == "example" else "nats/token"
+    unit = (
+        "nats per term, averaged per example" if recipe.data and recipe.data.loss_average == "example" else "nats/token"
+    )
     curve = plot_losses(run_dir, pretrain.model_dir.parent if pretrain else None, finetune_unit=unit)
     if curve:
         report["loss_curve"] = curve.name
@@ -39,8 +42,12 @@ def write_report(recipe: Recipe, run_dir: Path, stages: dict[str, StageResult]) 
 
 def build_report(recipe: Recipe, run_dir: Path, stages: dict[str, StageResult]) -> dict[str, Any]:
     report: dict[str, Any] = {
-        "name": recipe.name, "recipe_hash": recipe_hash(recipe), "seed": recipe.seed,
-        "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "run_dir": str(run_dir), "versions": package_versions(),
+        "name": recipe.name,
+        "recipe_hash": recipe_hash(recipe),
+        "seed": recipe.seed,
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "run_dir": str(run_dir),
+        "versions": package_versions(),
     }
     for name, stage in stages.items():
         report[name] = stage.report_dict()
@@ -65,8 +72,13 @@ def cost(stages: dict[str, StageResult]) -> dict[str, Any]:
         formulas.append(f"{name}: {formula}")
     gpu_hours = flops / (REFERENCE_PEAK_FLOPS * REFERENCE_UTILISATION) / 3600
     return {
-        "tokens": int(tokens), "train_flops": flops, "flops_formula": "; ".join(formulas), "wall_time_s": round(wall, 1),
-        "reference_gpu": REFERENCE_GPU, "reference_utilisation": REFERENCE_UTILISATION, "reference_gpu_hours": gpu_hours,
+        "tokens": int(tokens),
+        "train_flops": flops,
+        "flops_formula": "; ".join(formulas),
+        "wall_time_s": round(wall, 1),
+        "reference_gpu": REFERENCE_GPU,
+        "reference_utilisation": REFERENCE_UTILISATION,
+        "reference_gpu_hours": gpu_hours,
     }
 
 
@@ -82,7 +94,10 @@ def training_flops(spent: TrainingCost) -> tuple[float, str]:
 
 def plot_losses(run_dir: Path, pretrain_dir: Path | None, finetune_unit: str = "nats/token") -> Path | None:
     """Train and validation loss against step, one panel per training stage that logged."""
-    candidates = (("pretrain", pretrain_dir / "metrics.jsonl" if pretrain_dir else None), ("fine-tune", run_dir / "metrics.jsonl"))
+    candidates = (
+        ("pretrain", pretrain_dir / "metrics.jsonl" if pretrain_dir else None),
+        ("fine-tune", run_dir / "metrics.jsonl"),
+    )
     logs = [(title, p) for title, p in candidates if p is not None and p.exists()]
     if not logs:
         return None
@@ -113,28 +128,40 @@ def plot_losses(run_dir: Path, pretrain_dir: Path | None, finetune_unit: str = "
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    out = [f"# Run `{report['name']}`", "",
-           f"Recipe hash `{report['recipe_hash']}`, seed {report['seed']}, written {report['written']}.", ""]
+    out = [
+        f"# Run `{report['name']}`",
+        "",
+        f"Recipe hash `{report['recipe_hash']}`, seed {report['seed']}, written {report['written']}.",
+        "",
+    ]
     if "eval" in report:
         out += ["## Results: before and after fine-tuning", ""]
         out += _metric_tables(report["eval"])
         out += _class_sections(report["eval"].get("classes", {}))
     if "pretrain" in report:
         p = report["pretrain"]
-        out += ["## Pretraining", "",
-                f"- final validation loss **{_f(p.get('val_loss'))}** nats/token; the corpus' unigram entropy "
-                f"{_f(p.get('unigram_entropy'))} nats/token (a model that ignores context scores that)",
-                f"- {p.get('parameters', 0):,} parameters, {p.get('steps')} steps, {p.get('tokens', 0):,} tokens"
-                + (" (reused from the cache)" if p.get("reused") else ""), ""]
+        out += [
+            "## Pretraining",
+            "",
+            f"- final validation loss **{_f(p.get('val_loss'))}** nats/token; the corpus' unigram entropy "
+            f"{_f(p.get('unigram_entropy'))} nats/token (a model that ignores context scores that)",
+            f"- {p.get('parameters', 0):,} parameters, {p.get('steps')} steps, {p.get('tokens', 0):,} tokens"
+            + (" (reused from the cache)" if p.get("reused") else ""),
+            "",
+        ]
     if "finetune" in report:
         f = report["finetune"]
-        out += ["## Fine-tuning", "",
-                f"- method **{f.get('method')}**: {f.get('trainable_params', 0):,} trainable of {f.get('total_params', 0):,} parameters",
-                f"- held-out loss before {_f(f.get('base_val_loss'))} -> after **{_f(f.get('val_loss'))}**",
-                f"- {f.get('steps')} steps, {f.get('tokens', 0):,} tokens, padding {100 * f.get('padding_fraction', 0):.1f}% of batch tokens",
-                *(f"- {split['note']}" for split in f.get("data_stats", {}).get("splits", {}).values()),
-                f"- data cards: {_cards(f.get('cards', {}))}",
-                f"- PII scrubbed: {_counts(f.get('scrub_counts'))}; rows skipped: {f.get('skipped_rows', 0)}", ""]
+        out += [
+            "## Fine-tuning",
+            "",
+            f"- method **{f.get('method')}**: {f.get('trainable_params', 0):,} trainable of {f.get('total_params', 0):,} parameters",
+            f"- held-out loss before {_f(f.get('base_val_loss'))} -> after **{_f(f.get('val_loss'))}**",
+            f"- {f.get('steps')} steps, {f.get('tokens', 0):,} tokens, padding {100 * f.get('padding_fraction', 0):.1f}% of batch tokens",
+            *(f"- {split['note']}" for split in f.get("data_stats", {}).get("splits", {}).values()),
+            f"- data cards: {_cards(f.get('cards', {}))}",
+            f"- PII scrubbed: {_counts(f.get('scrub_counts'))}; rows skipped: {f.get('skipped_rows', 0)}",
+            "",
+        ]
     if report.get("loss_curve"):
         out += [f"![loss curve]({report['loss_curve']})", ""]
     if "eval" in report and report["eval"].get("samples"):
@@ -148,11 +175,15 @@ def render_markdown(report: dict[str, Any]) -> str:
                         out.append(f"  - {key}: {_short(s[key])}")
             out.append("")
     c = report["cost"]
-    out += ["## Cost", "",
-            f"- tokens seen in training: {c['tokens']:,}; wall time {c['wall_time_s']} s",
-            f"- estimated training FLOPs: {c['train_flops']:.3g} ({c['flops_formula'] or 'no training'})",
-            f"- the same FLOPs on one {c['reference_gpu']} at {int(100 * c['reference_utilisation'])}% utilisation: "
-            f"{c['reference_gpu_hours']:.2g} GPU-hours", ""]
+    out += [
+        "## Cost",
+        "",
+        f"- tokens seen in training: {c['tokens']:,}; wall time {c['wall_time_s']} s",
+        f"- estimated training FLOPs: {c['train_flops']:.3g} ({c['flops_formula'] or 'no training'})",
+        f"- the same FLOPs on one {c['reference_gpu']} at {int(100 * c['reference_utilisation'])}% utilisation: "
+        f"{c['reference_gpu_hours']:.2g} GPU-hours",
+        "",
+    ]
     return "\n".join(out)
 
 
@@ -169,8 +200,11 @@ def _metric_tables(ev: dict[str, Any]) -> list[str]:
             out.append(f"| {key} | {_with_failures(key, b, before)} | {_with_failures(key, a, after)} | {delta} |")
         refs = {k: v for k, v in after.items() if k.startswith("ref_")}
         if refs:
-            out += ["", "Reference points (do not depend on the model): "
-                    + ", ".join(f"{k[4:]} {_f(v)}" for k, v in refs.items())]
+            out += [
+                "",
+                "Reference points (do not depend on the model): "
+                + ", ".join(f"{k[4:]} {_f(v)}" for k, v in refs.items()),
+            ]
         out += _decision_lines(ev, source, "- ")
         out.append("")
     return out
@@ -207,12 +241,16 @@ def print_report(run_dir: Path) -> None:
     console.print(f"[bold]{report['name']}[/bold]  ({run_dir})")
     if "pretrain" in report:
         p = report["pretrain"]
-        console.print(f"pretrain: validation loss {_f(p.get('val_loss'))} nats/token vs unigram entropy "
-                      f"{_f(p.get('unigram_entropy'))} nats/token")
+        console.print(
+            f"pretrain: validation loss {_f(p.get('val_loss'))} nats/token vs unigram entropy "
+            f"{_f(p.get('unigram_entropy'))} nats/token"
+        )
     if "finetune" in report:
         f = report["finetune"]
-        console.print(f"fine-tune ({f.get('method')}): held-out loss {_f(f.get('base_val_loss'))} -> {_f(f.get('val_loss'))}; "
-                      f"trainable {f.get('trainable_params', 0):,} / {f.get('total_params', 0):,}")
+        console.print(
+            f"fine-tune ({f.get('method')}): held-out loss {_f(f.get('base_val_loss'))} -> {_f(f.get('val_loss'))}; "
+            f"trainable {f.get('trainable_params', 0):,} / {f.get('total_params', 0):,}"
+        )
     ev = report.get("eval", {})
     for source, after in ev.get("after", {}).items():
         print_metrics(source, after, ev.get("before", {}).get(source), console)
@@ -220,12 +258,16 @@ def print_report(run_dir: Path) -> None:
             console.print(line, markup=False)
     print_class_tables(ev.get("classes", {}), console)
     c = report["cost"]
-    console.print(f"cost: {c['tokens']:,} tokens, {c['train_flops']:.3g} FLOPs, {c['wall_time_s']} s; "
-                  f"~{c['reference_gpu_hours']:.2g} GPU-hours on {c['reference_gpu']}")
+    console.print(
+        f"cost: {c['tokens']:,} tokens, {c['train_flops']:.3g} FLOPs, {c['wall_time_s']} s; "
+        f"~{c['reference_gpu_hours']:.2g} GPU-hours on {c['reference_gpu']}"
+    )
     console.print(f"report: {Path(run_dir) / 'report.md'}")
 
 
-def print_metrics(title: str, after: dict[str, float], before: dict[str, float] | None = None, console: Any = None) -> None:
+def print_metrics(
+    title: str, after: dict[str, float], before: dict[str, float] | None = None, console: Any = None
+) -> None:
     """One table of metrics; with ``before``, the before/after/change columns."""
     from rich.console import Console
     from rich.table import Table
@@ -240,7 +282,9 @@ def print_metrics(title: str, after: dict[str, float], before: dict[str, float] 
             continue
         b = before.get(key)
         delta = f"{a - b:+.3f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) else ""
-        table.add_row(key, _with_failures(key, b, before), _with_failures(key, a, after), "" if key.startswith("ref_") else delta)
+        table.add_row(
+            key, _with_failures(key, b, before), _with_failures(key, a, after), "" if key.startswith("ref_") else delta
+        )
     (console or Console()).print(table)
 
 
@@ -290,9 +334,13 @@ def _class_tables(run_dir: Path) -> dict[str, Any]:
 def _class_sections(tables: dict[str, Any]) -> list[str]:
     out = []
     for source, models in tables.items():
-        out += [f"### Per-class results: {source}", "",
-                "Rows are the reference, columns the prediction; constrained = the decision rule over the "
-                "label scores, generated = the label the answer starts with.", ""]
+        out += [
+            f"### Per-class results: {source}",
+            "",
+            "Rows are the reference, columns the prediction; constrained = the decision rule over the "
+            "label scores, generated = the label the answer starts with.",
+            "",
+        ]
         for model in ("after", "before"):
             for kind, table in models.get(model, {}).items():
                 out += [f"**{model}, {kind}**", ""] + _matrix_lines(table) + [""] + _per_class_lines(table) + [""]
@@ -338,6 +386,8 @@ def print_class_tables(tables: dict[str, Any], console: Any = None, models: tupl
                 for col in ("class", "precision", "recall", "F1", "support"):
                     per.add_column(col, justify="left" if col == "class" else "right")
                 for label, s in table["per_class"].items():
-                    per.add_row(str(label), f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["support"]))
+                    per.add_row(
+                        str(label), f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["support"])
+                    )
                 console.print(matrix)
                 console.print(per)

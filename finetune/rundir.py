@@ -3,6 +3,7 @@
 A resume is refused before anything in the folder is rewritten when the recipe
 changed something its checkpoints depend on, naming each changed field.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,8 +67,14 @@ def _open(recipe: Recipe, resume: bool, run_dir: Path) -> Path:
     _record_holder(run_dir)
     finished = read_run_info(run_dir).get("stages") if resume else None  # a resume goes past finished stages
     dump_recipe(recipe, run_dir / RECIPE_FILE)
-    info = {"name": recipe.name, "recipe_hash": recipe_hash(recipe), "seed": recipe.seed,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": "running", "pid": os.getpid()}
+    info = {
+        "name": recipe.name,
+        "recipe_hash": recipe_hash(recipe),
+        "seed": recipe.seed,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "status": "running",
+        "pid": os.getpid(),
+    }
     if isinstance(finished, dict):
         info["stages"] = finished
     write_json(run_dir / RUN_FILE, info)
@@ -78,13 +85,19 @@ def _open(recipe: Recipe, resume: bool, run_dir: Path) -> Path:
 def _not_a_run(run_dir: Path, resume: bool, overwrite: bool) -> str:
     """Why a folder of someone's files is refused: never resumed into, never moved aside, never written over."""
     if resume:
-        return (f"output folder {run_dir} holds files that are not an ft run, so there is nothing to resume; "
-                "choose another output")
+        return (
+            f"output folder {run_dir} holds files that are not an ft run, so there is nothing to resume; "
+            "choose another output"
+        )
     if overwrite:
-        return (f"output folder {run_dir} holds files that are not an ft run (no {RUN_FILE}); overwrite: true only "
-                "moves a previous run aside, never other files: choose another output")
-    return (f"output folder {run_dir} already holds files that are not an ft run; "
-            "choose another output (an empty or new folder)")
+        return (
+            f"output folder {run_dir} holds files that are not an ft run (no {RUN_FILE}); overwrite: true only "
+            "moves a previous run aside, never other files: choose another output"
+        )
+    return (
+        f"output folder {run_dir} already holds files that are not an ft run; "
+        "choose another output (an empty or new folder)"
+    )
 
 
 def _move_aside(run_dir: Path) -> None:
@@ -95,8 +108,10 @@ def _move_aside(run_dir: Path) -> None:
     resolved = run_dir.resolve()
     cwd = Path.cwd().resolve()
     if resolved == cwd or resolved in cwd.parents:
-        raise UserError(f"output folder {run_dir} holds a run but is the current folder (or above it), so it "
-                        "cannot be moved aside; set output to a subfolder such as runs/NAME")
+        raise UserError(
+            f"output folder {run_dir} holds a run but is the current folder (or above it), so it "
+            "cannot be moved aside; set output to a subfolder such as runs/NAME"
+        )
     aside = resolved.with_name(f"{resolved.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
     release_run_dir(run_dir)
     shutil.move(str(resolved), aside)
@@ -133,8 +148,10 @@ def lock_run_dir(run_dir: Path) -> None:
     except OSError:
         holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
         os.close(fd)
-        raise UserError(f"run folder {run_dir} is in use by pid {holder} (another ft run); wait for it to finish "
-                        "or stop it, or choose another output") from None
+        raise UserError(
+            f"run folder {run_dir} is in use by pid {holder} (another ft run); wait for it to finish "
+            "or stop it, or choose another output"
+        ) from None
     _held[key] = fd
 
 

@@ -8,6 +8,7 @@ handlers come back and KeyboardInterrupt stops the run at once.
 
 Kept free of heavy imports so the handler is in place before torch is imported.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """Test session isolation: caches go to a temporary folder, nothing reaches the network."""
+
 import os
 import tempfile
 

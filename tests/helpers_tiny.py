@@ -8,6 +8,7 @@ test can SIGKILL a real process at an exact point (``FT_TEST_KILL``):
     term:N      SIGTERM (the graceful stop) at the same point
     saved:S     SIGKILL right after the checkpoint of step S is complete
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,10 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-WORDS = ("the risk of a loan depends on income duration purpose savings and history "
-         "of the applicant who asks for credit at a small bank in town").split()
+WORDS = (
+    "the risk of a loan depends on income duration purpose savings and history "
+    "of the applicant who asks for credit at a small bank in town"
+).split()
 CORE = {"layers": 2, "width": 32, "heads": 4, "context_length": 64}
 KILL_ENV = "FT_TEST_KILL"
 
@@ -56,23 +59,38 @@ def pretrain_recipe(corpus: Path, out: Path, seed: int = 0, **train: Any) -> dic
     """Pretraining only, cache off (the model lands in ``out/pretrain/model``); one log line per step."""
     spec = {"max_steps": 20, "batch_size": 4, "learning_rate": 3e-3, "log_every": 1, "threads": 1, **train}
     return {
-        "name": "tiny-pretrain", "seed": seed, "output": str(out), "model": {"core": dict(CORE)},
+        "name": "tiny-pretrain",
+        "seed": seed,
+        "output": str(out),
+        "model": {"core": dict(CORE)},
         "train": {"threads": 1},  # the accelerator reads the top-level train section, not pretrain.train
-        "pretrain": {"corpus": {"kind": "file", "path": str(corpus), "scenarios": list(BASE_SCENARIOS)},
-                     "tokenizer": {"vocab_size": 300},
-                     "block_size": 32, "cache": False, "validation_fraction": 0.1, "train": spec},
+        "pretrain": {
+            "corpus": {"kind": "file", "path": str(corpus), "scenarios": list(BASE_SCENARIOS)},
+            "tokenizer": {"vocab_size": 300},
+            "block_size": 32,
+            "cache": False,
+            "validation_fraction": 0.1,
+            "train": spec,
+        },
     }
 
 
-def finetune_recipe(base: Path, out: Path, method: dict[str, Any], seed: int = 0, train_rows: int = 32,
-                    **train: Any) -> dict[str, Any]:
+def finetune_recipe(
+    base: Path, out: Path, method: dict[str, Any], seed: int = 0, train_rows: int = 32, **train: Any
+) -> dict[str, Any]:
     """Fine-tune ``base`` on generated risk-assessment rows; no evaluation stage."""
     spec = {"epochs": 2, "batch_size": 4, "learning_rate": 1e-3, "log_every": 1, "threads": 1, **train}
     return {
-        "name": "tiny-finetune", "seed": seed, "output": str(out), "model": {"path": str(base)},
-        "data": {"sources": [{"scenario": "risk_assessment", "sizes": {"train": train_rows, "validation": 8, "test": 8}}],
-                 "max_length": 64},
-        "method": method, "train": spec,
+        "name": "tiny-finetune",
+        "seed": seed,
+        "output": str(out),
+        "model": {"path": str(base)},
+        "data": {
+            "sources": [{"scenario": "risk_assessment", "sizes": {"train": train_rows, "validation": 8, "test": 8}}],
+            "max_length": 64,
+        },
+        "method": method,
+        "train": spec,
     }
 
 
@@ -106,8 +124,14 @@ def start_cli(args: list[str], kill: str | None = None) -> subprocess.Popen:
     env.pop(KILL_ENV, None)
     if kill:
         env[KILL_ENV] = kill
-    return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def run_cli(args: list[str], kill: str | None = None, timeout: float = 120) -> tuple[int, str]:

@@ -2,6 +2,7 @@
 
 TRL contenders run when trl is installed and are reported as skipped otherwise.
 """
+
 import importlib.util
 import json
 import subprocess
@@ -59,7 +60,9 @@ def test_ratios_targets_and_files_agree(smoke):
     out, result = smoke
     summary = result["summary"]
     full = result["ratios"]["ours_full"]["hf_trainer_full"]
-    assert full == pytest.approx(summary["ours_full"]["tokens_per_s"] / summary["hf_trainer_full"]["tokens_per_s"], rel=1e-2)
+    assert full == pytest.approx(
+        summary["ours_full"]["tokens_per_s"] / summary["hf_trainer_full"]["tokens_per_s"], rel=1e-2
+    )
     gen = next(t for t in result["targets"] if t["target"].startswith("generation"))
     assert gen["met"] == (gen["ratio"] >= 4.0)
     stem = out / result["date"][:10]
@@ -98,8 +101,14 @@ def test_a_contender_in_its_own_process_reports_its_own_memory(smoke, tmp_path):
     cfg = preset("smoke")
     assets = build(cfg, out / "work")  # already built by the fixture
     result = tmp_path / "run.json"
-    proc = subprocess.run([sys.executable, "-m", "bench.child", "ours_generate", "0", cfg.to_json(), str(assets.folder),
-                           str(result)], cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.child", "ours_generate", "0", cfg.to_json(), str(assets.folder), str(result)],
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads(result.read_text())
     assert record["contender"] == "ours_generate" and record["tokens"] > 0
@@ -124,8 +133,10 @@ def test_select_by_name_group_and_prefix():
 
 
 def test_memory_decides_a_target_even_when_speed_is_met():
-    summary = {"ours_full": {"runs": 3, "tokens_per_s": 200.0, "peak_rss_mb": 900.0},
-               "hf_trainer_full": {"runs": 3, "tokens_per_s": 100.0, "peak_rss_mb": 800.0}}
+    summary = {
+        "ours_full": {"runs": 3, "tokens_per_s": 200.0, "peak_rss_mb": 900.0},
+        "hf_trainer_full": {"runs": 3, "tokens_per_s": 100.0, "peak_rss_mb": 800.0},
+    }
     full = next(t for t in report.targets(summary) if t["ours"] == "ours_full")
     assert full["ratio"] == 2.0 and full["memory_ok"] is False and full["met"] is False
     missing = next(t for t in report.targets(summary) if t["target"].startswith("pretraining"))

@@ -1,4 +1,5 @@
 """Data cards: every shipped card validates, and broken cards fail naming the file and field."""
+
 from __future__ import annotations
 
 import importlib
@@ -19,10 +20,20 @@ from finetune.scenarios import NAMES as SCENARIO_NAMES
 
 SYNTHETIC = [f"{s}_synthetic" for s in SCENARIO_NAMES] + ["pretraining_synthetic"]
 PUBLIC = [
-    "e2e", "mts_dialog", "aci_bench", "gsm8k", "financial_phrasebank",
-    "tfns", "german_credit", "australian_credit", "generic_csv",
-    "contractnli", "medmcqa",
-    "banking77", "bitext_customer_support", "abcd",
+    "e2e",
+    "mts_dialog",
+    "aci_bench",
+    "gsm8k",
+    "financial_phrasebank",
+    "tfns",
+    "german_credit",
+    "australian_credit",
+    "generic_csv",
+    "contractnli",
+    "medmcqa",
+    "banking77",
+    "bitext_customer_support",
+    "abcd",
 ]
 
 GOOD = """---

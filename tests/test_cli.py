@@ -1,4 +1,5 @@
 """The command line: fast help, one-line errors with exit 2, listing commands."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -26,14 +27,21 @@ def test_recipes_lists_every_shipped_recipe_with_its_kind():
     assert out.returncode == 0
     lines = out.stdout.splitlines()
     assert len(lines) == len(list((ROOT / "recipes").rglob("*.yaml")))
-    assert any("LoRA" in l for l in lines) and any("full fine-tuning" in l for l in lines)
+    assert any("LoRA" in x for x in lines) and any("full fine-tuning" in x for x in lines)
 
 
-@pytest.mark.parametrize("body,override,expected", [
-    ("name: x\nmodel: {path: m}\ntrain: {learnig_rate: 0.1}\n", None, "train.learnig_rate: unknown key; did you mean train.learning_rate?"),
-    ("name: x\nmodel: {path: m}\ntrain: {batch_size: lots}\n", None, "train.batch_size"),
-    ("name: x\nmodel: {path: m}\n", "train.epocs=2", "train.epocs: unknown key; did you mean train.epochs?"),
-])
+@pytest.mark.parametrize(
+    "body,override,expected",
+    [
+        (
+            "name: x\nmodel: {path: m}\ntrain: {learnig_rate: 0.1}\n",
+            None,
+            "train.learnig_rate: unknown key; did you mean train.learning_rate?",
+        ),
+        ("name: x\nmodel: {path: m}\ntrain: {batch_size: lots}\n", None, "train.batch_size"),
+        ("name: x\nmodel: {path: m}\n", "train.epocs=2", "train.epocs: unknown key; did you mean train.epochs?"),
+    ],
+)
 def test_bad_recipes_exit_2_with_dotted_path(tmp_path, body, override, expected):
     path = tmp_path / "r.yaml"
     path.write_text(body)
@@ -61,7 +69,7 @@ def test_data_preview_every_scenario_and_cards():
     assert out.stdout.count("--- target:") == 2
     cards = ft("cards")
     assert cards.returncode == 0
-    line = next(l for l in cards.stdout.splitlines() if l.startswith("financial_phrasebank"))
+    line = next(x for x in cards.stdout.splitlines() if x.startswith("financial_phrasebank"))
     assert "CC-BY-NC-SA-3.0" in line
     assert len(cards.stdout.splitlines()) >= 15
 
@@ -69,13 +77,20 @@ def test_data_preview_every_scenario_and_cards():
 # ---------------------------------------------------------------- issue 12: ft eval's names, --format, duplicates
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--data", "x.jsonl", "--task", "bogus"], "error: --task 'bogus' is not a task; use one of generation, "
-                                               "classification, numeric"),
-    (["--scenario", "bogus"], "error: --scenario 'bogus' is not a scenario; use one of content_writing"),
-    (["--data", "x.jsonl", "--format", "zzz"], "error: --format 'zzz' is neither a file format (jsonl, json, csv, "
-                                               "parquet) nor a scenario's real format ("),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (
+            ["--data", "x.jsonl", "--task", "bogus"],
+            "error: --task 'bogus' is not a task; use one of generation, classification, numeric",
+        ),
+        (["--scenario", "bogus"], "error: --scenario 'bogus' is not a scenario; use one of content_writing"),
+        (
+            ["--data", "x.jsonl", "--format", "zzz"],
+            "error: --format 'zzz' is neither a file format (jsonl, json, csv, parquet) nor a scenario's real format (",
+        ),
+    ],
+)
 def test_eval_names_are_checked_first_in_one_line(tmp_path, args, expected):
     from typer.testing import CliRunner
 
@@ -96,8 +111,15 @@ def test_eval_reads_a_real_format_with_format_and_scores_it_like_its_scenario(tm
 
     base = build_base(tmp_path / "base", width=32, layers=2, heads=4)
     path = tmp_path / "gsm8k_test.txt"
-    path.write_text("".join(json.dumps({"question": f"Tom has {i} apples and buys 2. How many?",
-                                        "answer": f"{i} + 2 = {i + 2}\n#### {i + 2}"}) + "\n" for i in range(3)))
+    path.write_text(
+        "".join(
+            json.dumps(
+                {"question": f"Tom has {i} apples and buys 2. How many?", "answer": f"{i} + 2 = {i + 2}\n#### {i + 2}"}
+            )
+            + "\n"
+            for i in range(3)
+        )
+    )
     evaluate_command(base, None, path, None, [], samples=3, max_new_tokens=2, fmt="gsm8k")
     printed = capsys.readouterr().out
     assert "gsm8k_test" in printed and "exact_match" in printed  # tutoring's scorer, no --task needed
@@ -122,12 +144,16 @@ def test_data_preview_counts_splits_and_token_lengths_with_the_recipes_tokenizer
     data = tmp_path / "mine.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"name: p\nmodel: {{path: {base}}}\ndata: {{sources: [{{path: {data}}}], max_length: 24}}\n"
-                      "method: {kind: lora}\n")
+    recipe.write_text(
+        f"name: p\nmodel: {{path: {base}}}\ndata: {{sources: [{{path: {data}}}], max_length: 24}}\n"
+        "method: {kind: lora}\n"
+    )
     text = preview_command(str(recipe), 1)
     assert "data mine.jsonl: 40 rows -> train 32 / validation 4 / test 4 (split: all" in text
-    line = next(l for l in text.splitlines() if l.startswith("length of train rows in tokens of"))
+    line = next(x for x in text.splitlines() if x.startswith("length of train rows in tokens of"))
     over = int(line.split("; ")[-1].split(" of ")[0])
     assert 0 < over < 32 and line.endswith("of 32 exceed data.max_length 24 and are truncated"), line
     words = preview_command("risk_assessment", 1)
-    assert "rows: train 800 / validation 100 / test 100" in words and "length of train rows in whitespace words" in words
+    assert (
+        "rows: train 800 / validation 100 / test 100" in words and "length of train rows in whitespace words" in words
+    )

@@ -1,4 +1,5 @@
 """The recipe loader: strict keys, all errors at once, dotted paths, did-you-mean, overrides, hash."""
+
 from pathlib import Path
 
 import pytest
@@ -49,14 +50,22 @@ def test_contradictions_are_errors():
     with pytest.raises(RecipeError, match="give model.path"):
         recipe_from_dict({"name": "t", "model": {}})
     with pytest.raises(RecipeError, match="freeze applies to kind: full"):
-        recipe_from_dict({"name": "t", "model": {"path": "x"}, "data": {"scenario": "tutoring"},
-                          "method": {"kind": "lora", "freeze": {"train_top_blocks": 1}}})
+        recipe_from_dict(
+            {
+                "name": "t",
+                "model": {"path": "x"},
+                "data": {"scenario": "tutoring"},
+                "method": {"kind": "lora", "freeze": {"train_top_blocks": 1}},
+            }
+        )
     with pytest.raises(RecipeError, match="not divisible"):
         recipe_from_dict({**BASE, "model": {"core": {"width": 30, "heads": 4}}})
 
 
 def test_scenario_shorthand_and_hash_stability(tmp_path):
-    r = recipe_from_dict({"name": "t", "model": {"path": "m"}, "data": {"scenario": "tutoring"}, "method": {"kind": "lora"}})
+    r = recipe_from_dict(
+        {"name": "t", "model": {"path": "m"}, "data": {"scenario": "tutoring"}, "method": {"kind": "lora"}}
+    )
     assert r.data.sources[0].scenario == "tutoring"
     a = tmp_path / "a.yaml"
     b = tmp_path / "b.yaml"
@@ -75,7 +84,9 @@ def test_yaml_is_safe_loaded(tmp_path):
 
 def test_max_length_must_fit_the_model_the_recipe_pretrains():
     tuned = {**BASE, "data": {"scenario": "tutoring", "max_length": 512}, "method": {"kind": "lora"}}
-    with pytest.raises(RecipeError, match="data.max_length 512 exceeds the context of the model this recipe pretrains \\(256\\)"):
+    with pytest.raises(
+        RecipeError, match="data.max_length 512 exceeds the context of the model this recipe pretrains \\(256\\)"
+    ):
         recipe_from_dict(tuned)
     recipe_from_dict(tuned, ["model.core.context_length=512"])
     recipe_from_dict(tuned, ["pretrain.block_size=512"])  # the pretrained context is the larger of the two
@@ -83,8 +94,10 @@ def test_max_length_must_fit_the_model_the_recipe_pretrains():
 
 def test_duplicate_yaml_key_is_an_error_naming_key_and_lines(tmp_path):
     path = tmp_path / "dup.yaml"
-    path.write_text("name: t\nmodel: {path: m}\ntrain:\n  learning_rate: 1.0e-4\ndata: {scenario: tutoring}\n"
-                    "method: {kind: lora}\ntrain:\n  learning_rate: 5.0\n")
+    path.write_text(
+        "name: t\nmodel: {path: m}\ntrain:\n  learning_rate: 1.0e-4\ndata: {scenario: tutoring}\n"
+        "method: {kind: lora}\ntrain:\n  learning_rate: 5.0\n"
+    )
     with pytest.raises(RecipeError) as exc:
         load_recipe(path)
     assert exc.value.errors == ["line 7: key 'train' appears twice (first on line 3); keep one of them"]
@@ -96,20 +109,34 @@ def test_duplicate_yaml_key_is_an_error_naming_key_and_lines(tmp_path):
 
 def test_yaml_merge_keys_still_override_without_error(tmp_path):
     path = tmp_path / "merge.yaml"
-    path.write_text("name: t\nmodel: {core: {layers: 2, width: 32, heads: 4}}\npretrain:\n"
-                    "  train: &t {max_steps: 5, learning_rate: 1.0e-3}\ntrain:\n  <<: *t\n  learning_rate: 2.0e-3\n")
+    path.write_text(
+        "name: t\nmodel: {core: {layers: 2, width: 32, heads: 4}}\npretrain:\n"
+        "  train: &t {max_steps: 5, learning_rate: 1.0e-3}\ntrain:\n  <<: *t\n  learning_rate: 2.0e-3\n"
+    )
     r = load_recipe(path)
     assert r.train.learning_rate == 2e-3 and r.train.max_steps == 5
 
 
-@pytest.mark.parametrize("where, key, hint", [
-    ((), "test", "eval.data"), ((), "eval_data", "eval.data"), (("eval",), "test_data", "eval.data"),
-    (("train",), "lr", "train.learning_rate"), (("method",), "rank", "method.r"),
-    (("data",), "max_seq_length", "data.max_length"),
-])
+@pytest.mark.parametrize(
+    "where, key, hint",
+    [
+        ((), "test", "eval.data"),
+        ((), "eval_data", "eval.data"),
+        (("eval",), "test_data", "eval.data"),
+        (("train",), "lr", "train.learning_rate"),
+        (("method",), "rank", "method.r"),
+        (("data",), "max_seq_length", "data.max_length"),
+    ],
+)
 def test_guessed_keys_get_a_hint_where_spelling_cannot_find_one(where, key, hint):
-    data = {"name": "t", "model": {"path": "m"}, "data": {"scenario": "tutoring"}, "method": {"kind": "lora"},
-            "eval": {}, "train": {}}
+    data = {
+        "name": "t",
+        "model": {"path": "m"},
+        "data": {"scenario": "tutoring"},
+        "method": {"kind": "lora"},
+        "eval": {},
+        "train": {},
+    }
     node = data
     for part in where:
         node = node[part]
@@ -129,15 +156,25 @@ def test_every_guessed_key_hint_names_a_real_key():
         assert model is not None and last in model.model_fields, (guess, target)
 
 
-@pytest.mark.parametrize("source, expected", [
-    ({"path": "a.csv", "split": "bogus"}, "data.sources.0: split 'bogus' is not one of all, train, validation, test"),
-    ({"path": "a.csv", "format": "zzz"}, "data.sources.0: format 'zzz' is not one of jsonl, json, csv, parquet"),
-    ({"path": "a.txt", "format": "gsm8k"}, "data.sources.0: format 'gsm8k' is read by scenario tutoring; "
-                                           "add scenario: tutoring to this source"),
-    ({"path": "a.txt", "scenario": "tutoring", "format": "e2e"},
-     "data.sources.0: format 'e2e' is not one of jsonl, json, csv, parquet, gsm8k"),
-    ({"scenario": "tutoring", "split": "test"}, "data.sources.0: split and format apply to a file (path)"),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        (
+            {"path": "a.csv", "split": "bogus"},
+            "data.sources.0: split 'bogus' is not one of all, train, validation, test",
+        ),
+        ({"path": "a.csv", "format": "zzz"}, "data.sources.0: format 'zzz' is not one of jsonl, json, csv, parquet"),
+        (
+            {"path": "a.txt", "format": "gsm8k"},
+            "data.sources.0: format 'gsm8k' is read by scenario tutoring; add scenario: tutoring to this source",
+        ),
+        (
+            {"path": "a.txt", "scenario": "tutoring", "format": "e2e"},
+            "data.sources.0: format 'e2e' is not one of jsonl, json, csv, parquet, gsm8k",
+        ),
+        ({"scenario": "tutoring", "split": "test"}, "data.sources.0: split and format apply to a file (path)"),
+    ],
+)
 def test_source_split_and_format_are_checked_by_validate(source, expected):
     data = {"name": "t", "model": {"path": "m"}, "data": {"sources": [source]}, "method": {"kind": "lora"}}
     with pytest.raises(RecipeError) as exc:
@@ -158,8 +195,9 @@ GOLDEN = Path(__file__).resolve().parent / "golden" / "recipe_before_pretrain_tr
 RUN_LEVEL = ["precision", "log_with", "gradient_checkpointing"]
 
 
-@pytest.mark.parametrize("key,value", [("precision", "fp32"), ("log_with", ["tensorboard"]),
-                                       ("gradient_checkpointing", True)])
+@pytest.mark.parametrize(
+    "key,value", [("precision", "fp32"), ("log_with", ["tensorboard"]), ("gradient_checkpointing", True)]
+)
 def test_pretrain_train_refuses_the_run_level_keys_and_says_where_they_go(key, value):
     """They validated and did nothing: the run's one accelerator takes them from the top-level train section."""
     with pytest.raises(RecipeError) as exc:
@@ -206,8 +244,16 @@ def test_a_run_written_before_still_resumes(tmp_path):
     now = recipe_from_dict(_golden_as_a_recipe_now())
     check_resumable(now, tmp_path)  # no error
     with pytest.raises(Exception, match="pretrain.train.max_steps: 20 -> 21"):  # a real change is still refused
-        check_resumable(now.model_copy(update={"pretrain": now.pretrain.model_copy(
-            update={"train": now.pretrain.train.model_copy(update={"max_steps": 21})})}), tmp_path)
+        check_resumable(
+            now.model_copy(
+                update={
+                    "pretrain": now.pretrain.model_copy(
+                        update={"train": now.pretrain.train.model_copy(update={"max_steps": 21})}
+                    )
+                }
+            ),
+            tmp_path,
+        )
 
 
 def test_a_pretraining_written_before_keeps_its_checkpoint_fingerprint():

@@ -97,7 +97,11 @@ def test_future_tokens_never_change_past_logits(positions):
     ids = tokens(2, 12)
     changed = ids.clone()
     changed[:, 6:] = (changed[:, 6:] + 7) % VOCAB
-    for kwargs in ({}, {"attention_mask": torch.ones_like(ids)}, {"attention_mask": torch.tensor([[0] * 2 + [1] * 10] * 2)}):
+    for kwargs in (
+        {},
+        {"attention_mask": torch.ones_like(ids)},
+        {"attention_mask": torch.tensor([[0] * 2 + [1] * 10] * 2)},
+    ):
         a, b = logits_of(model, ids, **kwargs), logits_of(model, changed, **kwargs)
         assert torch.equal(a[:, :6], b[:, :6])
         assert (a[:, 6] - b[:, 6]).abs().max() > 1e-3
@@ -218,12 +222,12 @@ def test_generate_cache_on_off_and_left_padded_batch(positions):
     ids = torch.zeros(3, 8, dtype=torch.long)
     mask = torch.zeros(3, 8, dtype=torch.long)
     for row, p in enumerate(prompts):
-        ids[row, 8 - len(p):], mask[row, 8 - len(p):] = p, 1
+        ids[row, 8 - len(p) :], mask[row, 8 - len(p) :] = p, 1
     for use_cache in (True, False):
         batched = _generate(model, ids, attention_mask=mask, use_cache=use_cache)
         for row, p in enumerate(prompts):
             alone = _generate(model, p[None], use_cache=use_cache)
-            assert torch.equal(batched[row, 8:], alone[0, len(p):])
+            assert torch.equal(batched[row, 8:], alone[0, len(p) :])
 
 
 def test_generate_sampling_runs_with_and_without_cache():

@@ -1,5 +1,6 @@
 """Our model raises no deprecation warning when peft wraps or loads it (issue 12, point 19: a FutureWarning about
 `is_gradient_checkpointing` was printed on every run)."""
+
 from __future__ import annotations
 
 import warnings

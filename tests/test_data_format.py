@@ -1,4 +1,5 @@
 """Formatting with loss masks, label-restricted loss, and the tokenization cache."""
+
 from __future__ import annotations
 
 import copy
@@ -48,8 +49,10 @@ ROW = {"input": "The quarterly revenue rose sharply.", "output": "positive"}
 def test_instruction_with_chat_template_masks_prompt(tokenizer):
     template = Template.for_tokenizer(tokenizer, "You are an analyst.", "Classify the news.", "instruction")
     prompt = template.prompt(ROW)
-    messages = [{"role": "system", "content": "You are an analyst."},
-                {"role": "user", "content": "Classify the news.\n\n" + ROW["input"]}]
+    messages = [
+        {"role": "system", "content": "You are an analyst."},
+        {"role": "user", "content": "Classify the news.\n\n" + ROW["input"]},
+    ]
     assert prompt == tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     example = _encode(template, tokenizer, ROW)
     n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
@@ -80,7 +83,7 @@ def test_truncate_cuts_prompt_from_left_then_response_end(tokenizer):
     response = _labelled(full)
     stats: dict[str, int] = {}
     short = _encode(template, tokenizer, ROW, max_length=len(response) + 3, stats=stats)
-    assert short["input_ids"] == full["input_ids"][-(len(response) + 3):]
+    assert short["input_ids"] == full["input_ids"][-(len(response) + 3) :]
     longest = len(full["input_ids"])
     assert _labelled(short) == response and stats == {"truncated": 1, "longest": longest}
     tiny = _encode(template, tokenizer, ROW, max_length=1, stats=stats)
@@ -95,21 +98,25 @@ def test_truncation_warning_only_when_it_is_the_rule():
 
     stats = {"examples": 400, "dropped": 0, "truncated": 400, "longest": 742}
     line = truncation_warning("medical_records", stats, 256)
-    assert line == ("warning: data medical_records: 400 of 400 examples are longer than data.max_length 256 "
-                    "(longest 742 tokens); the model will not see them whole")
+    assert line == (
+        "warning: data medical_records: 400 of 400 examples are longer than data.max_length 256 "
+        "(longest 742 tokens); the model will not see them whole"
+    )
     assert truncation_warning("x", {**stats, "truncated": 40}, 256) is None  # 1 in 10: no warning
     assert "41 of 400" in truncation_warning("x", {**stats, "truncated": 41}, 256)
     assert "5 of 10" in truncation_warning("x", {"examples": 5, "dropped": 5, "truncated": 0, "longest": 9}, 8)
     assert truncation_warning("x", {"examples": 0, "dropped": 0, "truncated": 0}, 8) is None
 
 
-CHAT = {"messages": [
-    {"role": "user", "content": "hello world"},
-    {"role": "assistant", "content": "yes hello"},
-    {"role": "user", "content": "what is the margin?"},
-    {"role": "assistant", "content": "the margin is twelve percent"},
-    {"role": "user", "content": "a trailing question nobody answers"},
-]}
+CHAT = {
+    "messages": [
+        {"role": "user", "content": "hello world"},
+        {"role": "assistant", "content": "yes hello"},
+        {"role": "user", "content": "what is the margin?"},
+        {"role": "assistant", "content": "the margin is twelve percent"},
+        {"role": "user", "content": "a trailing question nobody answers"},
+    ]
+}
 
 
 @pytest.mark.parametrize("chat_template", [True, False])
@@ -197,8 +204,12 @@ def _spec(**kw):
     return DataSpec(sources=[{"scenario": "financial_analysis"}], max_length=kw.pop("max_length", 64), **kw)
 
 
-ROWS = [CLS, ROW, {"input": "long " * 80, "output": "neutral"}, {"input": "x", "output": "yes hello",
-                                                                "choices": ["yes hello", "yes world"]}]
+ROWS = [
+    CLS,
+    ROW,
+    {"input": "long " * 80, "output": "neutral"},
+    {"input": "x", "output": "yes hello", "choices": ["yes hello", "yes world"]},
+]
 
 
 def test_tokenize_rows_stats_and_mixed_choice_keys(tokenizer, tmp_path):
@@ -206,8 +217,14 @@ def test_tokenize_rows_stats_and_mixed_choice_keys(tokenizer, tmp_path):
     data, stats = tokenize_rows(ROWS, template, tokenizer, _spec(), None)
     longest = len(tokenizer(("long " * 80).strip())["input_ids"])  # the long row, before it is cut to 64
     assert stats.pop("longest") > max(64, longest)
-    assert stats == {"examples": 4, "truncated": 1, "dropped": 0, "label_loss_fallbacks": 1,
-                     "tokens": sum(len(e["input_ids"]) for e in data.examples), "cached": False}
+    assert stats == {
+        "examples": 4,
+        "truncated": 1,
+        "dropped": 0,
+        "label_loss_fallbacks": 1,
+        "tokens": sum(len(e["input_ids"]) for e in data.examples),
+        "cached": False,
+    }
     assert all(len(e["choice_index"]) == len(e["input_ids"]) for e in data.examples)
     assert [max(e["choice_index"]) for e in data.examples] == [0, -1, -1, -1]
     assert data.pad_id == tokenizer.pad_token_id and len(data.choice_sets) == 1
@@ -238,13 +255,15 @@ def test_tokenization_cache_hit(tokenizer, tmp_path, monkeypatch, caplog):
     with pytest.raises(AssertionError, match="tokenized again"):
         tokenize_rows(ROWS[:3], template, tokenizer, _spec(), tmp_path)
     with pytest.raises(AssertionError, match="tokenized again"):
-        tokenize_rows(ROWS, Template.for_tokenizer(tokenizer, "other", None, "instruction"), tokenizer, _spec(),
-                      tmp_path)
+        tokenize_rows(
+            ROWS, Template.for_tokenizer(tokenizer, "other", None, "instruction"), tokenizer, _spec(), tmp_path
+        )
 
 
 def test_fingerprint_follows_vocabulary(tokenizer, tmp_path):
     other = train_tokenizer(CORPUS[:4], 300, tmp_path / "other")
     template = Template.for_tokenizer(tokenizer, None, None, "instruction")
     assert tok_mod.fingerprint(ROWS, template, tokenizer, _spec()) != tok_mod.fingerprint(
-        ROWS, template, other, _spec())
+        ROWS, template, other, _spec()
+    )
     assert fmt.Template.for_tokenizer(other, None, None, "instruction") == template  # same template text

@@ -1,4 +1,5 @@
 """Packing: blocks keep examples apart, for our core model and for Hugging Face Llama."""
+
 from __future__ import annotations
 
 import random
@@ -24,7 +25,7 @@ def _data(lengths, seed=0, with_choices=False):
     examples = []
     for n, length in enumerate(lengths):
         ids = [rng.randrange(1, VOCAB) for _ in range(length)]
-        example = {"input_ids": ids, "labels": [-100] * (length // 2) + ids[length // 2:]}
+        example = {"input_ids": ids, "labels": [-100] * (length // 2) + ids[length // 2 :]}
         if with_choices:
             example["choice_index"] = [-1] * length
             example["choice_index"][length // 2] = n % 2
@@ -52,8 +53,13 @@ def test_pack_keeps_every_token_within_blocks():
         for a, b in _segments(block):
             assert block["position_ids"][a:b] == list(range(b - a))
             assert block["labels"][a] == -100 and block["choice_index"][a] == -1
-            pieces.append((tuple(block["input_ids"][a:b]), tuple(block["labels"][a + 1:b]),
-                           tuple(block["choice_index"][a + 1:b])))
+            pieces.append(
+                (
+                    tuple(block["input_ids"][a:b]),
+                    tuple(block["labels"][a + 1 : b]),
+                    tuple(block["choice_index"][a + 1 : b]),
+                )
+            )
     original = [(tuple(e["input_ids"]), tuple(e["labels"][1:]), tuple(e["choice_index"][1:])) for e in data.examples]
     assert sorted(pieces) == sorted(original)
 
@@ -69,8 +75,9 @@ def test_pack_cuts_long_examples_and_is_deterministic():
 
 
 def test_first_label_of_each_packed_example_is_ignored():
-    data = TokenizedData(examples=[{"input_ids": [1, 2, 3], "labels": [1, 2, 3]},
-                                   {"input_ids": [4, 5], "labels": [4, 5]}])
+    data = TokenizedData(
+        examples=[{"input_ids": [1, 2, 3], "labels": [1, 2, 3]}, {"input_ids": [4, 5], "labels": [4, 5]}]
+    )
     (block,) = pack(data, 8).examples
     assert block == {"input_ids": [1, 2, 3, 4, 5], "labels": [-100, 2, 3, -100, 5], "position_ids": [0, 1, 2, 0, 1]}
 
@@ -90,8 +97,11 @@ def _alone_vs_packed(model, data, block_size, forward_kwargs, use_packed_inputs=
     packed = pack(data, block_size)
     batch = collate(packed.examples, pad_id=0)
     assert "attention_mask" in batch  # blocks of different lengths: the batch is padded
-    inputs = packed_inputs(batch) if use_packed_inputs else {
-        k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}
+    inputs = (
+        packed_inputs(batch)
+        if use_packed_inputs
+        else {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}
+    )
     worst = 0.0
     with torch.no_grad():
         logits = model(**inputs, **forward_kwargs).logits
@@ -110,8 +120,9 @@ def test_llama_packed_examples_match_alone():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                         intermediate_size=64, vocab_size=VOCAB)).eval()
+    model = LlamaForCausalLM(
+        LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=VOCAB)
+    ).eval()
     assert pack_supported(model)[0]
     data = _data(LENGTHS)
     assert _alone_vs_packed(model, data, 16, packed_forward_kwargs(model)) < 1e-4

@@ -1,4 +1,5 @@
 """Data sources: files and scenarios become checked rows in our schema, split three ways."""
+
 from __future__ import annotations
 
 import json
@@ -86,11 +87,13 @@ def test_invalid_json_line_is_named(tmp_path):
 
 def test_csv_fields_mapping(tmp_path):
     path = tmp_path / "notes.csv"
-    pd.DataFrame({
-        "dialogue": [f"Doctor: hello {i}" for i in range(10)],
-        "section_text": [f"Summary {i}" for i in range(10)],
-        "code": list(range(10)),
-    }).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "dialogue": [f"Doctor: hello {i}" for i in range(10)],
+            "section_text": [f"Summary {i}" for i in range(10)],
+            "code": list(range(10)),
+        }
+    ).to_csv(path, index=False)
     spec = _spec(path, source={"fields": {"input": "dialogue", "output": "section_text"}})
     (src,) = load_sources(spec, seed=0)
     rows = [r for s in src.splits.values() for r in s]
@@ -178,8 +181,16 @@ def test_instruction_file_without_input_column(tmp_path):
 
 
 def test_generated_scenario_source():
-    spec = DataSpec(sources=[{"scenario": "financial_analysis", "sizes": {"train": 6, "validation": 2, "test": 2},
-                              "options": {"subtask": "sentiment"}, "weight": 2}])
+    spec = DataSpec(
+        sources=[
+            {
+                "scenario": "financial_analysis",
+                "sizes": {"train": 6, "validation": 2, "test": 2},
+                "options": {"subtask": "sentiment"},
+                "weight": 2,
+            }
+        ]
+    )
     (src,) = load_sources(spec, seed=0)
     assert src.name == src.scenario == "financial_analysis"
     assert {k: len(v) for k, v in src.splits.items()} == {"train": 6, "validation": 2, "test": 2}
@@ -197,11 +208,14 @@ def test_generated_scenario_bad_options():
 
 
 def test_generated_rows_as_chat():
-    spec = DataSpec(shape="chat", sources=[{"scenario": "financial_analysis",
-                                            "sizes": {"train": 3, "validation": 1, "test": 1}}])
+    spec = DataSpec(
+        shape="chat", sources=[{"scenario": "financial_analysis", "sizes": {"train": 3, "validation": 1, "test": 1}}]
+    )
     row = load_sources(spec, seed=0)[0].splits["train"][0]
-    assert row["messages"] == [{"role": "user", "content": row["input"]},
-                               {"role": "assistant", "content": row["output"]}]
+    assert row["messages"] == [
+        {"role": "user", "content": row["input"]},
+        {"role": "assistant", "content": row["output"]},
+    ]
 
 
 # ---------------------------------------------------------------- issue 12: odd files, duplicate columns, splits
@@ -221,11 +235,14 @@ def test_csv_with_a_column_named_twice_is_refused_naming_column_and_line(tmp_pat
     assert src.split_counts["rows"] == 6
 
 
-@pytest.mark.parametrize("make, expected", [
-    (lambda p: _csv(p / "empty.csv", ""), r"empty\.csv is empty \(0 bytes\)"),
-    (lambda p: _csv(p / "blank.jsonl", "\n\n  \n"), r"blank\.jsonl is empty \(blank lines only\)"),
-    (lambda p: _csv(p / "header.csv", "input,output\n\n"), r"header\.csv: a header \(line 1\) and no rows"),
-])
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda p: _csv(p / "empty.csv", ""), r"empty\.csv is empty \(0 bytes\)"),
+        (lambda p: _csv(p / "blank.jsonl", "\n\n  \n"), r"blank\.jsonl is empty \(blank lines only\)"),
+        (lambda p: _csv(p / "header.csv", "input,output\n\n"), r"header\.csv: a header \(line 1\) and no rows"),
+    ],
+)
 def test_empty_and_header_only_files_say_so_in_one_line(tmp_path, make, expected):
     with pytest.raises(UserError, match=expected) as exc:
         load_sources(_spec(make(tmp_path)), seed=0)
@@ -252,8 +269,9 @@ def test_file_split_is_announced_and_counted(tmp_path):
     heard = []
     (src,) = load_sources(_spec(path), seed=0, say=heard.append)
     assert src.split_counts == {"rows": 50, "train": 40, "validation": 5, "test": 5}
-    assert heard == [src.split_note] and heard[0].startswith("data qa.jsonl: 50 rows -> train 40 / validation 5 / "
-                                                             "test 5 (split: all")
+    assert heard == [src.split_note] and heard[0].startswith(
+        "data qa.jsonl: 50 rows -> train 40 / validation 5 / test 5 (split: all"
+    )
 
 
 def test_no_test_part_when_the_test_set_comes_from_eval_data(tmp_path):

@@ -1,5 +1,6 @@
 """A user's file in a real run: its split is said on the console and in the report, and a test part is carved
 out of it only when the test set does not come from eval.data (issue 12, points 18 and 19)."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,10 @@ from finetune.config.load import recipe_from_dict
 
 
 def _jsonl(path, n, offset=0):
-    rows = [{"input": f"applicant {i} income {i * 37 % 1000}", "output": "approve" if i % 2 else "deny"}
-            for i in range(offset, offset + n)]
+    rows = [
+        {"input": f"applicant {i} income {i * 37 % 1000}", "output": "approve" if i % 2 else "deny"}
+        for i in range(offset, offset + n)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -20,17 +23,28 @@ def test_eval_data_leaves_the_whole_training_file_to_train_and_validation(tmp_pa
     from bench.gpu_check import build_base
 
     base = build_base(tmp_path / "base", width=32, layers=2, heads=4)
-    recipe = recipe_from_dict({
-        "name": "split-run", "output": str(tmp_path / "run"), "model": {"path": str(base)},
-        "data": {"sources": [{"path": str(_jsonl(tmp_path / "mine.jsonl", 40))}], "max_length": 64},
-        "method": {"kind": "lora", "r": 2},
-        "train": {"max_steps": 1, "batch_size": 4, "threads": 1},
-        "eval": {"before": True, "samples": 2, "max_new_tokens": 2, "task": "generation",
-                 "data": {"path": str(_jsonl(tmp_path / "held.jsonl", 6, offset=100)), "split": "test"}},
-    })
+    recipe = recipe_from_dict(
+        {
+            "name": "split-run",
+            "output": str(tmp_path / "run"),
+            "model": {"path": str(base)},
+            "data": {"sources": [{"path": str(_jsonl(tmp_path / "mine.jsonl", 40))}], "max_length": 64},
+            "method": {"kind": "lora", "r": 2},
+            "train": {"max_steps": 1, "batch_size": 4, "threads": 1},
+            "eval": {
+                "before": True,
+                "samples": 2,
+                "max_new_tokens": 2,
+                "task": "generation",
+                "data": {"path": str(_jsonl(tmp_path / "held.jsonl", 6, offset=100)), "split": "test"},
+            },
+        }
+    )
     result = run(recipe)
-    line = "data mine.jsonl: 40 rows -> train 36 / validation 4 (split: all, validation_fraction 0.1; " \
-           "no test part: eval.data is the test set)"
+    line = (
+        "data mine.jsonl: 40 rows -> train 36 / validation 4 (split: all, validation_fraction 0.1; "
+        "no test part: eval.data is the test set)"
+    )
     printed = capsys.readouterr().out
     assert line in printed
     assert "evaluate: base model (eval.before: true, a second evaluation; set it false to skip)" in printed

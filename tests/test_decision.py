@@ -1,4 +1,5 @@
 """The majority trap (issue 12, point 14): tuned decision rule, single-class warning, class balancing."""
+
 import json
 import math
 import random
@@ -109,8 +110,14 @@ def test_evaluate_model_warns_on_one_class_and_tuned_rule_lifts_it(monkeypatch):
         out = []
         for i in range(n):
             m = rng.uniform(-5, -0.5)  # every margin below 0: argmax says "good" everywhere
-            out.append({"id": f"{tag}{i}", "input": f"{m:.6f}", "output": "bad" if m > -2.5 else "good",
-                        "choices": ["good", "bad"]})
+            out.append(
+                {
+                    "id": f"{tag}{i}",
+                    "input": f"{m:.6f}",
+                    "output": "bad" if m > -2.5 else "good",
+                    "choices": ["good", "bad"],
+                }
+            )
         return out
 
     test, val = rows(60, "t"), rows(60, "v")
@@ -120,8 +127,9 @@ def test_evaluate_model_warns_on_one_class_and_tuned_rule_lifts_it(monkeypatch):
             return row["input"]
 
     monkeypatch.setattr(gen, "generate", lambda model, tok, prompts, **kw: ["good"] * len(prompts))
-    monkeypatch.setattr(gen, "label_probs",
-                        lambda model, tok, prompts, choices, batch_size=32: _binary([float(p) for p in prompts]))
+    monkeypatch.setattr(
+        gen, "label_probs", lambda model, tok, prompts, choices, batch_size=32: _binary([float(p) for p in prompts])
+    )
     sets = [EvalSet("risk", test, None, None, risk.evaluate, val)]
     plain = evaluate_model(None, None, {"risk": Template()}, sets, EvalSpec(decision="argmax"))
     assert plain["metrics"]["risk"]["mcc"] == 0.0
@@ -142,8 +150,11 @@ def test_evaluate_model_warns_on_one_class_and_tuned_rule_lifts_it(monkeypatch):
 def _example(label: int | None, weight: float | None = None) -> dict:
     """prompt 1 2 3, then the label token (a decision when ``label`` is one of the choices), then eos."""
     first = label if label is not None else 40
-    e = {"input_ids": [1, 2, 3, first, 0], "labels": [-100, -100, -100, first, 0],
-         "choice_index": [-1, -1, -1, 0 if label is not None else -1, -1]}
+    e = {
+        "input_ids": [1, 2, 3, first, 0],
+        "labels": [-100, -100, -100, first, 0],
+        "choice_index": [-1, -1, -1, 0 if label is not None else -1, -1],
+    }
     if weight is not None:
         e["loss_weight"] = [weight] * 5
     return e
@@ -168,9 +179,13 @@ def test_weighted_balance_gives_each_class_the_same_total_weight():
 
 
 def test_oversample_repeats_rarer_classes_up_to_the_largest_seeded():
-    data = TokenizedData(examples=[{**_example(GOOD), "input_ids": [1, 2, i, GOOD, 0]} for i in range(30)]
-                         + [{**_example(BAD), "input_ids": [1, 2, 100 + i, BAD, 0]} for i in range(7)]
-                         + [_example(None)] * 3, choice_sets=[[GOOD, BAD]], pad_id=0)
+    data = TokenizedData(
+        examples=[{**_example(GOOD), "input_ids": [1, 2, i, GOOD, 0]} for i in range(30)]
+        + [{**_example(BAD), "input_ids": [1, 2, 100 + i, BAD, 0]} for i in range(7)]
+        + [_example(None)] * 3,
+        choice_sets=[[GOOD, BAD]],
+        pad_id=0,
+    )
     out = balance_classes(data, "oversample", seed=0)
     assert class_counts(out) == {(0, GOOD): 30, (0, BAD): 30} and len(out) == 63
     bad = [e["input_ids"][2] for e in out.examples if label_class(e) == (0, BAD)]
@@ -194,16 +209,25 @@ def test_tuned_decision_and_balance_reach_eval_json_and_report(tmp_path, capsys)
     texts = [f"income: low; debt: high; amount: {1000 * i}; answer good or bad" for i in range(60)]
     tok = train_tokenizer(texts, 320, base)
     torch.manual_seed(0)
-    CoreForCausalLM(CoreConfig(vocab_size=len(tok), width=32, layers=2, heads=4, context_length=128,
-                               eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                               bos_token_id=tok.bos_token_id)).save_pretrained(base)
+    CoreForCausalLM(
+        CoreConfig(
+            vocab_size=len(tok),
+            width=32,
+            layers=2,
+            heads=4,
+            context_length=128,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+        )
+    ).save_pretrained(base)
     recipe = finetune_recipe(base, tmp_path / "run", {"kind": "lora", "r": 4, "alpha": 8}, train_rows=24)
     recipe["data"]["class_balance"] = "oversample"
     recipe["data"]["max_length"] = 128
     recipe["eval"] = {"before": False, "samples": 8, "max_new_tokens": 2, "decision": "tuned"}
     run_inprocess(recipe)
     said = capsys.readouterr().out
-    line = next(l for l in said.splitlines() if l.startswith("class balance oversample: training examples per class"))
+    line = next(x for x in said.splitlines() if x.startswith("class balance oversample: training examples per class"))
     counts = dict(part.split() for part in line.split("per class ")[-1].split(", "))
     assert set(counts) == {"good", "bad"} and len({c.split("->")[-1] for c in counts.values()}) == 1  # equal after
     ev = json.loads((tmp_path / "run" / "eval.json").read_text())

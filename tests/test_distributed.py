@@ -1,5 +1,6 @@
 """Two CPU processes (gloo, through `ft run --processes 2`) train exactly what one process with
 grad_accum 2 trains: same global batch, same weights, one set of run files, a world of two."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ WORDS = "the clerk files a report nurse checks ledger tutor explains chart analy
 def ft(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
     """`ft ...` in a fresh process, as a user would run it (offline, caches from conftest)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, str(CLI), *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(CLI), *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT
+    )
 
 
 def write_recipe(folder: Path, data: dict) -> Path:
@@ -44,9 +46,13 @@ def tiny_base(folder: Path) -> Path:
 
 def finetune_recipe(base: Path, output: Path, **train: object) -> dict:
     return {
-        "name": "dist-ft", "output": str(output), "model": {"path": str(base)},
-        "data": {"sources": [{"scenario": "risk_assessment", "sizes": {"train": 32, "validation": 8, "test": 8}}],
-                 "max_length": 128},
+        "name": "dist-ft",
+        "output": str(output),
+        "model": {"path": str(base)},
+        "data": {
+            "sources": [{"scenario": "risk_assessment", "sizes": {"train": 32, "validation": 8, "test": 8}}],
+            "max_length": 128,
+        },
         "method": {"kind": "lora", "r": 4},
         "train": {"batch_size": 4, "grad_accum": 2, "max_steps": 3, "learning_rate": 1e-2, "log_every": 1, **train},
     }
@@ -104,11 +110,16 @@ def test_pretraining_two_processes_equal_one_process_with_accumulation(tmp_path)
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n\n".join(" ".join(rng.choice(WORDS) for _ in range(30)) for _ in range(120)))
     recipe = {
-        "name": "dist-pt", "output": str(tmp_path / "one"),
+        "name": "dist-pt",
+        "output": str(tmp_path / "one"),
         "model": {"core": {"layers": 2, "width": 32, "heads": 4, "context_length": 64}},
-        "pretrain": {"corpus": {"kind": "file", "path": str(corpus)}, "tokenizer": {"vocab_size": 300},
-                     "block_size": 32, "cache": False,
-                     "train": {"batch_size": 4, "grad_accum": 2, "max_steps": 3, "learning_rate": 1e-2, "log_every": 1}},
+        "pretrain": {
+            "corpus": {"kind": "file", "path": str(corpus)},
+            "tokenizer": {"vocab_size": 300},
+            "block_size": 32,
+            "cache": False,
+            "train": {"batch_size": 4, "grad_accum": 2, "max_steps": 3, "learning_rate": 1e-2, "log_every": 1},
+        },
     }
     path = write_recipe(tmp_path, recipe)
     r1 = ft("run", str(path))
@@ -136,8 +147,14 @@ def test_gpu_check_skips_without_cuda():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     results = ROOT / "bench" / "results"
     before = set(results.glob("gpu_check-*.json")) if results.is_dir() else set()
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py")], capture_output=True, text=True,
-                         env=env, timeout=120, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_check.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr
     assert "skipped" in out.stdout
     assert (set(results.glob("gpu_check-*.json")) if results.is_dir() else set()) == before  # nothing measured
@@ -145,7 +162,7 @@ def test_gpu_check_skips_without_cuda():
 
 # Loaded by every Python process started with this folder first on PYTHONPATH: rank 1 dies abruptly
 # (no cleanup, like a kill -9 or an OOM kill) as soon as the named checkpoint is complete.
-CRASH_RANK_1 = '''
+CRASH_RANK_1 = """
 import os, pathlib, threading, time
 if os.environ.get("RANK") == "1" and os.environ.get("FT_TEST_CRASH_AFTER"):
     marker = pathlib.Path(os.environ["FT_TEST_CRASH_AFTER"])
@@ -154,7 +171,7 @@ if os.environ.get("RANK") == "1" and os.environ.get("FT_TEST_CRASH_AFTER"):
             time.sleep(0.002)
         os._exit(9)
     threading.Thread(target=_watch, daemon=True).start()
-'''
+"""
 
 
 def test_a_crashed_rank_stops_the_run_and_resume_with_the_same_world_finishes_it(base, tmp_path):
@@ -167,10 +184,20 @@ def test_a_crashed_rank_stops_the_run_and_resume_with_the_same_world_finishes_it
     (hook / "sitecustomize.py").write_text(CRASH_RANK_1)
     run_dir = tmp_path / "crash"
     recipe = write_recipe(tmp_path, finetune_recipe(base, run_dir, max_steps=40, save_every=4, grad_accum=1))
-    env = {**os.environ, "PYTHONPATH": f"{hook}{os.pathsep}{ROOT}", "HF_HUB_OFFLINE": "1",
-           "FT_TEST_CRASH_AFTER": str(run_dir / "checkpoints" / "step-00000008" / "COMPLETE")}
-    crashed = subprocess.run([sys.executable, str(CLI), "run", str(recipe), "--processes", "2"],
-                             capture_output=True, text=True, env=env, timeout=240, cwd=ROOT)
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{hook}{os.pathsep}{ROOT}",
+        "HF_HUB_OFFLINE": "1",
+        "FT_TEST_CRASH_AFTER": str(run_dir / "checkpoints" / "step-00000008" / "COMPLETE"),
+    }
+    crashed = subprocess.run(
+        [sys.executable, str(CLI), "run", str(recipe), "--processes", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+        cwd=ROOT,
+    )
     assert crashed.returncode != 0
     assert "of 2 failed with exit code" in crashed.stderr, crashed.stderr[-2000:]
     assert not (run_dir / "model").exists() and not (run_dir / "report.json").exists()
@@ -203,8 +230,14 @@ def test_sigterm_to_a_two_process_run_checkpoints_both_ranks_exits_75_and_resume
     run_dir = tmp_path / "stopped"
     recipe = write_recipe(tmp_path, finetune_recipe(base, run_dir, max_steps=400, save_every=4, grad_accum=1))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, str(CLI), "run", str(recipe), "--processes", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, str(CLI), "run", str(recipe), "--processes", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     first = run_dir / "checkpoints" / "step-00000004" / "COMPLETE"
     deadline = time.time() + 180
     while not first.exists() and proc.poll() is None and time.time() < deadline:

@@ -1,4 +1,5 @@
 """Generation and evaluation: batched equals one-by-one, constrained scoring, `ft eval` on users' files."""
+
 import json
 import subprocess
 import sys
@@ -22,16 +23,30 @@ def tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny") / "model"
     tok = train_tokenizer(TEXTS, 320, out)
     torch.manual_seed(0)
-    model = CoreForCausalLM(CoreConfig(vocab_size=len(tok), width=32, layers=2, heads=4, context_length=128,
-                                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                                       bos_token_id=tok.bos_token_id))
+    model = CoreForCausalLM(
+        CoreConfig(
+            vocab_size=len(tok),
+            width=32,
+            layers=2,
+            heads=4,
+            context_length=128,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+        )
+    )
     model.save_pretrained(out)
     return model.eval(), load_tokenizer(out), out
 
 
 def test_batched_generation_equals_one_by_one(tiny):
     model, tok, _ = tiny
-    prompts = ["the market", "Sentence 12: the patient felt", "or", "points and the patient felt good, or bad. Sentence"]
+    prompts = [
+        "the market",
+        "Sentence 12: the patient felt",
+        "or",
+        "points and the patient felt good, or bad. Sentence",
+    ]
     batched = generate(model, tok, prompts, max_new_tokens=10, batch_size=4)
     single = [generate(model, tok, [p], max_new_tokens=10, batch_size=1)[0] for p in prompts]
     assert batched == single
@@ -46,7 +61,7 @@ def test_label_probs_are_a_distribution_ordered_by_likelihood(tiny):
         assert abs(sum(p.values()) - 1) < 1e-6
     # the same scores as a direct computation: first token when the first tokens differ, else the sum
     ids = tok("the patient felt", add_special_tokens=False)["input_ids"]
-    firsts = {tok(l, add_special_tokens=False)["input_ids"][0] for l in ("good", "bad")}
+    firsts = {tok(w, add_special_tokens=False)["input_ids"][0] for w in ("good", "bad")}
     scores = {}
     with torch.no_grad():
         for label in ("good", "bad"):
@@ -60,10 +75,15 @@ def test_label_probs_are_a_distribution_ordered_by_likelihood(tiny):
 
 def test_generic_evaluators_hand_computed():
     rows = with_choices([{"output": "yes"}, {"output": "no"}, {"output": "yes"}, {"output": "no"}])
-    m = evaluator("classification")(["Yes!", "no", "maybe", "yes"], rows, [{"yes": .9, "no": .1}, {"yes": .2, "no": .8},
-                                                                           {"yes": .6, "no": .4}, {"yes": .7, "no": .3}])
+    m = evaluator("classification")(
+        ["Yes!", "no", "maybe", "yes"],
+        rows,
+        [{"yes": 0.9, "no": 0.1}, {"yes": 0.2, "no": 0.8}, {"yes": 0.6, "no": 0.4}, {"yes": 0.7, "no": 0.3}],
+    )
     assert m["accuracy"] == 0.75 and m["gen_accuracy"] == 0.5 and m["parse_failure_rate"] == 0.25
-    assert m["f1_weighted"] == pytest.approx(f1_score(["yes", "no", "yes", "no"], ["yes", "no", "yes", "yes"], average="weighted"))
+    assert m["f1_weighted"] == pytest.approx(
+        f1_score(["yes", "no", "yes", "no"], ["yes", "no", "yes", "yes"], average="weighted")
+    )
     m = evaluator("numeric")(["#### 12", "about 3.0", ""], [{"output": "12"}, {"output": "3"}, {"output": "5"}])
     assert m == {"numeric_em": pytest.approx(1 / 3), "parse_failure_rate": pytest.approx(2 / 3)}
     m = evaluator("generation")(["the cat sat", ""], [{"output": "the cat sat"}, {"output": "a dog"}])
@@ -91,25 +111,50 @@ def test_numeric_is_gsm8k_exact_match_unless_loosened():
     loose = evaluator("numeric", numeric_tolerance=0.01, numeric_fallback="last")(preds, rows)
     assert loose["numeric_em"] == strict["numeric_em"]  # the strict number is always there
     assert loose["numeric_em_last_tol0.01"] == pytest.approx(5 / 5) and loose["parse_failure_rate_last"] == 0.0
-    assert set(evaluator("numeric", numeric_tolerance=0.01)(preds, rows)) == {"numeric_em", "parse_failure_rate",
-                                                                              "numeric_em_tol0.01"}
+    assert set(evaluator("numeric", numeric_tolerance=0.01)(preds, rows)) == {
+        "numeric_em",
+        "parse_failure_rate",
+        "numeric_em_tol0.01",
+    }
     # a bare-number reference wants a bare-number answer (or a '####' mark)
     bare = evaluator("numeric")(["42", "#### 42", "42 apples"], [{"output": "42"}] * 3)
     assert bare == {"numeric_em": pytest.approx(2 / 3), "parse_failure_rate": pytest.approx(1 / 3)}
 
 
-@pytest.mark.parametrize("task,rows,key", [
-    ("generation", [{"q": f"say {i}", "a": f"number {i}"} for i in range(6)], "rougeL"),
-    ("classification", [{"q": f"case {i}", "a": "good" if i % 2 else "bad"} for i in range(6)], "mcc"),
-    ("numeric", [{"q": f"{i} plus 1", "a": str(i + 1)} for i in range(6)], "numeric_em"),
-])
+@pytest.mark.parametrize(
+    "task,rows,key",
+    [
+        ("generation", [{"q": f"say {i}", "a": f"number {i}"} for i in range(6)], "rougeL"),
+        ("classification", [{"q": f"case {i}", "a": "good" if i % 2 else "bad"} for i in range(6)], "mcc"),
+        ("numeric", [{"q": f"{i} plus 1", "a": str(i + 1)} for i in range(6)], "numeric_em"),
+    ],
+)
 def test_ft_eval_on_user_csv(tiny, tmp_path, task, rows, key):
     _, _, model_dir = tiny
     path = tmp_path / "mine.csv"
     path.write_text("q,a\n" + "".join(f"{r['q']},{r['a']}\n" for r in rows))
-    out = subprocess.run([sys.executable, str(CLI), "eval", "--model", str(model_dir), "--data", str(path), "--task", task,
-                          "--field", "input=q", "--field", "output=a", "--max-new-tokens", "4"],
-                         capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(CLI),
+            "eval",
+            "--model",
+            str(model_dir),
+            "--data",
+            str(path),
+            "--task",
+            task,
+            "--field",
+            "input=q",
+            "--field",
+            "output=a",
+            "--max-new-tokens",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert key in out.stdout
     assert ("per class" in out.stdout) == (task == "classification")  # the confusion matrix and P/R/F1 tables
@@ -125,12 +170,33 @@ def test_ft_eval_out_writes_predictions_and_names_the_loosened_rule(tiny, tmp_pa
     sys.path.insert(0, str(CLI.parent))
     import cli
 
-    out = CliRunner().invoke(cli.app, ["eval", "--model", str(model_dir), "--data", str(path), "--task", "numeric",
-                                       "--field", "input=q", "--field", "output=a", "--max-new-tokens", "3",
-                                       "--numeric-tolerance", "0.01", "--numeric-fallback", "last", "--out", str(tmp_path / "ev")])
+    out = CliRunner().invoke(
+        cli.app,
+        [
+            "eval",
+            "--model",
+            str(model_dir),
+            "--data",
+            str(path),
+            "--task",
+            "numeric",
+            "--field",
+            "input=q",
+            "--field",
+            "output=a",
+            "--max-new-tokens",
+            "3",
+            "--numeric-tolerance",
+            "0.01",
+            "--numeric-fallback",
+            "last",
+            "--out",
+            str(tmp_path / "ev"),
+        ],
+    )
     assert out.exit_code == 0, out.output[-2000:]
     assert "numeric_em_last_tol0.01" in out.output and "parse_failure_rate_last" in out.output
-    rows = [json.loads(l) for l in (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all(r["kind"] == "number" and "prediction" in r and "parse_failure" in r for r in rows)
     saved = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert "numeric_em_last_tol0.01" in next(iter(saved["after"].values()))
@@ -140,7 +206,23 @@ def test_ft_eval_bad_field_is_one_line_exit_2(tiny, tmp_path):
     _, _, model_dir = tiny
     path = tmp_path / "mine.csv"
     path.write_text("q,a\nx,y\n")
-    out = subprocess.run([sys.executable, str(CLI), "eval", "--model", str(model_dir), "--data", str(path), "--task",
-                          "generation", "--field", "input=question"], capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(CLI),
+            "eval",
+            "--model",
+            str(model_dir),
+            "--data",
+            str(path),
+            "--task",
+            "generation",
+            "--field",
+            "input=question",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "question" in out.stderr

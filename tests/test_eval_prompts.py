@@ -4,6 +4,7 @@ Before: a transformers warning and an empty answer (RoPE extrapolating past its 
 traceback (a learned position table). Now the prompt is cut from the left to leave room for the
 answer, counted, and said in one line; `ft generate` answers and `ft eval` counts cut rows.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,9 +30,19 @@ def short(tmp_path_factory):
     out = tmp_path_factory.mktemp("short") / "model"
     tok = train_tokenizer(TEXTS, 320, out)
     torch.manual_seed(0)
-    model = CoreForCausalLM(CoreConfig(vocab_size=len(tok), width=32, layers=2, heads=4, context_length=CONTEXT,
-                                       positions="learned", eos_token_id=tok.eos_token_id,
-                                       pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id))
+    model = CoreForCausalLM(
+        CoreConfig(
+            vocab_size=len(tok),
+            width=32,
+            layers=2,
+            heads=4,
+            context_length=CONTEXT,
+            positions="learned",
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+        )
+    )
     with torch.no_grad():  # tied embeddings: a zero row scores 0, below the best ordinary token
         model.get_input_embeddings().weight[tok.all_special_ids] = 0
     model.save_pretrained(out)
@@ -48,7 +59,7 @@ def test_long_prompt_is_cut_from_the_left_counted_and_said(short, caplog):
     assert stats == {"truncated": 1}
     assert out[0] != ""
     # what the model answered is its answer to the prompt's last context - max_new_tokens tokens
-    assert out[0] == generate(model, tok, [ids[-(CONTEXT - 8):]], max_new_tokens=8, progress=False)[0]
+    assert out[0] == generate(model, tok, [ids[-(CONTEXT - 8) :]], max_new_tokens=8, progress=False)[0]
     assert out[1] == generate(model, tok, ["the market"], max_new_tokens=8, progress=False)[0]
     lines = [r.getMessage() for r in caplog.records if "prompts are longer" in r.getMessage()]
     assert len(lines) == 1 and "1 of 2 prompts" in lines[0] and "32" in lines[0]
@@ -57,14 +68,15 @@ def test_long_prompt_is_cut_from_the_left_counted_and_said(short, caplog):
 def test_label_scoring_cuts_long_prompts_too(short):
     model, tok, _ = short
     stats: dict[str, int] = {}
-    probs = label_probs(model, tok, [LONG, "the patient felt"], [["good", "bad"], ["good", "bad"]], stats=stats,
-                        progress=False)
+    probs = label_probs(
+        model, tok, [LONG, "the patient felt"], [["good", "bad"], ["good", "bad"]], stats=stats, progress=False
+    )
     assert stats == {"truncated": 1}
     assert all(abs(sum(p.values()) - 1) < 1e-6 for p in probs)
     # the long prompt is scored on its end, as a short prompt with the same end would be
     ids = tok(LONG, add_special_tokens=False)["input_ids"]
     longest_label = max(len(tok(c, add_special_tokens=False)["input_ids"]) for c in ("good", "bad"))
-    again = label_probs(model, tok, [ids[-(CONTEXT - longest_label):]], [["good", "bad"]], progress=False)
+    again = label_probs(model, tok, [ids[-(CONTEXT - longest_label) :]], [["good", "bad"]], progress=False)
     assert probs[0] == pytest.approx(again[0])
 
 
@@ -104,11 +116,16 @@ def test_evaluation_counts_rows_whose_prompt_was_cut(short):
     from finetune.stages.evaluate import EvalResult
 
     model, tok, _ = short
-    rows = [{"input": LONG, "output": "good"}, {"input": "the market", "output": "rose"},
-            {"input": LONG + " again", "output": "bad"}]
+    rows = [
+        {"input": LONG, "output": "good"},
+        {"input": "the market", "output": "rose"},
+        {"input": LONG + " again", "output": "bad"},
+    ]
     sets = [EvalSet(name="mine", rows=rows, system=None, instruction=None, evaluate=evaluator("generation"))]
     templates = {"mine": Template.for_tokenizer(tok, None, None, "instruction")}
     spec = EvalSpec(max_new_tokens=8, batch_size=2)
     results = evaluate_model(model, tok, templates, sets, spec)
     assert results["truncated_prompts"] == {"mine": 2}
-    assert EvalResult(truncated_prompts={"after": {"mine": 2}}).report_dict()["truncated_prompts"] == {"after": {"mine": 2}}
+    assert EvalResult(truncated_prompts={"after": {"mine": 2}}).report_dict()["truncated_prompts"] == {
+        "after": {"mine": 2}
+    }

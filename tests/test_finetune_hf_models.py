@@ -1,4 +1,5 @@
 """Any local Hugging Face causal LM fine-tunes through the same recipe path (here tiny Llama and GPT-2 built locally)."""
+
 import json
 
 import pytest
@@ -17,13 +18,32 @@ def _base(tmp_path, arch):
     tok = train_tokenizer([r["input"] + " " + r["output"] for r in rows], 400, out)
     torch.manual_seed(0)
     if arch == "llama":
-        model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                             intermediate_size=64, max_position_embeddings=256, pad_token_id=tok.pad_token_id,
-                                             eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id))
+        model = LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=len(tok),
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=64,
+                max_position_embeddings=256,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+                bos_token_id=tok.bos_token_id,
+            )
+        )
     else:
-        model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, n_positions=256,
-                                           pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                                           bos_token_id=tok.bos_token_id))
+        model = GPT2LMHeadModel(
+            GPT2Config(
+                vocab_size=len(tok),
+                n_embd=32,
+                n_layer=2,
+                n_head=4,
+                n_positions=256,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+                bos_token_id=tok.bos_token_id,
+            )
+        )
     model.save_pretrained(out)
     load_tokenizer(out).save_pretrained(out)
     return out
@@ -32,14 +52,21 @@ def _base(tmp_path, arch):
 @pytest.mark.parametrize("arch,packing", [("llama", True), ("gpt2", True)])
 def test_recipe_fine_tunes_a_local_hf_model(tmp_path, arch, packing):
     base = _base(tmp_path, arch)
-    recipe = recipe_from_dict({
-        "name": f"hf-{arch}", "output": str(tmp_path / "run"), "model": {"path": str(base)},
-        "data": {"sources": [{"scenario": "tutoring", "sizes": {"train": 64, "validation": 16, "test": 4}}],
-                 "max_length": 128, "packing": packing},
-        "method": {"kind": "lora", "r": 4},
-        "train": {"epochs": 3, "batch_size": 4, "learning_rate": 5e-3, "log_every": 5},
-        "eval": {"samples": 4, "max_new_tokens": 8, "before": False},
-    })
+    recipe = recipe_from_dict(
+        {
+            "name": f"hf-{arch}",
+            "output": str(tmp_path / "run"),
+            "model": {"path": str(base)},
+            "data": {
+                "sources": [{"scenario": "tutoring", "sizes": {"train": 64, "validation": 16, "test": 4}}],
+                "max_length": 128,
+                "packing": packing,
+            },
+            "method": {"kind": "lora", "r": 4},
+            "train": {"epochs": 3, "batch_size": 4, "learning_rate": 5e-3, "log_every": 5},
+            "eval": {"samples": 4, "max_new_tokens": 8, "before": False},
+        }
+    )
     result = run(recipe)
     report = json.loads((result.run_dir / "report.json").read_text())
     ft = report["finetune"]

@@ -1,4 +1,5 @@
 """Packing changes batching, not the objective: same loss on the same model, close loss after training."""
+
 import pytest
 import torch
 
@@ -21,8 +22,17 @@ def _setup(tmp_path):
     train_data, _ = tokenize_rows(rows["train"], template, tok, spec, None)
     val_data, _ = tokenize_rows(rows["validation"], template, tok, spec, None)
     torch.manual_seed(0)
-    model = CoreForCausalLM(CoreConfig(vocab_size=len(tok), width=32, layers=2, heads=4, context_length=256,
-                                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id))
+    model = CoreForCausalLM(
+        CoreConfig(
+            vocab_size=len(tok),
+            width=32,
+            layers=2,
+            heads=4,
+            context_length=256,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+    )
     return model, train_data, val_data
 
 
@@ -49,8 +59,18 @@ def test_packed_and_unpacked_training_reach_the_same_loss(tmp_path):
         data = pack(train_data, 256) if packing else train_data
         acc = make_accelerator(TrainSpec(), DistributedSpec())
         spec = TrainSpec(max_steps=30, batch_size=8 if not packing else 3, learning_rate=3e-3, log_every=10)
-        res = train(model, data, val_data, spec, tmp_path / f"run{packing}", acc, seed=0, fingerprint={}, resume=False,
-                    group_by_length=not packing)
+        res = train(
+            model,
+            data,
+            val_data,
+            spec,
+            tmp_path / f"run{packing}",
+            acc,
+            seed=0,
+            fingerprint={},
+            resume=False,
+            group_by_length=not packing,
+        )
         results[packing] = res
     a, b = results[False].val_loss, results[True].val_loss
     assert abs(a - b) / a < 0.1, (a, b)

@@ -1,4 +1,5 @@
 """The token-weighted loss: plain and label-restricted terms, counted the way the step normaliser counts them."""
+
 import torch
 import torch.nn.functional as F
 
@@ -47,7 +48,9 @@ def test_example_average_gives_every_example_the_same_weight():
     own = []
     for i, e in enumerate((short, long)):
         n = len(e["labels"])
-        s, c = causal_lm_loss(logits[i:i + 1, :n], torch.tensor([e["labels"]]), torch.tensor([e["choice_index"]]), choice_ids)
+        s, c = causal_lm_loss(
+            logits[i : i + 1, :n], torch.tensor([e["labels"]]), torch.tensor([e["choice_index"]]), choice_ids
+        )
         own.append(float(s / c))
     assert abs(float(total / count) - sum(own) / 2) < 1e-5
     plain_total, plain_count = causal_lm_loss(logits, batch["labels"], batch["choice_index"], choice_ids)

@@ -1,5 +1,6 @@
 """Fine-tuning methods on tiny models: LoRA on Llama/Qwen2/GPT-2 loaded from disk, adapters that
 load with plain peft elsewhere, merging, DoRA and partial full fine-tuning on the core model."""
+
 from __future__ import annotations
 
 import json
@@ -43,9 +44,7 @@ OBJECTS = ("the report", "a ledger", "every chart", "the notes", "two invoices")
 
 
 def sentences(n: int) -> list[str]:
-    return [
-        f"{SUBJECTS[i % 5]} {VERBS[(i // 5) % 5]} {OBJECTS[(i // 25) % 5]} on day {i % 31}." for i in range(n)
-    ]
+    return [f"{SUBJECTS[i % 5]} {VERBS[(i // 5) % 5]} {OBJECTS[(i // 25) % 5]} on day {i % 31}." for i in range(n)]
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +63,27 @@ def build(kind: str, vocab: int) -> torch.nn.Module:
     torch.manual_seed(0)
     ids = dict(vocab_size=vocab, bos_token_id=1, eos_token_id=2)
     if kind == "llama":
-        return LlamaForCausalLM(LlamaConfig(hidden_size=WIDTH, intermediate_size=64, num_hidden_layers=2,
-                                            num_attention_heads=4, num_key_value_heads=2, **ids))
+        return LlamaForCausalLM(
+            LlamaConfig(
+                hidden_size=WIDTH,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                **ids,
+            )
+        )
     if kind == "qwen2":
-        return Qwen2ForCausalLM(Qwen2Config(hidden_size=WIDTH, intermediate_size=64, num_hidden_layers=2,
-                                            num_attention_heads=4, num_key_value_heads=2, **ids))
+        return Qwen2ForCausalLM(
+            Qwen2Config(
+                hidden_size=WIDTH,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                **ids,
+            )
+        )
     if kind == "gpt2":
         return GPT2LMHeadModel(GPT2Config(n_embd=WIDTH, n_layer=2, n_head=4, n_positions=64, **ids))
     return CoreForCausalLM(CoreConfig(width=WIDTH, layers=2, heads=4, context_length=64, **ids))
@@ -114,8 +129,11 @@ def llama_adapter(tokenizer, batch, tmp_path_factory):
 
 @pytest.mark.parametrize(
     "kind, targets",
-    [("llama", {"q_proj", "k_proj", "v_proj", "o_proj"}), ("qwen2", {"q_proj", "k_proj", "v_proj", "o_proj"}),
-     ("gpt2", {"c_attn", "c_proj"})],
+    [
+        ("llama", {"q_proj", "k_proj", "v_proj", "o_proj"}),
+        ("qwen2", {"q_proj", "k_proj", "v_proj", "o_proj"}),
+        ("gpt2", {"c_attn", "c_proj"}),
+    ],
 )
 def test_lora_default_targets_train_and_save(kind, targets, tokenizer, batch, tmp_path):
     model = prepare(hf.load_model(saved_base(kind, tokenizer, tmp_path / "base")), MethodSpec(kind="lora", r=4))
@@ -144,8 +162,10 @@ def test_describe_counts_trainable_share(tokenizer):
 
 def test_adapter_loads_with_plain_peft_in_fresh_process(llama_adapter, batch, tmp_path):
     base, adapter, expected = llama_adapter
-    save_file({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "logits": expected},
-              tmp_path / "expected.safetensors")
+    save_file(
+        {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "logits": expected},
+        tmp_path / "expected.safetensors",
+    )
     code = textwrap.dedent(f"""
         import sys, torch
         from peft import PeftModel
@@ -158,8 +178,14 @@ def test_adapter_loads_with_plain_peft_in_fresh_process(llama_adapter, batch, tm
         assert not [m for m in sys.modules if m.split(".")[0] == "finetune"], "finetune was imported"
         print("MAXDIFF", (got - data["logits"]).abs().max().item())
     """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                            env={**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "HF_HUB_OFFLINE": "1"})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env={**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "HF_HUB_OFFLINE": "1"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     diff = float(result.stdout.split("MAXDIFF")[-1])
     assert diff <= 1e-5
@@ -200,7 +226,9 @@ def test_load_trained_names_a_missing_base(llama_adapter, tmp_path):
     config["base_model_name_or_path"] = str(tmp_path / "gone")
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps(config))
-    (tmp_path / "adapter" / "adapter_model.safetensors").write_bytes((adapter / "adapter_model.safetensors").read_bytes())
+    (tmp_path / "adapter" / "adapter_model.safetensors").write_bytes(
+        (adapter / "adapter_model.safetensors").read_bytes()
+    )
     with pytest.raises(UserError, match=r"base_model_name_or_path.*gone does not exist"):
         load_trained(tmp_path / "adapter")
 
@@ -223,7 +251,9 @@ def test_dora_on_core_model_trains(tokenizer, batch, tmp_path):
 def test_full_with_top_block_only_leaves_lower_block_unchanged(tokenizer, batch):
     model = prepare(build("core", len(tokenizer)), MethodSpec(kind="full", freeze=FreezeSpec(train_top_blocks=1)))
     lower, upper = model.model.layers
-    before = {name: [p.detach().clone() for p in block.parameters()] for name, block in (("lower", lower), ("upper", upper))}
+    before = {
+        name: [p.detach().clone() for p in block.parameters()] for name, block in (("lower", lower), ("upper", upper))
+    }
     assert model.model.norm.weight.requires_grad and model.lm_head.weight.requires_grad
     train(model, batch, steps=3)
     assert all(torch.equal(p, q) for p, q in zip(lower.parameters(), before["lower"]))

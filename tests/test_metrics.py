@@ -1,4 +1,5 @@
 """Plain metric functions against reference implementations, and the evaluate modules."""
+
 from __future__ import annotations
 
 import math

@@ -1,5 +1,6 @@
 """Model-folder checks in finetune/model/hf.py: every bad folder is a one-line UserError, and
 pickled code is refused without being unpickled."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,14 @@ def llama_dir(tmp_path_factory):
     """A tiny Llama saved with save_model (2 layers, width 32)."""
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, bos_token_id=1, eos_token_id=2,
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        bos_token_id=1,
+        eos_token_id=2,
     )
     out = tmp_path_factory.mktemp("llama")
     hf.save_model(LlamaForCausalLM(config), None, out)
@@ -146,7 +153,9 @@ def test_unknown_model_type_names_it_and_the_remote_code_key(llama_dir, tmp_path
 def test_known_but_not_causal_lm_config_is_a_user_error(tmp_path):
     from transformers import DistilBertConfig, DistilBertModel
 
-    DistilBertModel(DistilBertConfig(vocab_size=30, dim=16, n_layers=1, n_heads=2, hidden_dim=16)).save_pretrained(tmp_path)
+    DistilBertModel(DistilBertConfig(vocab_size=30, dim=16, n_layers=1, n_heads=2, hidden_dim=16)).save_pretrained(
+        tmp_path
+    )
     with pytest.raises(UserError, match=r"model_type 'distilbert'.*causal LM"):
         hf.load_model(str(tmp_path))
 

@@ -1,4 +1,5 @@
 """End to end on a tiny model: pretrain -> LoRA fine-tune -> evaluate before/after -> report; fresh-process loading."""
+
 import json
 import subprocess
 import sys
@@ -11,7 +12,8 @@ from finetune.config.load import recipe_from_dict
 
 CORPUS = "\n\n".join(
     f"Document {i}. The applicant earns {i % 7} thousand and repays debts on time. "
-    f"Tom has {i % 9} apples and buys {i % 5} more, so he has {i % 9 + i % 5} apples." for i in range(300)
+    f"Tom has {i % 9} apples and buys {i % 5} more, so he has {i % 9 + i % 5} apples."
+    for i in range(300)
 )
 
 
@@ -20,19 +22,31 @@ def finished_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     corpus = tmp / "corpus.txt"
     corpus.write_text(CORPUS)
-    recipe = recipe_from_dict({
-        "name": "e2e", "seed": 0, "output": str(tmp / "run"),
-        "model": {"core": {"layers": 2, "width": 32, "heads": 4, "context_length": 256}},
-        "pretrain": {"corpus": {"kind": "file", "path": str(corpus)}, "tokenizer": {"vocab_size": 320},
-                     "block_size": 32, "cache": False,
-                     "train": {"max_steps": 60, "batch_size": 8, "learning_rate": 5e-3, "log_every": 5}},
-        "data": {"sources": [{"scenario": "risk_assessment", "sizes": {"train": 64, "validation": 16, "test": 16}},
-                             {"scenario": "tutoring", "sizes": {"train": 64, "validation": 16, "test": 8}}],
-                 "max_length": 192},
-        "method": {"kind": "lora", "r": 4, "targets": "all-linear"},
-        "train": {"epochs": 2, "batch_size": 8, "learning_rate": 3e-3, "log_every": 2},
-        "eval": {"samples": 8, "max_new_tokens": 4, "batch_size": 8},
-    })
+    recipe = recipe_from_dict(
+        {
+            "name": "e2e",
+            "seed": 0,
+            "output": str(tmp / "run"),
+            "model": {"core": {"layers": 2, "width": 32, "heads": 4, "context_length": 256}},
+            "pretrain": {
+                "corpus": {"kind": "file", "path": str(corpus)},
+                "tokenizer": {"vocab_size": 320},
+                "block_size": 32,
+                "cache": False,
+                "train": {"max_steps": 60, "batch_size": 8, "learning_rate": 5e-3, "log_every": 5},
+            },
+            "data": {
+                "sources": [
+                    {"scenario": "risk_assessment", "sizes": {"train": 64, "validation": 16, "test": 16}},
+                    {"scenario": "tutoring", "sizes": {"train": 64, "validation": 16, "test": 8}},
+                ],
+                "max_length": 192,
+            },
+            "method": {"kind": "lora", "r": 4, "targets": "all-linear"},
+            "train": {"epochs": 2, "batch_size": 8, "learning_rate": 3e-3, "log_every": 2},
+            "eval": {"samples": 8, "max_new_tokens": 4, "batch_size": 8},
+        }
+    )
     return run(recipe), tmp
 
 
@@ -43,7 +57,10 @@ def test_run_writes_report_and_improves_loss(finished_run):
     assert pre["val_loss"] < pre["unigram_entropy"]  # context helps: below the unigram model
     ft = report["finetune"]
     assert ft["val_loss"] < ft["base_val_loss"]
-    assert set(report["eval"]["before"]) == {"risk_assessment", "tutoring"} and "mcc" in report["eval"]["after"]["risk_assessment"]
+    assert (
+        set(report["eval"]["before"]) == {"risk_assessment", "tutoring"}
+        and "mcc" in report["eval"]["after"]["risk_assessment"]
+    )
     assert report["cost"]["tokens"] > 0 and report["cost"]["train_flops"] > 0
     assert (result.run_dir / "loss_curve.png").stat().st_size > 5000
     md = (result.run_dir / "report.md").read_text()
@@ -76,8 +93,12 @@ def test_existing_run_folder_is_not_overwritten(finished_run):
     recipe = json.loads((result.run_dir / "run.json").read_text())
     assert recipe["status"] == "done"
     cli = Path(__file__).resolve().parents[1] / "cli.py"
-    out = subprocess.run([sys.executable, str(cli), "run", str(result.run_dir / "recipe.yaml")],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(cli), "run", str(result.run_dir / "recipe.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2, out.stderr[-1000:]
     assert "already holds a run" in out.stderr and "Traceback" not in out.stderr
 
@@ -92,16 +113,31 @@ def test_fine_tune_is_the_same_whether_the_base_was_pretrained_now_or_cached(tmp
     corpus.write_text(CORPUS)
 
     def once(out: str):
-        return run(recipe_from_dict({
-            "name": "cached", "seed": 3, "output": str(tmp_path / out),
-            "model": {"core": {"layers": 1, "width": 32, "heads": 4, "context_length": 128}},
-            "pretrain": {"corpus": {"kind": "file", "path": str(corpus)}, "tokenizer": {"vocab_size": 300},
-                         "block_size": 32, "cache": True, "train": {"max_steps": 10, "batch_size": 8}},
-            "data": {"sources": [{"scenario": "risk_assessment", "sizes": {"train": 32, "validation": 8, "test": 8}}],
-                     "max_length": 128},
-            "method": {"kind": "lora", "r": 4, "targets": "all-linear"},
-            "train": {"epochs": 1, "batch_size": 8},
-        }))
+        return run(
+            recipe_from_dict(
+                {
+                    "name": "cached",
+                    "seed": 3,
+                    "output": str(tmp_path / out),
+                    "model": {"core": {"layers": 1, "width": 32, "heads": 4, "context_length": 128}},
+                    "pretrain": {
+                        "corpus": {"kind": "file", "path": str(corpus)},
+                        "tokenizer": {"vocab_size": 300},
+                        "block_size": 32,
+                        "cache": True,
+                        "train": {"max_steps": 10, "batch_size": 8},
+                    },
+                    "data": {
+                        "sources": [
+                            {"scenario": "risk_assessment", "sizes": {"train": 32, "validation": 8, "test": 8}}
+                        ],
+                        "max_length": 128,
+                    },
+                    "method": {"kind": "lora", "r": 4, "targets": "all-linear"},
+                    "train": {"epochs": 1, "batch_size": 8},
+                }
+            )
+        )
 
     cold, warm = once("cold"), once("warm")
     reports = [json.loads((r.run_dir / "report.json").read_text())["pretrain"] for r in (cold, warm)]

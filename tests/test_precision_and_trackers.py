@@ -1,5 +1,6 @@
 """Combinations this machine cannot run are one-line errors (exit 2) before any training, and
 train.log_with: [tensorboard] writes the training loss as TensorBoard events in the run folder."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -36,13 +37,19 @@ def cli_error(recipe_path: Path, *args: str) -> str:
 
 
 @CPU_ONLY
-@pytest.mark.parametrize("override, expected", [
-    ("train.precision=bf16", "train.precision bf16 needs a GPU"),
-    ("train.precision=fp16", "train.precision fp16 needs a CUDA GPU"),
-    ("distributed.strategy=fsdp", "distributed.strategy fsdp needs CUDA GPUs"),
-    ("train.log_with=[mlflow]", "pip install mlflow"),
-    ("distributed.config_file=/nonexistent/accelerate.yaml", "distributed.config_file /nonexistent/accelerate.yaml does not exist"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("train.precision=bf16", "train.precision bf16 needs a GPU"),
+        ("train.precision=fp16", "train.precision fp16 needs a CUDA GPU"),
+        ("distributed.strategy=fsdp", "distributed.strategy fsdp needs CUDA GPUs"),
+        ("train.log_with=[mlflow]", "pip install mlflow"),
+        (
+            "distributed.config_file=/nonexistent/accelerate.yaml",
+            "distributed.config_file /nonexistent/accelerate.yaml does not exist",
+        ),
+    ],
+)
 @pytest.mark.parametrize("processes", ["1", "2"])
 def test_impossible_combinations_fail_before_training(base, tmp_path, override, expected, processes):
     if "mlflow" in override and importlib.util.find_spec("mlflow"):

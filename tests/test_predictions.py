@@ -1,4 +1,5 @@
 """predictions.jsonl beside eval.json, and the per-class tables the report builds from it (issue 12, point 15)."""
+
 from types import SimpleNamespace
 
 import pytest
@@ -39,8 +40,15 @@ def test_confusion_matrix_and_per_class_match_sklearn():
 def test_records_hold_parsed_labels_scores_and_decision(tmp_path):
     rows = [{"id": f"r{i}", "output": lab, "choices": ["good", "bad"]} for i, lab in enumerate(["good", "bad", "bad"])]
     raw = [{"good": 0.7, "bad": 0.3}, {"good": 0.6, "bad": 0.4}, {"good": 0.2, "bad": 0.8}]
-    decided = [{"good": 0.7, "bad": 0.3}, {"good": 0.4, "bad": 0.6}, {"good": 0.2, "bad": 0.8}]  # a tuned rule moved row 2
-    result = {"predictions": {"risk": ["Good.", "Doctor: Good morning", "bad"]}, "label_probs": {"risk": (raw, decided)}}
+    decided = [
+        {"good": 0.7, "bad": 0.3},
+        {"good": 0.4, "bad": 0.6},
+        {"good": 0.2, "bad": 0.8},
+    ]  # a tuned rule moved row 2
+    result = {
+        "predictions": {"risk": ["Good.", "Doctor: Good morning", "bad"]},
+        "label_probs": {"risk": (raw, decided)},
+    }
     sets = [_set("risk", rows, answer_parser("risk_assessment"))]
     records = prediction_records(sets, result, "after")
     path = write_predictions(tmp_path / "predictions.jsonl", records)
@@ -61,14 +69,21 @@ def test_numeric_and_text_records():
     rows = [{"id": "a", "output": "#### 12"}, {"id": "b", "output": "#### 5"}]
     result = {"predictions": {"mine": ["#### 12", "5"]}}
     got = prediction_records([_set("mine", rows, parser("numeric"))], result, "before")
-    assert [(r["kind"], r["parsed"], r["parse_failure"]) for r in got] == [("number", 12.0, False), ("number", None, True)]
+    assert [(r["kind"], r["parsed"], r["parse_failure"]) for r in got] == [
+        ("number", 12.0, False),
+        ("number", None, True),
+    ]
     loose = prediction_records([_set("mine", rows, parser("numeric", "last"))], result, "before")
     assert loose[1]["parsed"] == 5.0
-    text = prediction_records([_set("notes", [{"id": "c", "output": "x"}], parser("generation"))],
-                              {"predictions": {"notes": ["y"]}}, "after")
+    text = prediction_records(
+        [_set("notes", [{"id": "c", "output": "x"}], parser("generation"))], {"predictions": {"notes": ["y"]}}, "after"
+    )
     assert text[0]["kind"] == "text" and text[0]["parse_failure"] is None
-    hint = prediction_records([_set("t", [{"id": "h", "output": "Try", "answer": 3, "mode": "hint"}], answer_parser("tutoring"))],
-                              {"predictions": {"t": ["What is 1+2?"]}}, "after")
+    hint = prediction_records(
+        [_set("t", [{"id": "h", "output": "Try", "answer": 3, "mode": "hint"}], answer_parser("tutoring"))],
+        {"predictions": {"t": ["What is 1+2?"]}},
+        "after",
+    )
     assert hint[0]["kind"] == "text" and hint[0]["parse_failure"] is None
     assert class_tables(got + text + hint) == {}
 
@@ -81,9 +96,18 @@ def tiny_model(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny") / "model"
     tok = train_tokenizer([f"Applicant {i} earns {i} and is good or bad." for i in range(200)], 320, out)
     torch.manual_seed(0)
-    CoreForCausalLM(CoreConfig(vocab_size=len(tok), width=32, layers=2, heads=4, context_length=256,
-                               eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                               bos_token_id=tok.bos_token_id)).save_pretrained(out)
+    CoreForCausalLM(
+        CoreConfig(
+            vocab_size=len(tok),
+            width=32,
+            layers=2,
+            heads=4,
+            context_length=256,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+        )
+    ).save_pretrained(out)
     return out
 
 
@@ -92,13 +116,19 @@ def test_evaluation_stage_writes_predictions_and_report_shows_class_tables(tiny_
     from finetune.report import build_report, render_markdown
     from finetune.stages.evaluate import evaluate_run
 
-    recipe = recipe_from_dict({
-        "name": "p", "output": str(tmp_path / "run"), "model": {"path": str(tiny_model)},
-        "data": {"sources": [{"scenario": "risk_assessment", "sizes": {"train": 4, "validation": 4, "test": 6}}],
-                 "max_length": 256},
-        "method": {"kind": "lora", "r": 2},  # final=None below: nothing trained, the one evaluation is "after"
-        "eval": {"samples": 6, "max_new_tokens": 3, "batch_size": 6},
-    })
+    recipe = recipe_from_dict(
+        {
+            "name": "p",
+            "output": str(tmp_path / "run"),
+            "model": {"path": str(tiny_model)},
+            "data": {
+                "sources": [{"scenario": "risk_assessment", "sizes": {"train": 4, "validation": 4, "test": 6}}],
+                "max_length": 256,
+            },
+            "method": {"kind": "lora", "r": 2},  # final=None below: nothing trained, the one evaluation is "after"
+            "eval": {"samples": 6, "max_new_tokens": 3, "batch_size": 6},
+        }
+    )
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     acc = SimpleNamespace(is_main_process=True, device="cpu", print=lambda *a: None, wait_for_everyone=lambda: None)

@@ -1,4 +1,5 @@
 """Privacy before training: no planted identifier survives into any tokenized sequence; data cards are recorded."""
+
 import pytest
 
 from finetune.config.schema import DataSpec
@@ -10,8 +11,11 @@ from finetune.stages.finetune import check_cards, scrub_sources, tokenize_split
 
 
 def test_planted_identifiers_absent_from_every_tokenized_sequence(tmp_path):
-    spec = DataSpec(sources=[{"scenario": "medical_records", "sizes": {"train": 60, "validation": 20, "test": 5}}],
-                    max_length=512, scrub_pii=True)
+    spec = DataSpec(
+        sources=[{"scenario": "medical_records", "sizes": {"train": 60, "validation": 20, "test": 5}}],
+        max_length=512,
+        scrub_pii=True,
+    )
     sources = load_sources(spec, seed=3)
     planted = {i for split in ("train", "validation") for r in sources[0].splits[split] for i in r["identifiers"]}
     assert len(planted) > 100
@@ -31,8 +35,12 @@ def test_planted_identifiers_absent_from_every_tokenized_sequence(tmp_path):
 
 
 def test_cards_recorded_warned_or_required():
-    spec = DataSpec(sources=[{"scenario": "tutoring", "sizes": {"train": 4, "validation": 2, "test": 2}},
-                             {"scenario": "tutoring", "card": "no_such_card", "sizes": {"train": 4, "validation": 2, "test": 2}}])
+    spec = DataSpec(
+        sources=[
+            {"scenario": "tutoring", "sizes": {"train": 4, "validation": 2, "test": 2}},
+            {"scenario": "tutoring", "card": "no_such_card", "sizes": {"train": 4, "validation": 2, "test": 2}},
+        ]
+    )
     sources = load_sources(spec, seed=0)
     sources[1].name = "mine"
     said = []

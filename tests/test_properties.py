@@ -6,6 +6,7 @@ Anything else would reach the user as a traceback instead of a one-line fix.
 The loader escapes these found (non-UTF-8 files, self-referencing aliases, deep
 nesting, overrides through plain values) are pinned as regression cases at the end.
 """
+
 from __future__ import annotations
 
 import csv
@@ -28,8 +29,9 @@ from finetune.data.sources import check_rows, row_problem
 from finetune.errors import UserError
 
 # derandomized: the suite sees the same 200 examples per property on every run, so CI never flakes on a new one
-PROPERTY = settings(max_examples=200, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=200, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def _field_names(model: type[BaseModel], seen: set[type] | None = None) -> set[str]:
@@ -52,20 +54,58 @@ def _annotation_types(annotation: Any) -> list[Any]:
 
 
 KEYS = sorted(_field_names(Recipe))
-WORDS = ["lora", "full", "dora", "file", "generated", "hf", "cosine", "auto", "risk_assessment", "tutoring",
-         "instruction", "chat", "text", "skip", "error", "fp32", "rope", "swiglu", "m", "-1", "1e-4", "", "~"]
-scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=12)
-           | st.sampled_from(WORDS))
+WORDS = [
+    "lora",
+    "full",
+    "dora",
+    "file",
+    "generated",
+    "hf",
+    "cosine",
+    "auto",
+    "risk_assessment",
+    "tutoring",
+    "instruction",
+    "chat",
+    "text",
+    "skip",
+    "error",
+    "fp32",
+    "rope",
+    "swiglu",
+    "m",
+    "-1",
+    "1e-4",
+    "",
+    "~",
+]
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(WORDS)
+)
 keys = st.sampled_from(KEYS) | st.text(max_size=8)
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5),
-                      max_leaves=25)
+values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5), max_leaves=25
+)
 
-FINETUNE = {"name": "p", "seed": 0, "model": {"path": "models/base"},
-            "data": {"sources": [{"scenario": "risk_assessment", "sizes": {"train": 8}}], "max_length": 64},
-            "method": {"kind": "lora", "r": 4}, "train": {"max_steps": 3, "betas": [0.9, 0.95]},
-            "eval": {"samples": 4}}
-PRETRAIN = {"name": "p", "model": {"core": {"layers": 2, "width": 32, "heads": 4}},
-            "pretrain": {"corpus": {"kind": "file", "path": "c.txt"}, "train": {"max_steps": 2}}}
+FINETUNE = {
+    "name": "p",
+    "seed": 0,
+    "model": {"path": "models/base"},
+    "data": {"sources": [{"scenario": "risk_assessment", "sizes": {"train": 8}}], "max_length": 64},
+    "method": {"kind": "lora", "r": 4},
+    "train": {"max_steps": 3, "betas": [0.9, 0.95]},
+    "eval": {"samples": 4},
+}
+PRETRAIN = {
+    "name": "p",
+    "model": {"core": {"layers": 2, "width": 32, "heads": 4}},
+    "pretrain": {"corpus": {"kind": "file", "path": "c.txt"}, "train": {"max_steps": 2}},
+}
 
 
 def _paths(tree: Any, prefix: tuple = ()) -> list[tuple]:
@@ -147,8 +187,10 @@ def test_any_dotted_override_gives_a_recipe_or_a_recipe_error(path, value):
 ROW_KEYS = ["input", "output", "messages", "text", "label", "choices", "role", "content", "group", "id"]
 row_values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(ROW_KEYS) | st.text(max_size=5),
-                                                                inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(ROW_KEYS) | st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 text = st.text(max_size=15)
@@ -177,12 +219,16 @@ def bad_row(draw) -> dict[str, Any]:
     if draw(st.booleans()):
         row.pop(key, None)
     else:
-        row[key] = draw(row_values | st.lists(st.dictionaries(st.sampled_from(["role", "content"]), row_values), max_size=2))
+        row[key] = draw(
+            row_values | st.lists(st.dictionaries(st.sampled_from(["role", "content"]), row_values), max_size=2)
+        )
     return row
 
 
-rows = st.lists(good_row() | bad_row() | st.dictionaries(st.sampled_from(ROW_KEYS) | st.text(max_size=5), row_values,
-                                                          max_size=4), max_size=6)
+rows = st.lists(
+    good_row() | bad_row() | st.dictionaries(st.sampled_from(ROW_KEYS) | st.text(max_size=5), row_values, max_size=4),
+    max_size=6,
+)
 
 
 @PROPERTY
@@ -215,10 +261,18 @@ def _e2e_mr(pairs: list[tuple[str, str]]) -> str:
     return ", ".join(f"{k}[{v}]" for k, v in pairs)
 
 
-mr = st.lists(st.tuples(st.sampled_from(["name", "food", "area", "priceRange"]), st.from_regex(r"[A-Za-z ]{1,10}", fullmatch=True)),
-              min_size=1, max_size=3).map(lambda pairs: _e2e_mr([("name", "The Eagle"), *pairs]))
-answer = (st.integers(-100, 10**6).map(lambda n: f"so the total is {n}\n#### {n}") | st.sampled_from(["positive", "Neutral"])
-          | numbers)
+mr = st.lists(
+    st.tuples(
+        st.sampled_from(["name", "food", "area", "priceRange"]), st.from_regex(r"[A-Za-z ]{1,10}", fullmatch=True)
+    ),
+    min_size=1,
+    max_size=3,
+).map(lambda pairs: _e2e_mr([("name", "The Eagle"), *pairs]))
+answer = (
+    st.integers(-100, 10**6).map(lambda n: f"so the total is {n}\n#### {n}")
+    | st.sampled_from(["positive", "Neutral"])
+    | numbers
+)
 CSV_COLUMNS = {
     "e2e": {"mr": mr, "ref": words},
     "tfns": {"text": words, "label": st.sampled_from(["0", "1", "2"])},
@@ -226,26 +280,69 @@ CSV_COLUMNS = {
     "aci_bench": {"dialogue": words.map(lambda w: f"[doctor] {w} [patient] ok"), "note": words},
     "csv": {"label": st.sampled_from(["good", "bad", "1", "0", "yes", "No"]), "age": numbers, "income": words},
 }
-JSONL_KEYS = {"gsm8k": {"question": words, "answer": answer}, "qa_jsonl": {"question": words, "answer": answer, "context": words}}
+JSONL_KEYS = {
+    "gsm8k": {"question": words, "answer": answer},
+    "qa_jsonl": {"question": words, "answer": answer, "context": words},
+}
 _mcq = {"question": words, **{f"op{k}": words for k in "abcd"}, "cop": st.integers(-1, 5)}
-JSONL_KEYS.update(medqa_jsonl={"question": words, "options": st.fixed_dictionaries({k: words for k in "ABCD"}) | values,
-                               "answer_idx": st.sampled_from(["A", "D", "E", "1"]), "answer": words},
-                  medmcqa=_mcq, medmcqa_hf=_mcq)
-_note = st.fixed_dictionaries({"choice": st.sampled_from(["Entailment", "NotMentioned", "Maybe"]),
-                               "spans": st.lists(st.integers(-1, 3), max_size=2)})
-contractnli_file = (st.fixed_dictionaries({
-    "documents": st.lists(st.fixed_dictionaries({
-        "text": words, "spans": st.lists(st.lists(st.integers(-1, 25), min_size=2, max_size=2), max_size=3),
-        "annotation_sets": st.lists(st.fixed_dictionaries({"annotations": st.dictionaries(st.sampled_from(["nda-1", "nda-9"]), _note)}), max_size=1)}), max_size=2),
-    "labels": st.just({"nda-1": {"hypothesis": "Receiving Party shall keep secrets."}})}) | values).map(json.dumps)
+JSONL_KEYS.update(
+    medqa_jsonl={
+        "question": words,
+        "options": st.fixed_dictionaries({k: words for k in "ABCD"}) | values,
+        "answer_idx": st.sampled_from(["A", "D", "E", "1"]),
+        "answer": words,
+    },
+    medmcqa=_mcq,
+    medmcqa_hf=_mcq,
+)
+_note = st.fixed_dictionaries(
+    {
+        "choice": st.sampled_from(["Entailment", "NotMentioned", "Maybe"]),
+        "spans": st.lists(st.integers(-1, 3), max_size=2),
+    }
+)
+contractnli_file = (
+    st.fixed_dictionaries(
+        {
+            "documents": st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "text": words,
+                        "spans": st.lists(st.lists(st.integers(-1, 25), min_size=2, max_size=2), max_size=3),
+                        "annotation_sets": st.lists(
+                            st.fixed_dictionaries(
+                                {"annotations": st.dictionaries(st.sampled_from(["nda-1", "nda-9"]), _note)}
+                            ),
+                            max_size=1,
+                        ),
+                    }
+                ),
+                max_size=2,
+            ),
+            "labels": st.just({"nda-1": {"hypothesis": "Receiving Party shall keep secrets."}}),
+        }
+    )
+    | values
+).map(json.dumps)
 
 
 _abcd_turn = st.tuples(st.sampled_from(["agent", "customer", "action", "bot"]), words | cells).map(list)
-abcd_file = (st.lists(st.fixed_dictionaries({
-    "convo_id": st.integers(0, 99), "original": st.lists(_abcd_turn, max_size=4) | values,
-    "scenario": st.fixed_dictionaries({"flow": words, "subflow": words})}) | values, max_size=3)
-    | st.fixed_dictionaries({"train": st.lists(st.fixed_dictionaries({"original": st.lists(_abcd_turn, max_size=3)}),
-                                               max_size=2)})).map(json.dumps)
+abcd_file = (
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "convo_id": st.integers(0, 99),
+                "original": st.lists(_abcd_turn, max_size=4) | values,
+                "scenario": st.fixed_dictionaries({"flow": words, "subflow": words}),
+            }
+        )
+        | values,
+        max_size=3,
+    )
+    | st.fixed_dictionaries(
+        {"train": st.lists(st.fixed_dictionaries({"original": st.lists(_abcd_turn, max_size=3)}), max_size=2)}
+    )
+).map(json.dumps)
 CSV_COLUMNS.update(
     banking77={"text": words, "category": st.sampled_from(["card_arrival", "Refund_not_showing_up", "nope", ""])},
     bitext={"instruction": words, "response": words, "intent": words, "category": words},
@@ -255,7 +352,9 @@ CSV_COLUMNS.update(
 @st.composite
 def csv_file(draw, columns: dict[str, Any]) -> str:
     clean = draw(st.booleans())
-    header = list(columns) + draw(st.lists(st.sampled_from(["x", "group", "dataset", "encounter_id"]), unique=True, max_size=2))
+    header = list(columns) + draw(
+        st.lists(st.sampled_from(["x", "group", "dataset", "encounter_id"]), unique=True, max_size=2)
+    )
     if not clean:
         header = draw(st.permutations(header))[: draw(st.integers(1, len(header)))]
     body = []
@@ -284,7 +383,8 @@ def _german_tokens() -> list[Any]:
     from finetune.scenarios.risk_assessment import GERMAN_ATTRIBUTES
 
     return [st.sampled_from(sorted(codes)) if codes else numbers for _, codes, _ in GERMAN_ATTRIBUTES] + [
-        st.sampled_from(["1", "2"])]
+        st.sampled_from(["1", "2"])
+    ]
 
 
 @st.composite
@@ -299,8 +399,9 @@ def whitespace_file(draw, tokens: list[Any]) -> str:
     return "\n".join(lines)
 
 
-phrasebank_file = st.lists(st.tuples(words | cells, st.sampled_from(["positive", "negative", "neutral", "Bullish", ""])),
-                           max_size=4).map(lambda pairs: "\n".join(f"{t}@{label}" for t, label in pairs))
+phrasebank_file = st.lists(
+    st.tuples(words | cells, st.sampled_from(["positive", "negative", "neutral", "Bullish", ""])), max_size=4
+).map(lambda pairs: "\n".join(f"{t}@{label}" for t, label in pairs))
 FILES = {
     **{fmt: (csv_file(cols), ".csv") for fmt, cols in CSV_COLUMNS.items()},
     **{fmt: (jsonl_file(keys), ".jsonl") for fmt, keys in JSONL_KEYS.items()},
@@ -308,7 +409,10 @@ FILES = {
     "australian_credit": (whitespace_file([numbers] * 14 + [st.sampled_from(["0", "1"])]), ".dat"),
     "financial_phrasebank": (phrasebank_file, ".txt"),
     "abcd": (abcd_file, ".json"),
-    **{fmt: (contractnli_file, ".json") for fmt in ("contractnli", "contractnli_top2", "contractnli_top8", "contractnli_full")},
+    **{
+        fmt: (contractnli_file, ".json")
+        for fmt in ("contractnli", "contractnli_top2", "contractnli_top8", "contractnli_full")
+    },
 }
 
 
@@ -340,14 +444,20 @@ def test_any_file_content_gives_rows_or_a_user_error(scratch, name):
 # ---------------------------------------------------------------- loader escapes found by the properties above, now fixed
 
 
-@pytest.mark.parametrize("case", ["not-utf8", "self-referencing-alias", "deep-nesting", "override-through-scalar",
-                                  "override-after-override"])
+@pytest.mark.parametrize(
+    "case", ["not-utf8", "self-referencing-alias", "deep-nesting", "override-through-scalar", "override-after-override"]
+)
 def test_known_loader_escapes(scratch, case):
     path = scratch / f"{case}.yaml"
-    texts = {"not-utf8": b"\xff\xfename: x\n", "self-referencing-alias": b"name: &x [*x]\nmodel: {path: m}\n",
-             "deep-nesting": b"name: " + b"[" * 3000 + b"]" * 3000 + b"\n"}
-    overrides = {"override-through-scalar": ["train.betas.0.x=1"],
-                 "override-after-override": ["data.sources.0=a", "data.sources.0.path=b"]}
+    texts = {
+        "not-utf8": b"\xff\xfename: x\n",
+        "self-referencing-alias": b"name: &x [*x]\nmodel: {path: m}\n",
+        "deep-nesting": b"name: " + b"[" * 3000 + b"]" * 3000 + b"\n",
+    }
+    overrides = {
+        "override-through-scalar": ["train.betas.0.x=1"],
+        "override-after-override": ["data.sources.0=a", "data.sources.0.path=b"],
+    }
     if case in overrides:
         with pytest.raises(RecipeError):
             recipe_from_dict(FINETUNE, overrides[case])
@@ -377,8 +487,11 @@ def special_tokenizers(tmp_path_factory) -> dict[str, Any]:
 
 
 SPECIAL_STRINGS = ["<|eos|>", "<|pad|>", "<|bos|>", "<|user|>", "<|assistant|>", "<|system|>"]
-data_text = st.lists(st.sampled_from(SPECIAL_STRINGS + ["<|", "|>", "eos", " ", "\n", "hello", "### Response:\n"])
-                     | st.text(alphabet="<|>eos \nab", max_size=6), max_size=8).map("".join)
+data_text = st.lists(
+    st.sampled_from(SPECIAL_STRINGS + ["<|", "|>", "eos", " ", "\n", "hello", "### Response:\n"])
+    | st.text(alphabet="<|>eos \nab", max_size=6),
+    max_size=8,
+).map("".join)
 special_text = st.tuples(data_text, st.sampled_from(SPECIAL_STRINGS), data_text).map("".join)  # at least one
 
 
@@ -390,8 +503,10 @@ def special_row(draw) -> tuple[str, dict[str, Any]]:
     n = draw(st.integers(1, 3))
     messages = []
     for _ in range(n):
-        messages += [{"role": "user", "content": draw(data_text | special_text)},
-                     {"role": "assistant", "content": draw(special_text)}]
+        messages += [
+            {"role": "user", "content": draw(data_text | special_text)},
+            {"role": "assistant", "content": draw(special_text)},
+        ]
     return "chat", {"messages": messages}
 
 
@@ -408,8 +523,12 @@ def _spelled_x(value: Any) -> Any:
 
 
 @PROPERTY
-@given(special_row(), st.sampled_from(["chat template", "plain layout"]), st.none() | special_text,
-       st.none() | special_text)
+@given(
+    special_row(),
+    st.sampled_from(["chat template", "plain layout"]),
+    st.none() | special_text,
+    st.none() | special_text,
+)
 def test_special_token_strings_in_rows_never_become_special_ids(special_tokenizers, case, which, system, instruction):
     from finetune.data.format import Template, encode_example
 
@@ -420,8 +539,7 @@ def test_special_token_strings_in_rows_never_become_special_ids(special_tokenize
 
     def specials(r: dict[str, Any]) -> tuple[list[int], list[int]]:
         example = encode_example(template, tokenizer, r, 4096, "truncate", False)
-        return ([i for i in example["input_ids"] if i in special],
-                [i for i in example["labels"] if i in special])
+        return ([i for i in example["input_ids"] if i in special], [i for i in example["labels"] if i in special])
 
     got_ids, got_labels = specials(row)
     want_ids, want_labels = specials(_spelled_x(row))

@@ -3,6 +3,7 @@
 Crashes are simulated in-process by making the writers fail halfway; a crafted
 pickle that would create a file when unpickled must be refused without running.
 """
+
 from __future__ import annotations
 
 import errno
@@ -46,7 +47,10 @@ def uninterrupted(tmp_path_factory, corpus) -> Path:
 
 def _tiny_state(step: int) -> tuple[dict, dict, dict]:
     weights = {"w": torch.full((3, 2), float(step)), "b": torch.arange(4.0)}
-    optimizer = {"state": {0: {"step": torch.tensor(float(step)), "exp_avg": torch.ones(3, 2)}}, "param_groups": [{"lr": 0.1, "params": [0]}]}
+    optimizer = {
+        "state": {0: {"step": torch.tensor(float(step)), "exp_avg": torch.ones(3, 2)}},
+        "param_groups": [{"lr": 0.1, "params": [0]}],
+    }
     return weights, optimizer, {"progress": {"step": step}}
 
 
@@ -137,6 +141,7 @@ def _with_file_size_limit(limit: int):
     SIGXFSZ is ignored as Python does at start-up, so the write fails with an error instead of
     killing the child: this is how torch.save ends up raising RuntimeError, not OSError.
     """
+
     def apply() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
@@ -146,7 +151,8 @@ def _with_file_size_limit(limit: int):
 
 @pytest.mark.parametrize("limit_kb, writer", [(64, "SafetensorError"), (200, "RuntimeError")])
 def test_file_size_limit_during_a_save_exits_2_with_one_line_and_keeps_the_previous_checkpoint(
-        corpus, tmp_path, monkeypatch, limit_kb, writer):
+    corpus, tmp_path, monkeypatch, limit_kb, writer
+):
     recipe = pretrain_recipe(corpus, tmp_path / "run", max_steps=4, save_every=1)
     monkeypatch.setattr(Accelerator, "backward", signalling_backward(Accelerator.backward, 2, signal.SIGINT))
     with pytest.raises(StopRequested):  # checkpoints 1 and 2, then a graceful stop
@@ -159,13 +165,23 @@ def test_file_size_limit_during_a_save_exits_2_with_one_line_and_keeps_the_previ
     env.pop(KILL_ENV, None)
     # 64 KB: the logs, tokenizer and RNG state fit, the weights (~140 KB, safetensors) do not;
     # 200 KB: the weights fit, the optimizer state (~290 KB, torch.save) does not
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "helpers_tiny.py"), "run", str(path), "--resume"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-                          preexec_fn=_with_file_size_limit(limit_kb * 1024))
-    errors = [line[line.index("error: "):] for line in proc.stderr.replace("\r", "\n").splitlines() if "error: " in line]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "helpers_tiny.py"), "run", str(path), "--resume"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_with_file_size_limit(limit_kb * 1024),
+    )
+    errors = [
+        line[line.index("error: ") :] for line in proc.stderr.replace("\r", "\n").splitlines() if "error: " in line
+    ]
     assert proc.returncode == EXIT_USER_ERROR, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and len(errors) == 1, proc.stderr
-    assert "cannot write checkpoint step 3" in errors[0] and writer in errors[0] and "step-00000002" in errors[0], errors[0]
+    assert "cannot write checkpoint step 3" in errors[0] and writer in errors[0] and "step-00000002" in errors[0], (
+        errors[0]
+    )
     assert not [p for p in (stage / "checkpoints").iterdir() if p.name.startswith(".tmp-")]
     assert checkpoint_steps(stage) == [1, 2]
     assert load_checkpoint(ckpt.latest_checkpoint(stage))["state"]["progress"]["step"] == 2

@@ -7,6 +7,7 @@ with noise added to the base's model.safetensors. A cached pretraining must not
 be reused for another corpus, and must be reused when only logging settings
 change. Digests are remembered by stat, so an unchanged big file is read once.
 """
+
 from __future__ import annotations
 
 import csv
@@ -106,7 +107,9 @@ def test_resume_refuses_a_base_whose_weights_changed_in_place(base, tmp_path, mo
     weights_file = copy / "model.safetensors"
     weights = load_file(str(weights_file))
     torch.manual_seed(0)
-    save_file({k: v + 0.5 * torch.randn_like(v) for k, v in weights.items()}, str(weights_file), metadata={"format": "pt"})
+    save_file(
+        {k: v + 0.5 * torch.randn_like(v) for k, v in weights.items()}, str(weights_file), metadata={"format": "pt"}
+    )
     with pytest.raises(UserError) as err:
         run_inprocess(recipe, resume=True)
     message = str(err.value)
@@ -146,7 +149,9 @@ def test_a_new_or_missing_file_is_named():
 
     saved = {"content": {"data file d/a.csv": "1" * 64}}
     with pytest.raises(UserError) as err:
-        _check_fingerprint(saved, {"content": {"data file d/a.csv": "1" * 64, "data file d/b.csv": "2" * 64}}, Path("ck"))
+        _check_fingerprint(
+            saved, {"content": {"data file d/a.csv": "1" * 64, "data file d/b.csv": "2" * 64}}, Path("ck")
+        )
     assert "data file d/b.csv is new since the checkpoint" in str(err.value)
     with pytest.raises(UserError, match="data file d/a.csv is gone since the checkpoint"):
         _check_fingerprint(saved, {"content": {}}, Path("ck"))
@@ -211,12 +216,28 @@ def test_a_just_written_file_is_not_remembered(tmp_path, counted):
 
 
 def test_model_files_are_weights_config_and_tokenizer(tmp_path):
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "README.md",
-                 "metrics.jsonl", "model.safetensors.index.json", "pytorch_model.bin"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+        "metrics.jsonl",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+    ):
         (tmp_path / name).write_text("x")
     names = [p.name for p in fp.model_files(tmp_path)]
-    assert names == sorted(["model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
-                            "model.safetensors.index.json", "pytorch_model.bin"])
+    assert names == sorted(
+        [
+            "model.safetensors",
+            "config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "model.safetensors.index.json",
+            "pytorch_model.bin",
+        ]
+    )
     assert fp.model_digests("org/some-hub-model", "base model file") == {}
 
 

@@ -4,6 +4,7 @@ All in-process: NaN is injected by wrapping the model's forward, Ctrl-C is a rea
 SIGINT sent from inside a backward pass, and the CLI runs through typer's runner
 so its exit codes are checked without starting a new Python.
 """
+
 from __future__ import annotations
 
 import errno
@@ -74,8 +75,11 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 # ---------------------------------------------------------------- non-finite guard (5)
@@ -96,8 +100,9 @@ def test_non_finite_step_is_skipped_and_logged_with_its_step(corpus, tmp_path, m
 
 def test_too_many_non_finite_steps_stop_with_exit_3_and_keep_the_last_good_checkpoint(corpus, tmp_path, monkeypatch):
     poison_forward(monkeypatch, 4, 10**6, "loss")
-    recipe = write_recipe(pretrain_recipe(corpus, tmp_path / "run", max_steps=10, save_every=1, max_bad_steps=2),
-                          tmp_path / "r.yaml")
+    recipe = write_recipe(
+        pretrain_recipe(corpus, tmp_path / "run", max_steps=10, save_every=1, max_bad_steps=2), tmp_path / "r.yaml"
+    )
     code, out = ft("run", str(recipe))
     assert code == EXIT_NON_FINITE, out
     assert "2 non-finite steps in a row (last at step 5)" in out
@@ -127,8 +132,9 @@ def test_ctrl_c_checkpoints_at_the_step_boundary_and_exits_75(corpus, tmp_path, 
 
 def test_second_ctrl_c_interrupts_at_once_and_keeps_the_last_checkpoint(corpus, tmp_path, monkeypatch):
     handler = signal.getsignal(signal.SIGINT)
-    monkeypatch.setattr(Accelerator, "backward",
-                        signalling_backward(Accelerator.backward, 3, signal.SIGINT, signal.SIGINT))
+    monkeypatch.setattr(
+        Accelerator, "backward", signalling_backward(Accelerator.backward, 3, signal.SIGINT, signal.SIGINT)
+    )
     recipe = write_recipe(pretrain_recipe(corpus, tmp_path / "run", save_every=1), tmp_path / "r.yaml")
     code, out = ft("run", str(recipe))
     assert code == 130, out
@@ -171,13 +177,16 @@ def change(recipe: dict, dotted: str, value) -> dict:
     return data
 
 
-@pytest.mark.parametrize("dotted, value", [
-    ("method.r", 8),
-    ("data.sources.0.sizes.train", 40),
-    ("model.path", "/somewhere/else"),
-    ("seed", 1),
-    ("train.batch_size", 2),
-])
+@pytest.mark.parametrize(
+    "dotted, value",
+    [
+        ("method.r", 8),
+        ("data.sources.0.sizes.train", 40),
+        ("model.path", "/somewhere/else"),
+        ("seed", 1),
+        ("train.batch_size", 2),
+    ],
+)
 def test_resume_with_changed_fields_is_refused_naming_them(lora_run, dotted, value):
     recipe, out = lora_run
     before = snapshot(out)

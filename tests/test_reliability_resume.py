@@ -7,6 +7,7 @@ SIGTERM; each is resumed with --resume, and the final weights and the per-step
 loss log must equal an uninterrupted run's. The three kill chains run in the
 background, two at a time, while the uninterrupted references train in-process.
 """
+
 from __future__ import annotations
 
 import json
@@ -116,10 +117,13 @@ def test_pretraining_resumes_exactly_after_kills(chains, reference):
     assert_same_run(stage, reference / "pretrain", "model/model.safetensors")
 
 
-@pytest.mark.parametrize("name, method, weights", [
-    ("full", FULL, "model/model.safetensors"),
-    ("lora", LORA, "model/adapter_model.safetensors"),
-])
+@pytest.mark.parametrize(
+    "name, method, weights",
+    [
+        ("full", FULL, "model/model.safetensors"),
+        ("lora", LORA, "model/adapter_model.safetensors"),
+    ],
+)
 def test_finetuning_resumes_exactly_after_kills_and_sigterm(chains, reference, tmp_path, name, method, weights):
     uninterrupted = tmp_path / "uninterrupted"
     run_inprocess(finetune_recipe(reference / "pretrain" / "model", uninterrupted, method, **FINETUNE))

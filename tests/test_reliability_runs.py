@@ -10,6 +10,7 @@
 SIGTERM is sent in-process with a safety-net handler installed, so on code without ft's own
 handler the test fails instead of killing pytest.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,8 +47,11 @@ def ft(*args: str) -> tuple[int, str]:
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def run_info(run_dir: Path) -> dict:
@@ -171,8 +175,13 @@ time.sleep(120)
 
 def hold(recipe: dict) -> subprocess.Popen:
     """A child process that opens ``recipe``'s run folder as a run does (and so locks it), then waits."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER.format(repo=str(REPO)), json.dumps(recipe)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER.format(repo=str(REPO)), json.dumps(recipe)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     line = proc.stdout.readline()
     assert line.strip() == "holding", line + proc.communicate(timeout=30)[0]
     return proc
@@ -210,8 +219,16 @@ def test_the_lock_is_released_when_a_run_ends_in_this_process(corpus, tmp_path):
     out = tmp_path / "run"
     run_inprocess(pretrain_recipe(corpus, out, max_steps=2))
     probe = subprocess.run(
-        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)",
-         str(out / ".lock")], capture_output=True, text=True, timeout=30)
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)",
+            str(out / ".lock"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert probe.returncode == 0, probe.stderr
 
 
@@ -221,6 +238,7 @@ def test_the_lock_is_released_when_a_run_ends_in_this_process(corpus, tmp_path):
 @pytest.fixture
 def sigterm_net():
     """SIGTERM must meet ft's handler: if it reaches this one instead, the test fails (before the fix the process died)."""
+
     def net(signum, frame):
         raise RuntimeError("SIGTERM reached no handler of ft: a real process would have died with 143")
 
@@ -243,12 +261,14 @@ def sigterm_when_called(monkeypatch, module: object, name: str) -> None:
 def _one_stop_line(code: int, output: str) -> str:
     assert code == EXIT_STOPPED, output
     assert "Traceback" not in output, output
-    lines = [line[line.index("stopped: "):] for line in output.replace("\r", "\n").splitlines() if "stopped: " in line]
+    lines = [line[line.index("stopped: ") :] for line in output.replace("\r", "\n").splitlines() if "stopped: " in line]
     assert len(lines) == 1, output
     return lines[0]
 
 
-def test_sigterm_during_setup_exits_75_with_one_line_and_run_json_says_stopped(lora, tmp_path, monkeypatch, sigterm_net):
+def test_sigterm_during_setup_exits_75_with_one_line_and_run_json_says_stopped(
+    lora, tmp_path, monkeypatch, sigterm_net
+):
     import finetune.data.sources as sources
 
     base, _ = lora
@@ -260,8 +280,9 @@ def test_sigterm_during_setup_exits_75_with_one_line_and_run_json_says_stopped(l
     assert run_info(out)["status"] == "stopped" and run_info(out)["exit_code"] == EXIT_STOPPED
 
 
-def test_sigterm_during_evaluation_exits_75_and_resume_goes_straight_to_evaluation(lora, tmp_path, monkeypatch,
-                                                                                    sigterm_net):
+def test_sigterm_during_evaluation_exits_75_and_resume_goes_straight_to_evaluation(
+    lora, tmp_path, monkeypatch, sigterm_net
+):
     import finetune.eval.run as eval_run
     import finetune.stages.finetune as stage
 

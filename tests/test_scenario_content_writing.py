@@ -1,4 +1,5 @@
 """Content writing scenario: generator invariants, E2E reader, slot/hallucination/ROUGE evaluator."""
+
 from __future__ import annotations
 
 import csv
@@ -99,11 +100,14 @@ def _write_e2e(path, rows, header=("mr", "ref")):
 
 
 def test_read_e2e_groups_references(tmp_path):
-    path = _write_e2e(tmp_path / "dev.csv", [
-        ["name[The Eagle], eatType[pub], food[French]", "The Eagle is a French pub."],
-        ["name[The Mill], area[riverside]", "The Mill is by the river."],
-        ["name[The Eagle], eatType[pub], food[French]", "French food at The Eagle, a pub."],
-    ])
+    path = _write_e2e(
+        tmp_path / "dev.csv",
+        [
+            ["name[The Eagle], eatType[pub], food[French]", "The Eagle is a French pub."],
+            ["name[The Mill], area[riverside]", "The Mill is by the river."],
+            ["name[The Eagle], eatType[pub], food[French]", "French food at The Eagle, a pub."],
+        ],
+    )
     rows = get("content_writing").read_file(path)
     assert [r["id"] for r in rows] == ["dev-2", "dev-3"]
     eagle = rows[0]
@@ -118,7 +122,11 @@ def test_read_e2e_groups_references(tmp_path):
 @pytest.mark.parametrize(
     ("rows", "header", "message"),
     [
-        ([["name[A], food[French]", "ok"], ["name[B] food[Thai", "bad"]], ("mr", "ref"), r"bad\.csv: row 3: mr .* not in the form"),
+        (
+            [["name[A], food[French]", "ok"], ["name[B] food[Thai", "bad"]],
+            ("mr", "ref"),
+            r"bad\.csv: row 3: mr .* not in the form",
+        ),
         ([["eatType[pub]", "A pub."]], ("mr", "ref"), r"bad\.csv: row 2: .*no name"),
         ([["name[A]", "  "]], ("mr", "ref"), r"bad\.csv: row 2: empty 'ref'"),
         ([["name[A]", "x"]], ("meaning", "ref"), r"bad\.csv: row 1: header lacks column\(s\) mr"),
@@ -142,11 +150,19 @@ def test_bad_format_and_extension(tmp_path):
 
 
 ROWS = [
-    {"id": "a", "input": "", "output": "The Eagle is a cheap French pub.",
-     "references": ["The Eagle is a cheap French pub.", "A French pub, The Eagle, is cheap."],
-     "slots": {"name": "The Eagle", "eatType": "pub", "food": "French", "priceRange": "cheap"}},
-    {"id": "b", "input": "", "output": "Blue Heron is in the city centre.",
-     "slots": {"name": "Blue Heron", "area": "city centre"}},
+    {
+        "id": "a",
+        "input": "",
+        "output": "The Eagle is a cheap French pub.",
+        "references": ["The Eagle is a cheap French pub.", "A French pub, The Eagle, is cheap."],
+        "slots": {"name": "The Eagle", "eatType": "pub", "food": "French", "priceRange": "cheap"},
+    },
+    {
+        "id": "b",
+        "input": "",
+        "output": "Blue Heron is in the city centre.",
+        "slots": {"name": "Blue Heron", "area": "city centre"},
+    },
 ]
 
 
@@ -170,7 +186,9 @@ def test_evaluate_names_and_generic_restaurant():
     row = {"id": "c", "input": "", "output": "x", "slots": {"name": "The Red Fox", "near": "the Old Mill"}}
     assert cw.hallucinated("The Red Fox is a restaurant near the Old Mill.", row["slots"]) == []
     assert cw.hallucinated("The Red Fox is near The Black Swan.", row["slots"]) == [
-        ("colour", "black"), ("name", "The Black Swan")]
+        ("colour", "black"),
+        ("name", "The Black Swan"),
+    ]
     pub = {"name": "The Red Fox", "eatType": "pub"}
     assert cw.hallucinated("The Red Fox is a restaurant.", pub) == [("eatType", "restaurant")]
 

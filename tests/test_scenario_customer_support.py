@@ -1,4 +1,5 @@
 """Customer support scenario: generator invariants, BANKING77/Bitext/ABCD readers, evaluator, chat loss mask."""
+
 from __future__ import annotations
 
 import json
@@ -89,9 +90,11 @@ def test_bad_options_raise():
 
 def test_read_banking77_normalises_labels_and_keeps_quoted_newlines(tmp_path):
     path = tmp_path / "banking77_train.csv"
-    path.write_text('text,category\n"My card, ordered\nlast week, is missing",card_arrival\n'
-                    'Where is my refund?,Refund_not_showing_up\nPayment undone,reverted_card_payment?\n',
-                    encoding="utf-8")
+    path.write_text(
+        'text,category\n"My card, ordered\nlast week, is missing",card_arrival\n'
+        "Where is my refund?,Refund_not_showing_up\nPayment undone,reverted_card_payment?\n",
+        encoding="utf-8",
+    )
     rows = get("customer_support").read_file(path)
     assert [r["output"] for r in rows] == ["card_arrival", "refund_not_showing_up", "reverted_card_payment"]
     assert rows[0]["input"] == "Customer: My card, ordered\nlast week, is missing"
@@ -111,23 +114,36 @@ def test_read_banking77_bad_rows_name_their_line(tmp_path):
 
 def test_read_bitext(tmp_path):
     path = tmp_path / "bitext.csv"
-    path.write_text('flags,instruction,category,intent,response\n'
-                    'B,cancel order 12,ORDER,cancel_order,"Sure.\n1. Log in to {{Website Name}}."\n'
-                    'B,  ,ORDER,cancel_order,Empty question\n', encoding="utf-8")
+    path.write_text(
+        "flags,instruction,category,intent,response\n"
+        'B,cancel order 12,ORDER,cancel_order,"Sure.\n1. Log in to {{Website Name}}."\n'
+        "B,  ,ORDER,cancel_order,Empty question\n",
+        encoding="utf-8",
+    )
     with pytest.raises(ScenarioDataError, match=r"bitext\.csv: row 4: empty 'instruction' or 'response'"):
         cs.read(path)
     path.write_text(path.read_text().rsplit("B,  ,", 1)[0], encoding="utf-8")
     (row,) = cs.read(path)
-    assert row["messages"] == [{"role": "user", "content": "cancel order 12"},
-                               {"role": "assistant", "content": "Sure.\n1. Log in to {{Website Name}}."}]
+    assert row["messages"] == [
+        {"role": "user", "content": "cancel order 12"},
+        {"role": "assistant", "content": "Sure.\n1. Log in to {{Website Name}}."},
+    ]
     assert (row["intent"], row["category"], row["output"]) == ("cancel_order", "ORDER", row["messages"][1]["content"])
 
 
 def test_read_abcd_with_kb(tmp_path):
-    convo = {"convo_id": 7, "scenario": {"flow": "product_defect", "subflow": "return_size"},
-             "original": [["agent", "Hi!"], ["agent", "How can I help?"], ["customer", "Return my jeans."],
-                          ["action", "Account has been pulled up for Ann."], ["agent", "Done, anything else?"],
-                          ["customer", "No thanks."]]}
+    convo = {
+        "convo_id": 7,
+        "scenario": {"flow": "product_defect", "subflow": "return_size"},
+        "original": [
+            ["agent", "Hi!"],
+            ["agent", "How can I help?"],
+            ["customer", "Return my jeans."],
+            ["action", "Account has been pulled up for Ann."],
+            ["agent", "Done, anything else?"],
+            ["customer", "No thanks."],
+        ],
+    }
     path = tmp_path / "abcd_sample.json"
     path.write_text(json.dumps([convo]), encoding="utf-8")
     (tmp_path / "abcd_kb.json").write_text(json.dumps({"return_size": ["pull-up-account", "validate-purchase"]}))
@@ -135,7 +151,11 @@ def test_read_abcd_with_kb(tmp_path):
     assert [m["role"] for m in row["messages"]] == ["assistant", "user", "assistant"]
     assert row["messages"][0]["content"] == "Hi! How can I help?"
     assert row["output"] == "[action] Account has been pulled up for Ann. Done, anything else?"
-    assert (row["id"], row["action"], row["required_actions"]) == ("abcd-7", "return_size", ["pull-up-account", "validate-purchase"])
+    assert (row["id"], row["action"], row["required_actions"]) == (
+        "abcd-7",
+        "return_size",
+        ["pull-up-account", "validate-purchase"],
+    )
     nested = tmp_path / "abcd_v1.json"
     nested.write_text(json.dumps({"train": [convo], "dev": [convo]}), encoding="utf-8")
     assert len(cs.read(nested)) == 2
@@ -158,8 +178,10 @@ def test_read_unknown_format(tmp_path):
 
 
 def _intents(labels):
-    return [{"id": str(i), "input": "Customer: x", "output": lab, "choices": list(cs.LABELS), "subtask": "intent"}
-            for i, lab in enumerate(labels)]
+    return [
+        {"id": str(i), "input": "Customer: x", "output": lab, "choices": list(cs.LABELS), "subtask": "intent"}
+        for i, lab in enumerate(labels)
+    ]
 
 
 def test_evaluate_intents_hand_computed():
@@ -181,13 +203,24 @@ def test_evaluate_intents_hand_computed():
 
 def _reply_row(action, **v):
     text, facts, forbidden = cs._reply(action, **v)
-    return {"id": action, "input": "Customer: x", "output": text, "subtask": "reply", "action": action,
-            "facts": facts, "forbidden": forbidden}
+    return {
+        "id": action,
+        "input": "Customer: x",
+        "output": text,
+        "subtask": "reply",
+        "action": action,
+        "facts": facts,
+        "forbidden": forbidden,
+    }
 
 
 def test_evaluate_replies_hand_computed():
-    rows = [_reply_row("refund", product="kettle", price=40), _reply_row("deny_refund", product="kettle"),
-            _reply_row("escalate", why="Of course."), _reply_row("verify_identity")]
+    rows = [
+        _reply_row("refund", product="kettle", price=40),
+        _reply_row("deny_refund", product="kettle"),
+        _reply_row("escalate", why="Of course."),
+        _reply_row("verify_identity"),
+    ]
     preds = [
         rows[0]["output"],  # perfect
         # states the window and store credit but also approves the refund: contradiction, two actions
@@ -260,7 +293,7 @@ def test_formatted_chat_row_trains_agent_turns_only(chat_rows_and_tokenizer, cha
     assert len(spans) == len(agent) >= 3
     for span, said in zip(spans, agent):
         text = tokenizer.decode(span)
-        assert text.startswith(said) and text[len(said):].strip() in (tokenizer.eos_token, "")
+        assert text.startswith(said) and text[len(said) :].strip() in (tokenizer.eos_token, "")
     trained = tokenizer.decode([t for s in spans for t in s])
     for turn in (m["content"] for m in row["messages"] if m["role"] == "user"):
         assert turn not in trained

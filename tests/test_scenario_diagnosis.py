@@ -1,4 +1,5 @@
 """Diagnosis scenario: invented condition table, vignette generator, MedQA/MedMCQA readers, MCQ evaluator."""
+
 from __future__ import annotations
 
 import json
@@ -74,8 +75,13 @@ def _jsonl(path, objs):
     return path
 
 
-MEDQA = {"question": "Drug of choice for X?", "realidx": "q1", "options": {"A": "a1", "B": "b1", "C": "c1", "D": "d1"},
-         "answer_idx": "C", "answer": "c1"}
+MEDQA = {
+    "question": "Drug of choice for X?",
+    "realidx": "q1",
+    "options": {"A": "a1", "B": "b1", "C": "c1", "D": "d1"},
+    "answer_idx": "C",
+    "answer": "c1",
+}
 
 
 def test_read_medqa_jsonl(tmp_path):
@@ -86,13 +92,16 @@ def test_read_medqa_jsonl(tmp_path):
     assert rows[1]["choices"] == ["A", "B", "C", "D", "E"] and rows[1]["answer"] == "e1"
 
 
-@pytest.mark.parametrize(("bad", "message"), [
-    ({**MEDQA, "answer": "b1"}, r"row 2: answer 'b1' differs from option C"),
-    ({**MEDQA, "answer_idx": "E"}, r"row 2: answer_idx 'E' is not one of the options A, B, C, D"),
-    ({**MEDQA, "options": {"A": "x", "C": "y"}}, r"row 2: options keys A, C must be consecutive letters"),
-    ({k: v for k, v in MEDQA.items() if k != "answer_idx"}, r"row 2: missing key\(s\) answer_idx"),
-    ("{not json", r"row 2: not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({**MEDQA, "answer": "b1"}, r"row 2: answer 'b1' differs from option C"),
+        ({**MEDQA, "answer_idx": "E"}, r"row 2: answer_idx 'E' is not one of the options A, B, C, D"),
+        ({**MEDQA, "options": {"A": "x", "C": "y"}}, r"row 2: options keys A, C must be consecutive letters"),
+        ({k: v for k, v in MEDQA.items() if k != "answer_idx"}, r"row 2: missing key\(s\) answer_idx"),
+        ("{not json", r"row 2: not valid JSON"),
+    ],
+)
 def test_read_medqa_bad_rows_name_their_line(tmp_path, bad, message):
     path = _jsonl(tmp_path / "medqa.jsonl", [MEDQA, bad])
     with pytest.raises(ScenarioDataError, match=rf"medqa\.jsonl: {message}"):
@@ -100,14 +109,25 @@ def test_read_medqa_bad_rows_name_their_line(tmp_path, bad, message):
 
 
 def test_read_medmcqa_one_and_zero_based(tmp_path):
-    obj = {"id": "m1", "question": "Q?", "opa": "w", "opb": "x", "opc": "y", "opd": "z", "cop": 4,
-           "choice_type": "single", "subject_name": "Anatomy"}
+    obj = {
+        "id": "m1",
+        "question": "Q?",
+        "opa": "w",
+        "opb": "x",
+        "opc": "y",
+        "opd": "z",
+        "cop": 4,
+        "choice_type": "single",
+        "subject_name": "Anatomy",
+    }
     path = _jsonl(tmp_path / "dev.json", [obj])
     (row,) = dg.read(path)  # detected from opa
     assert row["output"] == "D" and row["answer"] == "z" and row["subject_name"] == "Anatomy"
     hub = _jsonl(tmp_path / "hub.jsonl", [{**obj, "cop": 0}])
     assert dg.read(hub, "medmcqa_hf")[0]["output"] == "A"
-    with pytest.raises(ScenarioDataError, match=r"hub\.jsonl: row 1: cop 0 must be an option number 1-4 \(0-3: use format medmcqa_hf\)"):
+    with pytest.raises(
+        ScenarioDataError, match=r"hub\.jsonl: row 1: cop 0 must be an option number 1-4 \(0-3: use format medmcqa_hf\)"
+    ):
         dg.read(hub, "medmcqa")
     with pytest.raises(ScenarioDataError, match=r"dev\.json: row 1: cop 4 must be an option number 0-3"):
         dg.read(path, "medmcqa_hf")
@@ -116,24 +136,47 @@ def test_read_medmcqa_one_and_zero_based(tmp_path):
 # ---------------------------------------------------------------- evaluator
 
 
-@pytest.mark.parametrize(("text", "letter"), [
-    ("B", "B"), ("B.", "B"), (" (C) corvastin", "C"), ("Answer: D", "D"), ("The answer is A", "A"),
-    ("A. Marlow heart syndrome", "A"), ("A patient with fever", None), ("b", None), ("E", None), ("", None),
-    ("I think B", None),
-])
+@pytest.mark.parametrize(
+    ("text", "letter"),
+    [
+        ("B", "B"),
+        ("B.", "B"),
+        (" (C) corvastin", "C"),
+        ("Answer: D", "D"),
+        ("The answer is A", "A"),
+        ("A. Marlow heart syndrome", "A"),
+        ("A patient with fever", None),
+        ("b", None),
+        ("E", None),
+        ("", None),
+        ("I think B", None),
+    ],
+)
 def test_parse_letter(text, letter):
     assert dg.parse_letter(text, ["A", "B", "C", "D"]) == letter
 
 
 def _rows(letters, heldout=None, n=4):
-    return [{"id": str(i), "input": "q", "output": t, "choices": list("ABCDE"[:n]),
-             **({"heldout": heldout[i]} if heldout else {})} for i, t in enumerate(letters)]
+    return [
+        {
+            "id": str(i),
+            "input": "q",
+            "output": t,
+            "choices": list("ABCDE"[:n]),
+            **({"heldout": heldout[i]} if heldout else {}),
+        }
+        for i, t in enumerate(letters)
+    ]
 
 
 def test_evaluate_hand_computed():
     rows = _rows(["A", "B", "C", "D"], heldout=[True, True, False, False])
-    probs = [{"A": 0.7, "B": 0.1, "C": 0.1, "D": 0.1}, {"A": 0.4, "B": 0.3, "C": 0.2, "D": 0.1},
-             {"A": 0.25, "B": 0.25, "C": 0.25, "D": 0.25}, {"A": 0.0, "B": 0.0, "C": 0.0, "D": 1.0}]
+    probs = [
+        {"A": 0.7, "B": 0.1, "C": 0.1, "D": 0.1},
+        {"A": 0.4, "B": 0.3, "C": 0.2, "D": 0.1},
+        {"A": 0.25, "B": 0.25, "C": 0.25, "D": 0.25},
+        {"A": 0.0, "B": 0.0, "C": 0.0, "D": 1.0},
+    ]
     texts = [{"A": 0.1, "B": 0.9, "C": 0.0, "D": 0.0}] * 4  # the option TEXT scores always pick B
     m = dg.evaluate(["A", "", "C.", "not sure"], rows, probs, option_probs=texts)
     # constrained: A (right), A (wrong), A (tie -> first, wrong), D (right)

@@ -1,4 +1,5 @@
 """Financial analysis scenario: generator invariants, PhraseBank/TFNS/QA readers, mixed evaluator."""
+
 from __future__ import annotations
 
 import json
@@ -123,7 +124,10 @@ def test_read_qa_jsonl(tmp_path):
     ]
     path.write_text("\n".join(json.dumps(x) for x in lines), encoding="utf-8")
     rows = fa.read(path)
-    assert rows[0]["answer"] == 25.0 and rows[0]["input"] == "Revenue 200, costs 150.\nQuestion: What is the profit margin?"
+    assert (
+        rows[0]["answer"] == 25.0
+        and rows[0]["input"] == "Revenue 200, costs 150.\nQuestion: What is the profit margin?"
+    )
     assert rows[1]["output"] == "positive" and rows[1]["choices"] == list(fa.LABELS)
     assert rows[2]["answer"] == 12.5
     bad = tmp_path / "bad.jsonl"
@@ -145,7 +149,9 @@ def test_read_unknown_format(tmp_path):
 
 
 def _sentiment(labels):
-    return [{"id": str(i), "input": "News: x", "output": lab, "choices": list(fa.LABELS)} for i, lab in enumerate(labels)]
+    return [
+        {"id": str(i), "input": "News: x", "output": lab, "choices": list(fa.LABELS)} for i, lab in enumerate(labels)
+    ]
 
 
 def test_parse_label():
@@ -161,7 +167,12 @@ def test_parse_label():
 
 def test_evaluate_sentiment_hand_computed():
     rows = _sentiment(["positive", "negative", "neutral", "positive"])
-    preds = ["positive", "It is negative.", "no idea", "neutral"]  # 1 right, 2 unparsable (the label must come first), 1 wrong
+    preds = [
+        "positive",
+        "It is negative.",
+        "no idea",
+        "neutral",
+    ]  # 1 right, 2 unparsable (the label must come first), 1 wrong
     m = fa.evaluate(preds, rows)
     assert m["gen_accuracy"] == pytest.approx(0.25)
     assert m["parse_failure_rate"] == pytest.approx(0.5)
@@ -171,8 +182,12 @@ def test_evaluate_sentiment_hand_computed():
     assert m["ref_majority_accuracy"] == pytest.approx(0.5)
     assert "accuracy" not in m  # constrained metrics need label_probs
 
-    probs = [{"positive": 0.7, "negative": 0.2, "neutral": 0.1}, {"positive": 0.1, "negative": 0.8, "neutral": 0.1},
-             {"positive": 0.3, "negative": 0.3, "neutral": 0.4}, {"positive": 0.5, "negative": 0.0, "neutral": 0.5}]
+    probs = [
+        {"positive": 0.7, "negative": 0.2, "neutral": 0.1},
+        {"positive": 0.1, "negative": 0.8, "neutral": 0.1},
+        {"positive": 0.3, "negative": 0.3, "neutral": 0.4},
+        {"positive": 0.5, "negative": 0.0, "neutral": 0.5},
+    ]
     m = fa.evaluate(preds, rows, probs)
     assert m["accuracy"] == m["f1_weighted"] == m["f1_macro"] == pytest.approx(1.0)  # tie -> first choice
 
@@ -191,8 +206,16 @@ def test_evaluate_edge_cases():
 def test_evaluate_numeric_is_exact():
     """The task's rule is exact match at the one decimal answers are written to (issue 12, point 17):
     42.6 against 42.5 was a hit under the old 1% tolerance."""
-    rows = [{"id": str(i), "input": "q", "output": "o", "answer": a} for i, a in enumerate([42.5, 10.0, -3.8, 120.0, 7.0])]
-    preds = ["The gross margin is 42.6%.", "$12 million", "", "The gross profit in 2019 is $120 million.", "It is 7.0%."]
+    rows = [
+        {"id": str(i), "input": "q", "output": "o", "answer": a} for i, a in enumerate([42.5, 10.0, -3.8, 120.0, 7.0])
+    ]
+    preds = [
+        "The gross margin is 42.6%.",
+        "$12 million",
+        "",
+        "The gross profit in 2019 is $120 million.",
+        "It is 7.0%.",
+    ]
     m = fa.evaluate(preds, rows)
     assert m == {"numeric_em": pytest.approx(0.4), "numeric_parse_failure_rate": pytest.approx(0.2)}
 

@@ -1,4 +1,5 @@
 """Legal scenario: NDAs built from clause variants, ContractNLI reader with span retrieval, NLI evaluator."""
+
 from __future__ import annotations
 
 import json
@@ -85,21 +86,32 @@ def test_retrieve_prefers_rare_shared_words_and_keeps_order():
 
 
 def _contractnli(docs, labels=None):
-    return {"documents": docs, "labels": labels or {k: {"short_description": k, "hypothesis": lg.HYPOTHESES[k]}
-                                                    for k in ("nda-11", "nda-18", "nda-2")}}
+    return {
+        "documents": docs,
+        "labels": labels
+        or {k: {"short_description": k, "hypothesis": lg.HYPOTHESES[k]} for k in ("nda-11", "nda-18", "nda-2")},
+    }
 
 
 def _doc(doc_id="d1"):
-    parts = ["MUTUAL NDA", "Acme and Borealis agree as follows.", "Each party keeps information secret.",
-             "The Recipient shall not reverse engineer any objects received.", "Governing law: Delaware.",
-             "Notices go to the addresses above.", "The Recipient shall not solicit employees of the Discloser."]
+    parts = [
+        "MUTUAL NDA",
+        "Acme and Borealis agree as follows.",
+        "Each party keeps information secret.",
+        "The Recipient shall not reverse engineer any objects received.",
+        "Governing law: Delaware.",
+        "Notices go to the addresses above.",
+        "The Recipient shall not solicit employees of the Discloser.",
+    ]
     text, spans = "", []
     for p in parts:
         spans.append([len(text), len(text) + len(p)])
         text += p + "\n"
-    annotations = {"nda-11": {"choice": "Entailment", "spans": [3]},
-                   "nda-18": {"choice": "Entailment", "spans": [6]},
-                   "nda-2": {"choice": "NotMentioned", "spans": []}}
+    annotations = {
+        "nda-11": {"choice": "Entailment", "spans": [3]},
+        "nda-18": {"choice": "Entailment", "spans": [6]},
+        "nda-2": {"choice": "NotMentioned", "spans": []},
+    }
     return {"id": doc_id, "text": text, "spans": spans, "annotation_sets": [{"annotations": annotations}]}
 
 
@@ -125,15 +137,25 @@ def test_read_contractnli_retrieval_and_evidence_in_view(tmp_path):
     assert hidden["evidence_in_view"] is False and hidden["evidence"] == [] and hidden["evidence_spans"] == [2]
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda d: d["documents"][1]["annotation_sets"][0]["annotations"]["nda-11"].update(choice="Maybe"),
-     r"documents\[1\]\.annotation_sets\[0\]\.annotations\['nda-11'\]\.choice 'Maybe' must be one of"),
-    (lambda d: d["documents"][1]["annotation_sets"][0]["annotations"]["nda-18"].update(spans=[99]),
-     r"documents\[1\].*annotations\['nda-18'\]\.spans \[99\] must be indices into the document's 7 spans"),
-    (lambda d: d["documents"][0]["spans"].append([5, 10**6]), r"documents\[0\]\.spans\[7\] must be \[start, end\]"),
-    (lambda d: d["documents"][0].pop("text"), r"documents\[0\]: missing key 'text'"),
-    (lambda d: d["labels"].pop("nda-2"), r"documents\[0\]\.annotation_sets\[0\]\.annotations\['nda-2'\]: hypothesis id not in labels"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda d: d["documents"][1]["annotation_sets"][0]["annotations"]["nda-11"].update(choice="Maybe"),
+            r"documents\[1\]\.annotation_sets\[0\]\.annotations\['nda-11'\]\.choice 'Maybe' must be one of",
+        ),
+        (
+            lambda d: d["documents"][1]["annotation_sets"][0]["annotations"]["nda-18"].update(spans=[99]),
+            r"documents\[1\].*annotations\['nda-18'\]\.spans \[99\] must be indices into the document's 7 spans",
+        ),
+        (lambda d: d["documents"][0]["spans"].append([5, 10**6]), r"documents\[0\]\.spans\[7\] must be \[start, end\]"),
+        (lambda d: d["documents"][0].pop("text"), r"documents\[0\]: missing key 'text'"),
+        (
+            lambda d: d["labels"].pop("nda-2"),
+            r"documents\[0\]\.annotation_sets\[0\]\.annotations\['nda-2'\]: hypothesis id not in labels",
+        ),
+    ],
+)
 def test_read_contractnli_bad_rows_name_document_and_key(tmp_path, edit, message):
     data = _contractnli([_doc("a"), _doc("b")])
     edit(data)
@@ -156,8 +178,10 @@ def test_read_contractnli_invalid_json_names_line(tmp_path):
 
 
 def _rows(labels, **extra):
-    return [{"id": str(i), "input": "x", "output": lab, "choices": list(lg.CHOICES),
-             **{k: v[i] for k, v in extra.items()}} for i, lab in enumerate(labels)]
+    return [
+        {"id": str(i), "input": "x", "output": lab, "choices": list(lg.CHOICES), **{k: v[i] for k, v in extra.items()}}
+        for i, lab in enumerate(labels)
+    ]
 
 
 def _p(label):
@@ -166,8 +190,7 @@ def _p(label):
 
 def test_evaluate_hand_computed():
     truth = ["Entailment", "Entailment", "Contradiction", "NotMentioned", "NotMentioned"]
-    rows = _rows(truth, heldout=[True, False, True, False, False],
-                 evidence_in_view=[True, False, True, None, None])
+    rows = _rows(truth, heldout=[True, False, True, False, False], evidence_in_view=[True, False, True, None, None])
     probs = [_p("Entailment"), _p("Contradiction"), _p("Contradiction"), _p("NotMentioned"), _p("Entailment")]
     preds = ["Entailment", "", "Answer: Contradiction.", "maybe", "NotMentioned"]
     m = lg.evaluate(preds, rows, probs)

@@ -1,4 +1,5 @@
 """Medical records scenario: generator invariants, MTS-Dialog/ACI-Bench readers, note evaluator."""
+
 from __future__ import annotations
 
 import csv
@@ -58,8 +59,11 @@ def test_identifiers_planted_in_dialogue_never_in_note(splits):
         assert len(r["identifiers"]) >= 4
         assert all(i in r["input"] and i not in r["output"] for i in r["identifiers"])
     assert any("@" in i for r in rows for i in r["identifiers"])  # e-mails sometimes
-    assert any(i[0].isdigit() and i.split()[-1] in ("Street", "Avenue", "Road", "Lane", "Drive", "Way")
-               for r in rows for i in r["identifiers"])  # street addresses sometimes
+    assert any(
+        i[0].isdigit() and i.split()[-1] in ("Street", "Avenue", "Road", "Lane", "Drive", "Way")
+        for r in rows
+        for i in r["identifiers"]
+    )  # street addresses sometimes
 
 
 def test_medications_are_dosed_and_spoken_in_the_dialogue(splits):
@@ -105,10 +109,19 @@ def _write_csv(path, header, rows):
 
 
 def test_read_mts_dialog_keeps_turns_and_header(tmp_path):
-    path = _write_csv(tmp_path / "mts.csv", ["ID", "section_header", "section_text", "dialogue"], [
-        ["7", "MEDICATIONS", "Metformin 500 mg twice a day.", "Doctor: Any medicines?\r\nPatient: Metformin, 500 mg twice a day."],
-        ["8", "CC", "Knee pain.", "Doctor: What brings you in?\nPatient: My knee."],
-    ])
+    path = _write_csv(
+        tmp_path / "mts.csv",
+        ["ID", "section_header", "section_text", "dialogue"],
+        [
+            [
+                "7",
+                "MEDICATIONS",
+                "Metformin 500 mg twice a day.",
+                "Doctor: Any medicines?\r\nPatient: Metformin, 500 mg twice a day.",
+            ],
+            ["8", "CC", "Knee pain.", "Doctor: What brings you in?\nPatient: My knee."],
+        ],
+    )
     rows = mr.read(path)
     assert [r["id"] for r in rows] == ["mts-7", "mts-8"]
     assert rows[0]["input"] == "Doctor: Any medicines?\nPatient: Metformin, 500 mg twice a day."
@@ -119,10 +132,18 @@ def test_read_mts_dialog_keeps_turns_and_header(tmp_path):
 
 
 def test_read_aci_bench_normalises_speaker_tags(tmp_path):
-    path = _write_csv(tmp_path / "aci.csv", ["dataset", "encounter_id", "dialogue", "note"], [
-        ["virtassist", "D2N001", "[doctor] hi , how are you ? [patient] my back hurts .",
-         "CHIEF COMPLAINT\n\nBack pain.\n\nPLAN\n\nNaproxen 500 mg twice daily."],
-    ])
+    path = _write_csv(
+        tmp_path / "aci.csv",
+        ["dataset", "encounter_id", "dialogue", "note"],
+        [
+            [
+                "virtassist",
+                "D2N001",
+                "[doctor] hi , how are you ? [patient] my back hurts .",
+                "CHIEF COMPLAINT\n\nBack pain.\n\nPLAN\n\nNaproxen 500 mg twice daily.",
+            ],
+        ],
+    )
     (row,) = mr.read(path)
     assert row["id"] == "D2N001" and row["dataset"] == "virtassist"
     assert row["input"] == "Doctor: hi , how are you ?\nPatient: my back hurts ."
@@ -135,12 +156,18 @@ def test_read_aci_bench_normalises_speaker_tags(tmp_path):
 @pytest.mark.parametrize(
     ("header", "rows", "message"),
     [
-        (["ID", "section_header", "section_text", "dialogue"], [["1", "CC", "Pain.", "Doctor: Hi"], ["2", "CC", "", "Doctor: Hi"]],
-         r"bad\.csv: row 3: empty 'section_text'"),
+        (
+            ["ID", "section_header", "section_text", "dialogue"],
+            [["1", "CC", "Pain.", "Doctor: Hi"], ["2", "CC", "", "Doctor: Hi"]],
+            r"bad\.csv: row 3: empty 'section_text'",
+        ),
         (["dialogue", "note"], [["[doctor] hi", "note"], ["   ", "note"]], r"bad\.csv: row 3: empty 'dialogue'"),
         (["dialogue", "summary"], [["x", "y"]], r"bad\.csv: row 1: .*neither MTS-Dialog"),
-        (["ID", "section_header", "section_text", "dialogue"], [["1", "CC", "Pain.", "Doctor: Hi", "extra"]],
-         r"bad\.csv: row 2: .*number of fields"),
+        (
+            ["ID", "section_header", "section_text", "dialogue"],
+            [["1", "CC", "Pain.", "Doctor: Hi", "extra"]],
+            r"bad\.csv: row 2: .*number of fields",
+        ),
     ],
 )
 def test_bad_files_name_file_and_row(tmp_path, header, rows, message):
@@ -175,8 +202,13 @@ def test_evaluate_perfect_and_empty(splits):
 
 def test_evaluate_hand_computed():
     rows = [
-        {"id": "a", "input": "", "output": "CHIEF COMPLAINT: cough.\nPLAN: rest.",
-         "identifiers": ["Jo Quill", "555-201-3344"], "medications": ["lisinopril 10 mg once daily", "metformin 500 mg twice daily"]},
+        {
+            "id": "a",
+            "input": "",
+            "output": "CHIEF COMPLAINT: cough.\nPLAN: rest.",
+            "identifiers": ["Jo Quill", "555-201-3344"],
+            "medications": ["lisinopril 10 mg once daily", "metformin 500 mg twice daily"],
+        },
         {"id": "b", "input": "", "output": "x", "identifiers": ["4829103"], "medications": []},
     ]
     predictions = [

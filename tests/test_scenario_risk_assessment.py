@@ -1,4 +1,5 @@
 """Risk assessment scenario: the documented rule, its design targets, credit-file readers, evaluator."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -33,7 +34,9 @@ def test_deterministic_disjoint_and_heldout_amounts():
     test = ra.generate(seed=7, sizes={"train": 0, "validation": 0, "test": 1000})["test"]
     share = sum(int(r["attributes"]["amount"]) in ra.HELDOUT_AMOUNTS for r in test) / len(test)
     assert abs(share - ra.HELDOUT_SHARE) < 0.05
-    assert min(ra.TRAIN_AMOUNTS) < 5000 <= 14000 < 15000 <= max(ra.TRAIN_AMOUNTS)  # every band, and its edges, is taught
+    assert (
+        min(ra.TRAIN_AMOUNTS) < 5000 <= 14000 < 15000 <= max(ra.TRAIN_AMOUNTS)
+    )  # every band, and its edges, is taught
     assert {4000, 5000, 14000, 15000} <= set(ra.TRAIN_AMOUNTS)
     row = splits["train"][0]
     assert row["input"].startswith(f"age: {row['group']}; income: ") and row["choices"] == ["good", "bad"]
@@ -46,7 +49,15 @@ def test_rule_matches_docstring_examples():
     assert ra.points("medium", 2, "medium", 5000, "business", False) == 5  # > 4 -> bad
     assert ra.points("medium", 3, "medium", 4999, "home", False) == 2
     assert [ra.age_band(a) for a in (19, 25, 34, 35, 50, 64, 65, 80)] == [
-        "18-24", "25-34", "25-34", "35-49", "50-64", "50-64", "65+", "65+"]
+        "18-24",
+        "25-34",
+        "25-34",
+        "35-49",
+        "50-64",
+        "50-64",
+        "65+",
+        "65+",
+    ]
 
 
 def test_labels_follow_rule_and_noise():
@@ -149,8 +160,12 @@ def _rows(labels, groups=None, clean=None, attrs=None):
 
 def test_evaluate_hand_computed():
     truth = ["bad", "bad", "good", "good"]
-    rows = _rows(truth, groups=["a", "a", "b", "b"], clean=["bad", "good", "good", "good"],
-                 attrs=[{"x": "1"}, {"x": "1"}, {"x": "0"}, {"x": "2"}])
+    rows = _rows(
+        truth,
+        groups=["a", "a", "b", "b"],
+        clean=["bad", "good", "good", "good"],
+        attrs=[{"x": "1"}, {"x": "1"}, {"x": "0"}, {"x": "2"}],
+    )
     probs = [{"bad": 0.9, "good": 0.1}, {"bad": 0.6, "good": 0.4}, {"bad": 0.2, "good": 0.8}, {"bad": 0.3, "good": 0.7}]
     preds = ["bad", "Good.", "The applicant is bad", "???"]
     m = ra.evaluate(preds, rows, probs)
@@ -179,8 +194,10 @@ def test_best_shortcut_searches_values_complements_and_thresholds():
     colours = [{"colour": c} for c in ("blue", "green", "blue", "red", "red", "red")]
     assert ra.best_shortcut_mcc(_rows(truth, attrs=colours)) == pytest.approx(1.0)
     partial = [{"colour": c} for c in ("red", "blue", "blue", "red", "blue", "green")]
-    expected = max(abs(matthews_corrcoef(truth, ["bad" if a["colour"] == v else "good" for a in partial]))
-                   for v in ("red", "blue", "green"))
+    expected = max(
+        abs(matthews_corrcoef(truth, ["bad" if a["colour"] == v else "good" for a in partial]))
+        for v in ("red", "blue", "green")
+    )
     assert ra.best_shortcut_mcc(_rows(truth, attrs=partial)) == pytest.approx(expected)
 
 
@@ -203,7 +220,9 @@ def test_evaluate_generated_perfect_and_noise_cap():
     assert 0.5 < m["ref_bayes_mcc"] < 1.0 and m["ref_best_shortcut_mcc"] < m["gen_mcc"]
 
 
-@pytest.mark.parametrize("name", ["risk_assessment", "tutoring", "content_writing", "medical_records", "financial_analysis"])
+@pytest.mark.parametrize(
+    "name", ["risk_assessment", "tutoring", "content_writing", "medical_records", "financial_analysis"]
+)
 def test_test_split_does_not_depend_on_training_size(name):
     """Runs that train on more or fewer rows are scored on the same questions; a larger test size only appends."""
     from finetune.scenarios import get
@@ -222,8 +241,14 @@ def test_heldout_and_seen_mcc_are_reported_apart():
     for r, held in zip(rows, (True, True, True, False, False, False)):
         r["heldout"] = held
     # held-out rows: all right (MCC 1); seen rows: predictions inverted (MCC -1)
-    probs = [{"bad": 0.9, "good": 0.1}, {"bad": 0.1, "good": 0.9}, {"bad": 0.8, "good": 0.2},
-             {"bad": 0.7, "good": 0.3}, {"bad": 0.4, "good": 0.6}, {"bad": 0.6, "good": 0.4}]
+    probs = [
+        {"bad": 0.9, "good": 0.1},
+        {"bad": 0.1, "good": 0.9},
+        {"bad": 0.8, "good": 0.2},
+        {"bad": 0.7, "good": 0.3},
+        {"bad": 0.4, "good": 0.6},
+        {"bad": 0.6, "good": 0.4},
+    ]
     m = ra.evaluate(["x"] * 6, rows, probs)
     assert m["heldout_mcc"] == pytest.approx(1.0) and m["seen_mcc"] == pytest.approx(-1.0)
     assert "heldout_mcc" not in ra.evaluate(["x"] * 6, _rows(truth), probs)  # rows that do not say: no split

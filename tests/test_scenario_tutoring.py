@@ -1,4 +1,5 @@
 """Tutoring scenario: generator invariants, GSM8K reader, final-answer/step/telling metrics."""
+
 from __future__ import annotations
 
 import json
@@ -96,10 +97,19 @@ def _jsonl(path, objs):
 
 
 def test_read_gsm8k(tmp_path):
-    path = _jsonl(tmp_path / "train.jsonl", [
-        {"question": "Ada has 2 bags of 3 pears. How many pears?", "answer": "Ada has 2*3=<<2*3=6>>6 pears.\n#### 6"},
-        {"question": "Bo earns $1,200 and spends $200. Left?", "answer": "1200 - 200 = <<1200-200=1000>>1000\n#### 1,000"},
-    ])
+    path = _jsonl(
+        tmp_path / "train.jsonl",
+        [
+            {
+                "question": "Ada has 2 bags of 3 pears. How many pears?",
+                "answer": "Ada has 2*3=<<2*3=6>>6 pears.\n#### 6",
+            },
+            {
+                "question": "Bo earns $1,200 and spends $200. Left?",
+                "answer": "1200 - 200 = <<1200-200=1000>>1000\n#### 1,000",
+            },
+        ],
+    )
     rows = get("tutoring").read_file(path)
     assert [r["answer"] for r in rows] == [6.0, 1000.0]
     assert rows[0]["steps"] == ["2*3=6"] and rows[0]["input"].startswith("Ada")
@@ -107,10 +117,13 @@ def test_read_gsm8k(tmp_path):
 
 
 def test_read_gsm8k_bad_rows_name_file_and_row(tmp_path):
-    path = _jsonl(tmp_path / "bad.jsonl", [
-        {"question": "q", "answer": "1+1=2\n#### 2"},
-        {"question": "q", "answer": "no final mark"},
-    ])
+    path = _jsonl(
+        tmp_path / "bad.jsonl",
+        [
+            {"question": "q", "answer": "1+1=2\n#### 2"},
+            {"question": "q", "answer": "no final mark"},
+        ],
+    )
     with pytest.raises(ScenarioDataError, match=r"bad\.jsonl: row 2: .*####"):
         tut.read(path)
     broken = tmp_path / "broken.jsonl"
@@ -126,8 +139,10 @@ def test_read_gsm8k_bad_rows_name_file_and_row(tmp_path):
 
 
 def _rows(answers, mode="solve"):
-    return [{"id": str(i), "input": "q", "output": "#### 0", "answer": float(a), "steps": [], "mode": mode}
-            for i, a in enumerate(answers)]
+    return [
+        {"id": str(i), "input": "q", "output": "#### 0", "answer": float(a), "steps": [], "mode": mode}
+        for i, a in enumerate(answers)
+    ]
 
 
 def test_evaluate_solve_hand_computed():
@@ -155,15 +170,18 @@ def test_evaluate_edge_cases():
         tut.evaluate(["#### 5"], rows)
 
 
-@pytest.mark.parametrize("text,verdicts", [
-    ("3 + 4 = <<3+4=7>>7", [True]),
-    ("2 x 3 = 7", [False]),
-    ("12/60 = $<<12/60=0.2>>0.2 per minute", [True]),
-    ("10 / 3 = 3.33 and 10 / 3 = 3.2", [True, False]),
-    ("<<100-50-30-15=5>>5 and 3 * 1/4 = 3/4", [True, True]),
-    ("<<5/0=1>> and 100/5 = 5A/5", []),
-    ("no arithmetic here", []),
-])
+@pytest.mark.parametrize(
+    "text,verdicts",
+    [
+        ("3 + 4 = <<3+4=7>>7", [True]),
+        ("2 x 3 = 7", [False]),
+        ("12/60 = $<<12/60=0.2>>0.2 per minute", [True]),
+        ("10 / 3 = 3.33 and 10 / 3 = 3.2", [True, False]),
+        ("<<100-50-30-15=5>>5 and 3 * 1/4 = 3/4", [True, True]),
+        ("<<5/0=1>> and 100/5 = 5A/5", []),
+        ("no arithmetic here", []),
+    ],
+)
 def test_step_checks(text, verdicts):
     assert tut.step_checks(text) == verdicts
 

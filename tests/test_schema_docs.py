@@ -1,6 +1,7 @@
 """The recipe documents itself: every field has a description, `ft schema` prints the JSON Schema editors
 check recipes against (recipe.schema.json at the repository root is that output), and
 `ft validate --explain` prints every field of a recipe as resolved."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from finetune.config.explain import explain_lines, recipe_json_schema, schema_text
-from finetune.config.load import nested_model, load_recipe, recipe_from_dict
+from finetune.config.load import load_recipe, nested_model, recipe_from_dict
 from finetune.config.schema import MethodSpec, Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,8 +47,12 @@ def _leaves(data: dict, prefix: str = "") -> list[str]:
 def test_every_field_of_every_section_has_a_description():
     models = _models()
     assert len(models) >= 14  # the walk reaches the nested sections (core, corpus, sources, fields, ...)
-    missing = [f"{m.__name__}.{name}" for m in models for name, f in m.model_fields.items()
-               if not (f.description or "").strip()]
+    missing = [
+        f"{m.__name__}.{name}"
+        for m in models
+        for name, f in m.model_fields.items()
+        if not (f.description or "").strip()
+    ]
     assert missing == []
 
 
@@ -87,9 +92,16 @@ def test_ft_schema_prints_it():
 
 
 def test_explain_prints_every_field_once_with_value_default_and_description(tmp_path):
-    recipe = recipe_from_dict({"name": "x", "model": {"core": {"layers": 3}}, "pretrain": {"train": {"max_steps": 9}},
-                               "data": {"scenario": "tutoring", "max_length": 128}, "method": {"kind": "lora", "r": 4},
-                               "train": {"learning_rate": 1e-3, "log_with": ["tensorboard"]}})
+    recipe = recipe_from_dict(
+        {
+            "name": "x",
+            "model": {"core": {"layers": 3}},
+            "pretrain": {"train": {"max_steps": 9}},
+            "data": {"scenario": "tutoring", "max_length": 128},
+            "method": {"kind": "lora", "r": 4},
+            "train": {"learning_rate": 1e-3, "log_with": ["tensorboard"]},
+        }
+    )
     lines = explain_lines(recipe)
     paths = [line.split()[0] for line in lines]
     assert sorted(paths) == sorted(_leaves(recipe.model_dump(mode="json")))

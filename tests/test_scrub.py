@@ -5,6 +5,7 @@ sentences. A true positive is a planted identifier that is gone and replaced by 
 placeholder; a false positive is every placeholder in a clean sentence plus every
 placeholder beyond the number planted in a planted text. precision = TP / (TP + FP).
 """
+
 from __future__ import annotations
 
 import re

@@ -4,6 +4,7 @@ Before: report.py probed each stage with hasattr/getattr (a pretraining counted 
 fine-tuning by its ``total_params``, only stages named pretrain/finetune in the cost), and three places read
 ``ft_template.json`` each their own way (a broken file was a JSONDecodeError traceback, not exit 2).
 """
+
 from __future__ import annotations
 
 import ast
@@ -30,14 +31,35 @@ def _pretrain(reused: bool) -> PretrainResult:
 
 
 def _finetune() -> FinetuneResult:
-    return FinetuneResult(Path("runs/x/model"), "lora", 100, 5100, 3.0, 2.0, 400, 5, 1.5, 0.1, False, 0,
-                          scrub_counts={"email": 1}, cards={"risk": "risk_card"})
+    return FinetuneResult(
+        Path("runs/x/model"),
+        "lora",
+        100,
+        5100,
+        3.0,
+        2.0,
+        400,
+        5,
+        1.5,
+        0.1,
+        False,
+        0,
+        scrub_counts={"email": 1},
+        cards={"risk": "risk_card"},
+    )
 
 
 def _recipe(tmp_path: Path):
-    return recipe_from_dict({"name": "r", "output": str(tmp_path / "run"), "model": {"path": str(tmp_path)},
-                             "data": {"sources": [{"scenario": "risk_assessment"}]}, "method": {"kind": "lora"},
-                             "eval": {"samples": 2}})
+    return recipe_from_dict(
+        {
+            "name": "r",
+            "output": str(tmp_path / "run"),
+            "model": {"path": str(tmp_path)},
+            "data": {"sources": [{"scenario": "risk_assessment"}]},
+            "method": {"kind": "lora"},
+            "eval": {"samples": 2},
+        }
+    )
 
 
 class Distill(StageResult):
@@ -67,9 +89,11 @@ def test_cost_comes_from_training_cost_of_every_stage():
     spent = cost({"pretrain": _pretrain(False), "finetune": _finetune(), "eval": EvalResult(), "distill": Distill()})
     assert spent["tokens"] == 1000 + 400 + 50 and spent["wall_time_s"] == round(3.0 + 1.5 + 2.0, 1)
     assert spent["train_flops"] == 6 * 5000 * 1000 + (4 * 5100 + 6 * 100) * 400 + 6 * 10 * 50
-    assert spent["flops_formula"] == ("pretrain: 6 x 5,000 params x 1,000 tokens; "
-                                      "finetune: (4 x 5,100 + 6 x 100 trainable) params x 400 tokens; "
-                                      "distill: 6 x 10 params x 50 tokens")
+    assert spent["flops_formula"] == (
+        "pretrain: 6 x 5,000 params x 1,000 tokens; "
+        "finetune: (4 x 5,100 + 6 x 100 trainable) params x 400 tokens; "
+        "distill: 6 x 10 params x 50 tokens"
+    )
 
 
 def test_reused_base_and_evaluation_cost_nothing():
@@ -89,8 +113,11 @@ def test_a_stage_without_report_dict_cannot_be_made():
 
 def test_report_does_not_probe_stage_results():
     tree = ast.parse((PACKAGE / "report.py").read_text(encoding="utf-8"))
-    probes = [n.lineno for n in ast.walk(tree)
-              if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in ("hasattr", "getattr")]
+    probes = [
+        n.lineno
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in ("hasattr", "getattr")
+    ]
     assert probes == [], f"report.py probes results at lines {probes}; add to StageResult instead"
 
 
@@ -99,13 +126,21 @@ def test_template_file_name_is_spelled_once_in_code():
     spelled = []
     for path in sorted(PACKAGE.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                      and node.body and isinstance(node.body[0], ast.Expr)
-                      and isinstance(node.body[0].value, ast.Constant)}
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
-                    and "ft_template.json" in node.value):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in docstrings
+                and "ft_template.json" in node.value
+            ):
                 spelled.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert len(spelled) == 1 and spelled[0].startswith("data/format.py:"), spelled
 
@@ -123,9 +158,18 @@ def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("trained") / "model"
     tok = train_tokenizer([f"Applicant {i} earns {i} and is good or bad." for i in range(200)], 320, out)
     torch.manual_seed(0)
-    model = CoreForCausalLM(CoreConfig(vocab_size=len(tok), width=32, layers=2, heads=4, context_length=256,
-                                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                                       bos_token_id=tok.bos_token_id))
+    model = CoreForCausalLM(
+        CoreConfig(
+            vocab_size=len(tok),
+            width=32,
+            layers=2,
+            heads=4,
+            context_length=256,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+        )
+    )
     mine = Template.for_tokenizer(tok, None, "SAVED INSTRUCTION", "instruction").to_dict()
     saved = {"default": mine, "sources": {"risk_assessment": mine}}
     save_trained(model, tok, out, {TEMPLATE_FILE: json.dumps(saved)})
@@ -163,10 +207,13 @@ def test_generate_renders_with_the_saved_template(trained, monkeypatch):
     assert "SAVED INSTRUCTION" in seen[0] and "an applicant" in seen[0]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "is not valid JSON"),
-    ('{"sources": {}}', "needs a 'default' template"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "is not valid JSON"),
+        ('{"sources": {}}', "needs a 'default' template"),
+    ],
+)
 def test_broken_template_file_is_one_user_error_in_every_reader(trained, tmp_path, content, message):
     """ft generate, ft eval and the evaluation stage read the folder through one loader, so one message."""
     import shutil
@@ -183,11 +230,16 @@ def test_broken_template_file_is_one_user_error_in_every_reader(trained, tmp_pat
     assert "\n" not in str(err.value)
     with pytest.raises(UserError, match=expected.replace("'", ".")):
         evaluate_command(broken, "risk_assessment", None, None, [], samples=2, max_new_tokens=2)
-    recipe = recipe_from_dict({
-        "name": "b", "output": str(tmp_path / "run"), "model": {"path": str(trained)},
-        "data": {"sources": [{"scenario": "risk_assessment", "sizes": {"train": 4, "validation": 2, "test": 2}}]},
-        "method": {"kind": "lora", "r": 2}, "eval": {"samples": 2, "before": False},
-    })
+    recipe = recipe_from_dict(
+        {
+            "name": "b",
+            "output": str(tmp_path / "run"),
+            "model": {"path": str(trained)},
+            "data": {"sources": [{"scenario": "risk_assessment", "sizes": {"train": 4, "validation": 2, "test": 2}}]},
+            "method": {"kind": "lora", "r": 2},
+            "eval": {"samples": 2, "before": False},
+        }
+    )
     with pytest.raises(UserError, match=expected.replace("'", ".")):
         _evaluate(recipe, str(trained), broken, "cpu", lambda *a: None)
 
@@ -201,15 +253,25 @@ def test_eval_stage_uses_saved_templates(trained, tmp_path, monkeypatch):
 
     def fake_evaluate(model, tokenizer, templates, sets, spec):
         seen.update(templates)
-        return {"metrics": {s.name: {} for s in sets}, "predictions": {s.name: [""] * len(s.rows) for s in sets},
-                "examples_per_s": {}, "decisions": {}, "warnings": {}}
+        return {
+            "metrics": {s.name: {} for s in sets},
+            "predictions": {s.name: [""] * len(s.rows) for s in sets},
+            "examples_per_s": {},
+            "decisions": {},
+            "warnings": {},
+        }
 
     monkeypatch.setattr(run_mod, "evaluate_model", fake_evaluate)
-    recipe = recipe_from_dict({
-        "name": "s", "output": str(tmp_path / "run"), "model": {"path": str(trained)},
-        "data": {"sources": [{"scenario": "risk_assessment", "sizes": {"train": 4, "validation": 2, "test": 2}}]},
-        "method": {"kind": "lora", "r": 2}, "eval": {"samples": 2, "before": False},
-    })
+    recipe = recipe_from_dict(
+        {
+            "name": "s",
+            "output": str(tmp_path / "run"),
+            "model": {"path": str(trained)},
+            "data": {"sources": [{"scenario": "risk_assessment", "sizes": {"train": 4, "validation": 2, "test": 2}}]},
+            "method": {"kind": "lora", "r": 2},
+            "eval": {"samples": 2, "before": False},
+        }
+    )
     result = _evaluate(recipe, str(trained), trained, "cpu", lambda *a: None)
     assert seen["risk_assessment"].instruction == "SAVED INSTRUCTION"
     assert isinstance(result, EvalResult) and result.before == {}

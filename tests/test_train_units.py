@@ -3,6 +3,7 @@
 The resume tests exercise these end to end through real runs; here each property is pinned on its own,
 in milliseconds, so a broken piece is named directly.
 """
+
 from __future__ import annotations
 
 import math
@@ -184,8 +185,11 @@ def test_resuming_from_a_saved_progress_continues_where_it_stopped(stop_at):
 
 
 def test_unpacked_batches_keep_their_attention_mask():
-    batch = {"input_ids": torch.ones(2, 3, dtype=torch.long), "attention_mask": torch.ones(2, 3, dtype=torch.long),
-             "labels": torch.ones(2, 3, dtype=torch.long)}
+    batch = {
+        "input_ids": torch.ones(2, 3, dtype=torch.long),
+        "attention_mask": torch.ones(2, 3, dtype=torch.long),
+        "labels": torch.ones(2, 3, dtype=torch.long),
+    }
     assert set(loop._inputs(batch)) == {"input_ids", "attention_mask"}
 
 
@@ -201,8 +205,9 @@ def test_the_loop_feeds_packed_batches_through_packed_inputs(tmp_path, monkeypat
         examples.append({"input_ids": ids, "labels": list(ids)})
     data = pack(TokenizedData(examples=examples, choice_sets=[], pad_id=0), 32)
     torch.manual_seed(0)
-    model = CoreForCausalLM(CoreConfig(vocab_size=50, width=32, layers=2, heads=4, context_length=32,
-                                       pad_token_id=0, eos_token_id=1))
+    model = CoreForCausalLM(
+        CoreConfig(vocab_size=50, width=32, layers=2, heads=4, context_length=32, pad_token_id=0, eos_token_id=1)
+    )
     calls, forwarded = [], []
     real_inputs, real_forward = loop.packed_inputs, model.forward
 
@@ -218,8 +223,19 @@ def test_the_loop_feeds_packed_batches_through_packed_inputs(tmp_path, monkeypat
     monkeypatch.setattr(model, "forward", spy_forward)
     spec = TrainSpec(max_steps=2, batch_size=2, learning_rate=1e-3, log_every=1)
     acc = make_accelerator(spec, DistributedSpec())
-    result = loop.train(model, data, data, spec, tmp_path / "run", acc, seed=0, fingerprint={}, resume=False,
-                        group_by_length=False, forward_kwargs={"use_cache": False})
+    result = loop.train(
+        model,
+        data,
+        data,
+        spec,
+        tmp_path / "run",
+        acc,
+        seed=0,
+        fingerprint={},
+        resume=False,
+        group_by_length=False,
+        forward_kwargs={"use_cache": False},
+    )
     assert result.steps == 2 and math.isfinite(result.val_loss)
     assert len(calls) == len(forwarded) > 2  # training steps and the validation batches
     assert all("attention_mask" not in keys and "position_ids" in keys for keys in forwarded)

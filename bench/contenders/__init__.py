@@ -3,6 +3,7 @@
 Groups are compared among themselves; a contender's module is imported lazily so a
 machine without TRL still runs everything else (``available`` says what runs here).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -25,19 +26,29 @@ class Contender:
 
 
 CONTENDERS: dict[str, Contender] = {
-    "ours_lora_grouped": Contender("lora", "ours", "lora", {"packed": False}, label="ft LoRA, length-grouped (default)"),
+    "ours_lora_grouped": Contender(
+        "lora", "ours", "lora", {"packed": False}, label="ft LoRA, length-grouped (default)"
+    ),
     "ours_lora_packed": Contender("lora", "ours", "lora", {"packed": True}, label="ft LoRA, packed"),
     "trl_default": Contender("lora", "trl_peers", "sft", {"variant": "default"}, "trl", "TRL SFTTrainer, defaults"),
-    "trl_packed_bfd": Contender("lora", "trl_peers", "sft", {"variant": "bfd"}, "trl", "TRL, packing (best-fit, padding-free)"),
-    "trl_packed_wrapped": Contender("lora", "trl_peers", "sft", {"variant": "wrapped"}, "trl", "TRL, packing (wrapped)"),
-    "bare_lora_grouped": Contender("lora", "bare", "lora", {"packed": False}, label="bare PyTorch+peft, length-grouped"),
+    "trl_packed_bfd": Contender(
+        "lora", "trl_peers", "sft", {"variant": "bfd"}, "trl", "TRL, packing (best-fit, padding-free)"
+    ),
+    "trl_packed_wrapped": Contender(
+        "lora", "trl_peers", "sft", {"variant": "wrapped"}, "trl", "TRL, packing (wrapped)"
+    ),
+    "bare_lora_grouped": Contender(
+        "lora", "bare", "lora", {"packed": False}, label="bare PyTorch+peft, length-grouped"
+    ),
     "bare_lora_packed": Contender("lora", "bare", "lora", {"packed": True}, label="bare PyTorch+peft, packed"),
     "ours_full": Contender("full", "ours", "full", label="ft full, length-grouped (default)"),
     "hf_trainer_full": Contender("full", "hf_peers", "trainer_full", label="HF Trainer full, group_by_length"),
     "ours_pretrain": Contender("pretrain", "ours", "pretrain", label="ft pretraining blocks"),
     "bare_pretrain": Contender("pretrain", "bare", "pretrain", label="bare PyTorch loop, same blocks"),
     "ours_generate": Contender("generate", "ours", "generate_batched", label="ft generate(), batched"),
-    "hf_generate_one_by_one": Contender("generate", "hf_peers", "generate_one_by_one", label="model.generate() one by one"),
+    "hf_generate_one_by_one": Contender(
+        "generate", "hf_peers", "generate_one_by_one", label="model.generate() one by one"
+    ),
 }
 
 
@@ -66,7 +77,9 @@ def select(only: str | None) -> list[str]:
         hits = [n for n, c in CONTENDERS.items() if n == token or c.group == token or n.startswith(token)]
         if not hits:
             groups = sorted({c.group for c in CONTENDERS.values()})
-            raise ValueError(f"--only {token!r} matches no contender; use a name ({', '.join(CONTENDERS)}) "
-                             f"or a group ({', '.join(groups)})")
+            raise ValueError(
+                f"--only {token!r} matches no contender; use a name ({', '.join(CONTENDERS)}) "
+                f"or a group ({', '.join(groups)})"
+            )
         picked += [n for n in hits if n not in picked]
     return picked

@@ -3,6 +3,7 @@
 It uses the same batch plan as ours (the index lists of ``micro_batches``, or our
 packed blocks), so the comparison measures only the loop around the model.
 """
+
 from __future__ import annotations
 
 import random
@@ -41,12 +42,14 @@ def pretrain(cfg: BenchConfig, assets: Assets) -> dict[str, Any]:
     order = list(range(len(data["blocks"])))
     random.Random(cfg.seed).shuffle(order)
     rows = [{"input_ids": data["blocks"][i], "labels": data["blocks"][i]} for i in order]
-    batches = [rows[i:i + cfg.batch_size] for i in range(0, len(rows) - cfg.batch_size + 1, cfg.batch_size)]
+    batches = [rows[i : i + cfg.batch_size] for i in range(0, len(rows) - cfg.batch_size + 1, cfg.batch_size)]
     model = common.hf_model(assets.core)
     return _loop(cfg, model, batches, data["pad_id"], common.learning_rate(cfg, full=True))
 
 
-def _loop(cfg: BenchConfig, model: torch.nn.Module, batches: list[list[dict]], pad_id: int, lr: float) -> dict[str, Any]:
+def _loop(
+    cfg: BenchConfig, model: torch.nn.Module, batches: list[list[dict]], pad_id: int, lr: float
+) -> dict[str, Any]:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr)
     model.train()
@@ -54,7 +57,9 @@ def _loop(cfg: BenchConfig, model: torch.nn.Module, batches: list[list[dict]], p
     for rows in batches:
         inputs, labels = _collate(rows, pad_id)
         logits = model(**inputs).logits
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+        loss = F.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+        )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -64,6 +69,7 @@ def _loop(cfg: BenchConfig, model: torch.nn.Module, batches: list[list[dict]], p
 
 def _collate(rows: list[dict], pad_id: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Right padding; packed rows carry position_ids and go without a mask (and without a KV cache)."""
+
     def padded(key: str, value: int) -> torch.Tensor:
         return pad_sequence([torch.tensor(r[key]) for r in rows], batch_first=True, padding_value=value)
 

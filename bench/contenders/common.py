@@ -1,4 +1,5 @@
 """Inputs every training contender shares, so that only the training code differs between them."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,8 +22,9 @@ def lora_config() -> Any:
     """The adapter of every LoRA contender: r 8 on q/k/v/o, no dropout."""
     from peft import LoraConfig
 
-    return LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0, target_modules=list(LORA_TARGETS),
-                      task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0, target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM"
+    )
 
 
 def hf_model(path: Any) -> Any:

@@ -1,4 +1,5 @@
 """Plain transformers: the HF Trainer for full fine-tuning, and model.generate() called once per prompt."""
+
 from __future__ import annotations
 
 import tempfile
@@ -27,9 +28,15 @@ def trainer_full(cfg: BenchConfig, assets: Assets) -> dict[str, Any]:
     model = common.hf_model(assets.llama)
     with tempfile.TemporaryDirectory(prefix="ft-bench-hf-") as out:
         args = TrainingArguments(
-            output_dir=out, per_device_train_batch_size=cfg.batch_size, num_train_epochs=1,
-            learning_rate=common.learning_rate(cfg, full=True), seed=cfg.seed,
-            train_sampling_strategy="group_by_length", save_strategy="no", report_to="none", disable_tqdm=True,
+            output_dir=out,
+            per_device_train_batch_size=cfg.batch_size,
+            num_train_epochs=1,
+            learning_rate=common.learning_rate(cfg, full=True),
+            seed=cfg.seed,
+            train_sampling_strategy="group_by_length",
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
         )
         collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
         trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows), data_collator=collator)
@@ -50,9 +57,14 @@ def generate_one_by_one(cfg: BenchConfig, assets: Assets) -> dict[str, Any]:
     def one(prompt: str, new_tokens: int) -> str:
         enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=new_tokens, do_sample=False,
-                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-        return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+            out = model.generate(
+                **enc,
+                max_new_tokens=new_tokens,
+                do_sample=False,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        return tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
     one(prompts[0], 2)  # warm-up
     setup = rss_mb()

@@ -1,4 +1,5 @@
 """ft itself: methods.prepare + train() with our batching (length-grouped, or packed), our generate()."""
+
 from __future__ import annotations
 
 import tempfile
@@ -17,8 +18,10 @@ def lora(cfg: BenchConfig, assets: Assets, packed: bool) -> dict[str, Any]:
     from finetune.config.schema import MethodSpec
     from finetune.model.hf import load_model
 
-    model = methods.prepare(load_model(str(assets.llama)), MethodSpec(
-        kind="lora", r=common.LORA_R, alpha=common.LORA_ALPHA, targets=list(common.LORA_TARGETS)))
+    model = methods.prepare(
+        load_model(str(assets.llama)),
+        MethodSpec(kind="lora", r=common.LORA_R, alpha=common.LORA_ALPHA, targets=list(common.LORA_TARGETS)),
+    )
     return _train(cfg, assets, model, packed=packed, full=False)
 
 
@@ -39,8 +42,14 @@ def pretrain(cfg: BenchConfig, assets: Assets) -> dict[str, Any]:
     data = assets.load("blocks")
     stream = [t for block in data["blocks"] for t in block]
     model = load_model(str(assets.core))
-    return _run_train(cfg, model, blocks(stream, cfg.block_size, data["pad_id"]), group_by_length=False,
-                      forward_kwargs=None, lr=common.learning_rate(cfg, full=True))
+    return _run_train(
+        cfg,
+        model,
+        blocks(stream, cfg.block_size, data["pad_id"]),
+        group_by_length=False,
+        forward_kwargs=None,
+        lr=common.learning_rate(cfg, full=True),
+    )
 
 
 def generate_batched(cfg: BenchConfig, assets: Assets) -> dict[str, Any]:
@@ -57,14 +66,22 @@ def generate_batched(cfg: BenchConfig, assets: Assets) -> dict[str, Any]:
     return generation_result(tokenizer, outputs, time.perf_counter() - start, setup, model)
 
 
-def generation_result(tokenizer: Any, outputs: list[str], seconds: float, setup_rss: float, model: Any) -> dict[str, Any]:
+def generation_result(
+    tokenizer: Any, outputs: list[str], seconds: float, setup_rss: float, model: Any
+) -> dict[str, Any]:
     """New tokens (re-encoded from the text, the same way for every generator) per second, and a digest of the text."""
     import hashlib
 
     tokens = sum(len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in outputs)
     digest = hashlib.sha256("\x00".join(outputs).encode()).hexdigest()[:16]
-    return {"tokens": tokens, "seconds": seconds, "steps": len(outputs), "setup_rss_mb": setup_rss,
-            "matmul_params": matmul_params(model), "extra": {"outputs_sha": digest}}
+    return {
+        "tokens": tokens,
+        "seconds": seconds,
+        "steps": len(outputs),
+        "setup_rss_mb": setup_rss,
+        "matmul_params": matmul_params(model),
+        "extra": {"outputs_sha": digest},
+    }
 
 
 def _train(cfg: BenchConfig, assets: Assets, model: Any, packed: bool, full: bool) -> dict[str, Any]:
@@ -76,13 +93,19 @@ def _train(cfg: BenchConfig, assets: Assets, model: Any, packed: bool, full: boo
     data = TokenizedData(examples=rows, pad_id=pad_id)
     if packed:
         data = pack(data, cfg.max_length)
-    return _run_train(cfg, model, data, group_by_length=not packed,
-                      forward_kwargs=packed_forward_kwargs(model) if packed else None,
-                      lr=common.learning_rate(cfg, full))
+    return _run_train(
+        cfg,
+        model,
+        data,
+        group_by_length=not packed,
+        forward_kwargs=packed_forward_kwargs(model) if packed else None,
+        lr=common.learning_rate(cfg, full),
+    )
 
 
-def _run_train(cfg: BenchConfig, model: Any, data: Any, group_by_length: bool, forward_kwargs: dict | None,
-               lr: float) -> dict[str, Any]:
+def _run_train(
+    cfg: BenchConfig, model: Any, data: Any, group_by_length: bool, forward_kwargs: dict | None, lr: float
+) -> dict[str, Any]:
     """One epoch of train() over ``data``, timed by the step clock; the final checkpoint falls outside the window."""
     from finetune.config.schema import DistributedSpec, TrainSpec
     from finetune.train.accel import make_accelerator
@@ -93,7 +116,24 @@ def _run_train(cfg: BenchConfig, model: Any, data: Any, group_by_length: bool, f
     model.to(accelerator.device)
     clock = StepClock(common.base_model(model), data.pad_id)
     with tempfile.TemporaryDirectory(prefix="ft-bench-") as run_dir:
-        result = train(model, data, None, spec, Path(run_dir), accelerator, seed=cfg.seed, fingerprint={},
-                       resume=False, group_by_length=group_by_length, forward_kwargs=forward_kwargs, desc="bench")
-    return clock.result(model, cfg.warmup_steps, skipped_steps=result.skipped_steps,
-                        padding_fraction=round(result.padding_fraction, 4), train_loss=result.train_loss)
+        result = train(
+            model,
+            data,
+            None,
+            spec,
+            Path(run_dir),
+            accelerator,
+            seed=cfg.seed,
+            fingerprint={},
+            resume=False,
+            group_by_length=group_by_length,
+            forward_kwargs=forward_kwargs,
+            desc="bench",
+        )
+    return clock.result(
+        model,
+        cfg.warmup_steps,
+        skipped_steps=result.skipped_steps,
+        padding_fraction=round(result.padding_fraction, 4),
+        train_loss=result.train_loss,
+    )

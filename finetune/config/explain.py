@@ -3,6 +3,7 @@
 Both read the field descriptions in config/schema.py, so a key is documented in one
 place and editors, the CLI and the README agree. No torch here.
 """
+
 from __future__ import annotations
 
 import json

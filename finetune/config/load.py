@@ -3,6 +3,7 @@
 Errors name the dotted path and, for unknown keys, the closest known key, so a
 typo never silently does nothing.
 """
+
 from __future__ import annotations
 
 import copy
@@ -63,8 +64,11 @@ class RecipeError(UserError):
     def __init__(self, source: str, errors: list[str]):
         self.source = source
         self.errors = errors
-        super().__init__(f"{source}: " + "; ".join(errors) if len(errors) == 1 else
-                         f"{source}: {len(errors)} problems\n" + "\n".join(f"  {e}" for e in errors))
+        super().__init__(
+            f"{source}: " + "; ".join(errors)
+            if len(errors) == 1
+            else f"{source}: {len(errors)} problems\n" + "\n".join(f"  {e}" for e in errors)
+        )
 
 
 def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
@@ -134,7 +138,7 @@ def apply_override(data: dict[str, Any], item: str) -> None:
             raise ValueError(f"override {key}: {'.'.join(parts[:i])} holds a plain value, not keys")
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise ValueError(f"override {key}: {'.'.join(parts[:i + 1])} is not an index of a list of {len(node)}")
+                raise ValueError(f"override {key}: {'.'.join(parts[: i + 1])} is not an index of a list of {len(node)}")
             node = node[int(part)]
             continue
         if not isinstance(node.get(part), (dict, list)):
@@ -172,16 +176,30 @@ def format_validation_error(exc: ValidationError, data: dict[str, Any]) -> list[
 
 # Keys users guess from other tools, which no spelling distance leads to: guess -> our dotted path.
 GUESSED_KEYS: dict[str, str] = {
-    **dict.fromkeys(("test", "test_data", "test_file", "test_set", "eval_data", "eval_file", "eval_set",
-                     "evaluation_data", "eval_dataset", "test_dataset"), "eval.data"),
+    **dict.fromkeys(
+        (
+            "test",
+            "test_data",
+            "test_file",
+            "test_set",
+            "eval_data",
+            "eval_file",
+            "eval_set",
+            "evaluation_data",
+            "eval_dataset",
+            "test_dataset",
+        ),
+        "eval.data",
+    ),
     **dict.fromkeys(("lr", "learningrate", "learning-rate", "lr_rate"), "train.learning_rate"),
     **dict.fromkeys(("num_epochs", "num_train_epochs", "n_epochs"), "train.epochs"),
     **dict.fromkeys(("steps", "num_steps", "train_steps", "total_steps"), "train.max_steps"),
     **dict.fromkeys(("bs", "batch", "per_device_train_batch_size", "train_batch_size"), "train.batch_size"),
     **dict.fromkeys(("gradient_accumulation_steps", "accumulation", "grad_accumulation"), "train.grad_accum"),
     **dict.fromkeys(("dataset", "datasets", "train_data", "train_file", "files", "file"), "data.sources"),
-    **dict.fromkeys(("max_seq_length", "max_seq_len", "seq_len", "seq_length", "max_len", "cutoff_len"),
-                    "data.max_length"),
+    **dict.fromkeys(
+        ("max_seq_length", "max_seq_len", "seq_len", "seq_length", "max_len", "cutoff_len"), "data.max_length"
+    ),
     **dict.fromkeys(("base_model", "model_name", "model_name_or_path", "model_id"), "model.path"),
     **dict.fromkeys(("lora", "peft", "adapter", "finetuning_type"), "method"),
     **dict.fromkeys(("lora_r", "rank"), "method.r"),
@@ -196,7 +214,7 @@ MOVED_KEYS: dict[str, str] = {
     "pretrain.train.precision": "train.precision (one precision per run, pretraining included)",
     "pretrain.train.log_with": "train.log_with (the trackers follow the whole run, pretraining included)",
     "pretrain.train.gradient_checkpointing": "train.gradient_checkpointing (it applies to fine-tuning; "
-                                             "pretraining does not checkpoint activations)",
+    "pretraining does not checkpoint activations)",
 }
 
 

@@ -4,6 +4,7 @@ Every model forbids unknown keys, so a misspelled key is an error instead of a
 silent no-op. Each field is documented once, here; `ft validate` and the README
 show these descriptions. This module must not import torch.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +12,16 @@ from typing import Any, Literal, Optional, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ScenarioName = Literal["content_writing", "medical_records", "tutoring", "financial_analysis", "risk_assessment", "legal", "diagnosis", "customer_support"]
+ScenarioName = Literal[
+    "content_writing",
+    "medical_records",
+    "tutoring",
+    "financial_analysis",
+    "risk_assessment",
+    "legal",
+    "diagnosis",
+    "customer_support",
+]
 
 
 class Strict(BaseModel):
@@ -84,19 +94,23 @@ class TrainSpec(LoopSpec):
     """The top-level train section: fine-tuning, plus the settings of the run's one accelerator."""
 
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 on capable GPUs, fp32 on CPU; one per run, pretraining included")
+        "auto", description="auto: bf16 on capable GPUs, fp32 on CPU; one per run, pretraining included"
+    )
     gradient_checkpointing: bool = Field(
-        False, description="fine-tuning: recompute activations in the backward pass to save memory (slower)")
+        False, description="fine-tuning: recompute activations in the backward pass to save memory (slower)"
+    )
     log_with: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
-        default_factory=list, description="offline experiment trackers for the whole run, pretraining included")
+        default_factory=list, description="offline experiment trackers for the whole run, pretraining included"
+    )
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
 
 
 class PretrainTrainSpec(LoopSpec):
     """pretrain.train: the loop settings only; precision, trackers and checkpointing are the run's (top-level train)."""
 
-    threads: Optional[int] = Field(None, ge=1, description="torch CPU threads while pretraining (default: train.threads, "
-                                                            "else torch's choice)")
+    threads: Optional[int] = Field(
+        None, ge=1, description="torch CPU threads while pretraining (default: train.threads, else torch's choice)"
+    )
 
 
 # Keys pretrain.train accepted (and ignored) until it got its own type, with the only values a dump held for them
@@ -114,9 +128,11 @@ class CorpusSpec(Strict):
     subset: Optional[str] = Field(None, description="dataset configuration name (kind: hf)")
     documents: int = Field(4000, ge=10, description="generated documents (kind: generated)")
     scenarios: Optional[list[ScenarioName]] = Field(
-        None, description="scenarios whose inputs the generated corpus holds and whose label words the tokenizer "
-                          "learns as whole tokens (any kind); default: every scenario. Pin the list to keep a base "
-                          "the same when ft gains scenarios")
+        None,
+        description="scenarios whose inputs the generated corpus holds and whose label words the tokenizer "
+        "learns as whole tokens (any kind); default: every scenario. Pin the list to keep a base "
+        "the same when ft gains scenarios",
+    )
 
     @model_validator(mode="after")
     def _path_needed(self) -> "CorpusSpec":
@@ -133,14 +149,17 @@ class TokenizerSpec(Strict):
 
 class PretrainSpec(Strict):
     corpus: CorpusSpec = Field(default_factory=CorpusSpec, description="the text the base model is pretrained on")
-    tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec,
-                                     description="byte-level BPE tokenizer trained on the corpus, or one to reuse")
+    tokenizer: TokenizerSpec = Field(
+        default_factory=TokenizerSpec, description="byte-level BPE tokenizer trained on the corpus, or one to reuse"
+    )
     block_size: int = Field(128, ge=8, description="tokens per training block")
-    validation_fraction: float = Field(0.05, gt=0, lt=0.5,
-                                       description="share of corpus documents held out for the validation loss")
+    validation_fraction: float = Field(
+        0.05, gt=0, lt=0.5, description="share of corpus documents held out for the validation loss"
+    )
     train: PretrainTrainSpec = Field(
-        default_factory=PretrainTrainSpec, description="the pretraining loop; precision and trackers are the run's "
-                                                       "(top-level train section)")
+        default_factory=PretrainTrainSpec,
+        description="the pretraining loop; precision and trackers are the run's (top-level train section)",
+    )
     cache: bool = Field(True, description="reuse a pretrained model with identical settings from the cache folder")
 
 
@@ -150,32 +169,50 @@ class Fields(Strict):
 
     input: Optional[str] = Field(None, description="your column holding the prompt text")
     output: Optional[str] = Field(None, description="your column holding the answer the model learns to write")
-    messages: Optional[str] = Field(None, description="your column holding a chat: a list of {role, content} (shape: chat)")
+    messages: Optional[str] = Field(
+        None, description="your column holding a chat: a list of {role, content} (shape: chat)"
+    )
     text: Optional[str] = Field(None, description="your column holding plain text, trained on in full (shape: text)")
-    label: Optional[str] = Field(None, description="your column holding a class label; its values are the allowed "
-                                                   "labels (classification)")
-    group: Optional[str] = Field(None, description="your column holding a group attribute, for fairness gaps in evaluation")
+    label: Optional[str] = Field(
+        None, description="your column holding a class label; its values are the allowed labels (classification)"
+    )
+    group: Optional[str] = Field(
+        None, description="your column holding a group attribute, for fairness gaps in evaluation"
+    )
 
 
 class SourceSpec(Strict):
-    scenario: Optional[ScenarioName] = Field(None, description="generate this scenario's data (or read `path` in its format)")
+    scenario: Optional[ScenarioName] = Field(
+        None, description="generate this scenario's data (or read `path` in its format)"
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="scenario generator options")
     sizes: Optional[dict[Literal["train", "validation", "test"], int]] = Field(
-        None, description="rows the scenario generates per split, e.g. {train: 1000, test: 200}; default: the scenario's own")
+        None,
+        description="rows the scenario generates per split, e.g. {train: 1000, test: 200}; default: the scenario's own",
+    )
     path: Optional[str] = Field(None, description="local jsonl/csv/parquet file or a Hugging Face dataset id")
     format: Optional[str] = Field(
-        None, description="how to read path: a file format (jsonl, json, csv, parquet; default: from the suffix) or one "
-                          "of the source's scenario's real formats (e.g. mts_dialog with scenario: medical_records)")
+        None,
+        description="how to read path: a file format (jsonl, json, csv, parquet; default: from the suffix) or one "
+        "of the source's scenario's real formats (e.g. mts_dialog with scenario: medical_records)",
+    )
     split: Optional[str] = Field(
-        None, description="a local file: which split its rows are. all (default): carved by seed into train, "
-                          "validation and test (validation_fraction each; no test part when eval.data is given); "
-                          "train: every row trains; validation: every row is held out for the validation loss; "
-                          "test: every row is held out for evaluation. A hub dataset id: the hub split to load "
-                          "(default train), then carved like all")
-    revision: Optional[str] = Field(None, description="hub dataset revision: a branch, tag or commit (path is a hub id)")
+        None,
+        description="a local file: which split its rows are. all (default): carved by seed into train, "
+        "validation and test (validation_fraction each; no test part when eval.data is given); "
+        "train: every row trains; validation: every row is held out for the validation loss; "
+        "test: every row is held out for evaluation. A hub dataset id: the hub split to load "
+        "(default train), then carved like all",
+    )
+    revision: Optional[str] = Field(
+        None, description="hub dataset revision: a branch, tag or commit (path is a hub id)"
+    )
     subset: Optional[str] = Field(None, description="hub dataset configuration name (path is a hub id)")
-    fields: Fields = Field(default_factory=Fields, description="which of your columns hold our fields, e.g. "
-                                                               "{input: text, output: label}; default: columns named like ours")
+    fields: Fields = Field(
+        default_factory=Fields,
+        description="which of your columns hold our fields, e.g. "
+        "{input: text, output: label}; default: columns named like ours",
+    )
     system: Optional[str] = Field(None, description="system text put before every prompt")
     instruction: Optional[str] = Field(None, description="instruction text put before every input")
     card: Optional[str] = Field(None, description="data card name for this source")
@@ -196,15 +233,20 @@ class SourceSpec(Strict):
         if self.format is not None:
             _check_format(self.format, self.scenario)
         if self.split is not None and self.is_file and self.split not in FILE_SPLITS:
-            raise ValueError(f"split {self.split!r} is not one of {', '.join(FILE_SPLITS)} (for a local file: all "
-                             "is carved into train/validation/test, the others take every row)")
+            raise ValueError(
+                f"split {self.split!r} is not one of {', '.join(FILE_SPLITS)} (for a local file: all "
+                "is carved into train/validation/test, the others take every row)"
+            )
         return self
 
     @property
     def is_file(self) -> bool:
         """A local file (as opposed to a hub dataset id): it has a format, a known suffix, or a scenario reads it."""
-        return bool(self.path) and (self.format is not None or self.scenario is not None
-                                    or Path(self.path).suffix.lower().lstrip(".") in FILE_FORMATS)
+        return bool(self.path) and (
+            self.format is not None
+            or self.scenario is not None
+            or Path(self.path).suffix.lower().lstrip(".") in FILE_FORMATS
+        )
 
 
 FILE_FORMATS = ("jsonl", "json", "csv", "parquet")
@@ -235,8 +277,10 @@ def _check_format(fmt: str, scenario: str | None) -> None:
     if owner is not None and scenario is None:
         raise ValueError(f"format {fmt!r} is read by scenario {owner}; add scenario: {owner} to this source")
     known = ", ".join(FILE_FORMATS + (scenario_formats(scenario) if scenario else ()))
-    raise ValueError(f"format {fmt!r} is not one of {known}" + ("" if scenario else
-                     " (a scenario's real format needs scenario: NAME)"))
+    raise ValueError(
+        f"format {fmt!r} is not one of {known}"
+        + ("" if scenario else " (a scenario's real format needs scenario: NAME)")
+    )
 
 
 def _scenario_shorthand_schema(schema: dict[str, Any]) -> None:
@@ -253,27 +297,39 @@ class DataSpec(Strict):
 
     sources: list[SourceSpec] = Field(default_factory=list, description="scenario generators and/or files, mixed")
     shape: Literal["instruction", "chat", "text"] = Field(
-        "instruction", description="instruction: input -> output, the output trained; chat: messages, the assistant "
-                                   "turns trained; text: plain text, all of it trained")
+        "instruction",
+        description="instruction: input -> output, the output trained; chat: messages, the assistant "
+        "turns trained; text: plain text, all of it trained",
+    )
     max_length: int = Field(256, ge=8, description="longest training example in tokens, prompt and answer together")
     truncation: Literal["truncate", "drop"] = Field(
-        "truncate", description="an example over max_length: truncate cuts the prompt from the left first, then the "
-                                "answer's end; drop leaves it out")
+        "truncate",
+        description="an example over max_length: truncate cuts the prompt from the left first, then the "
+        "answer's end; drop leaves it out",
+    )
     packing: bool = Field(False, description="concatenate examples into blocks (no cross-example attention)")
     train_on_prompt: bool = Field(False, description="also compute the loss on prompt tokens")
-    label_loss: bool = Field(True, description="classification rows: add a term scoring the label among the allowed labels only")
+    label_loss: bool = Field(
+        True, description="classification rows: add a term scoring the label among the allowed labels only"
+    )
     loss_average: Literal["token", "example"] = Field(
-        "token", description="token: every scored token weighs the same, so long answers outweigh short labels in a mixture; "
-                             "example: every example weighs the same, its scored tokens share that weight")
+        "token",
+        description="token: every scored token weighs the same, so long answers outweigh short labels in a mixture; "
+        "example: every example weighs the same, its scored tokens share that weight",
+    )
     scrub_pii: bool = Field(False, description="replace personal identifiers with typed placeholders before tokenizing")
     on_bad_row: Literal["error", "skip"] = Field(
-        "error", description="a row missing the fields its shape needs: error names the file and row; skip drops and counts it")
+        "error",
+        description="a row missing the fields its shape needs: error names the file and row; skip drops and counts it",
+    )
     require_card: bool = Field(False, description="refuse data without a data card")
     validation_fraction: float = Field(0.1, gt=0, lt=0.5, description="for files without a validation split")
     class_balance: Literal["none", "weighted", "oversample"] = Field(
-        "none", description="classification rows in training: weighted scales each example's loss by n / (classes x "
-                            "its class's count); oversample repeats rarer classes' examples up to the largest class "
-                            "(seeded); none trains at the data's own prior")
+        "none",
+        description="classification rows in training: weighted scales each example's loss by n / (classes x "
+        "its class's count); oversample repeats rarer classes' examples up to the largest class "
+        "(seeded); none trains at the data's own prior",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -296,9 +352,12 @@ class FreezeSpec(Strict):
 
 class MethodSpec(Strict):
     kind: Literal["full", "lora", "dora"] = Field(
-        "lora", description="full: train every weight; lora / dora: train a low-rank adapter beside frozen weights")
+        "lora", description="full: train every weight; lora / dora: train a low-rank adapter beside frozen weights"
+    )
     r: int = Field(8, ge=1, le=1024, description="adapter rank (lora, dora)")
-    alpha: float = Field(16, gt=0, description="adapter scale numerator: the update is scaled by alpha / r (lora, dora)")
+    alpha: float = Field(
+        16, gt=0, description="adapter scale numerator: the update is scaled by alpha / r (lora, dora)"
+    )
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapter's input while training (lora, dora)")
     targets: Union[list[str], Literal["default", "all-linear"]] = Field(
         "default", description="module names for the adapter; default: attention projections of known architectures"
@@ -321,32 +380,48 @@ class EvalSpec(Strict):
     batch_size: int = Field(16, ge=1, description="prompts generated or scored together")
     do_sample: bool = Field(False, description="sample answers instead of greedy decoding")
     temperature: float = Field(1.0, gt=0, description="sampling temperature (do_sample: true)")
-    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling: keep the smallest token set with this "
-                                                      "probability (do_sample: true)")
+    top_p: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="nucleus sampling: keep the smallest token set with this probability (do_sample: true)",
+    )
     task: Optional[Literal["generation", "classification", "numeric"]] = Field(
         None, description="for user data without a scenario"
     )
     data: Optional[SourceSpec] = Field(None, description="evaluate on this file instead of the sources' test splits")
     numeric_tolerance: float = Field(
-        0.0, ge=0, lt=1, description="task numeric: also score answers within this relative tolerance (key numeric_em_tol...)"
+        0.0,
+        ge=0,
+        lt=1,
+        description="task numeric: also score answers within this relative tolerance (key numeric_em_tol...)",
     )
     numeric_fallback: Literal["none", "last"] = Field(
-        "none", description="task numeric: 'last' also scores the last number when the strict rule finds none (key numeric_em_last)"
+        "none",
+        description="task numeric: 'last' also scores the last number when the strict rule finds none (key numeric_em_last)",
     )
     decision: Literal["argmax", "tuned"] = Field(
-        "argmax", description="constrained labels: argmax of the label scores, or per-class log-score offsets tuned on "
-                              "the validation split to maximise MCC (two labels) or macro-F1 (more); the report states the rule")
+        "argmax",
+        description="constrained labels: argmax of the label scores, or per-class log-score offsets tuned on "
+        "the validation split to maximise MCC (two labels) or macro-F1 (more); the report states the rule",
+    )
 
 
 class DistributedSpec(Strict):
     strategy: Literal["auto", "ddp", "fsdp", "deepspeed"] = Field(
-        "auto", description="several processes: auto and ddp replicate the model; fsdp and deepspeed shard it (GPUs only)")
+        "auto",
+        description="several processes: auto and ddp replicate the model; fsdp and deepspeed shard it (GPUs only)",
+    )
     fsdp_sharding: Literal["full_shard", "shard_grad_op", "no_shard", "hybrid_shard"] = Field(
-        "full_shard", description="strategy fsdp: what is sharded across processes")
+        "full_shard", description="strategy fsdp: what is sharded across processes"
+    )
     fsdp_wrap: Literal["transformer_block", "size"] = Field(
-        "transformer_block", description="strategy fsdp: shard unit, one transformer block or a parameter-count threshold")
-    zero_stage: Literal[0, 1, 2, 3] = Field(2, description="strategy deepspeed: ZeRO stage (1 optimizer state, "
-                                                           "2 + gradients, 3 + weights sharded)")
+        "transformer_block",
+        description="strategy fsdp: shard unit, one transformer block or a parameter-count threshold",
+    )
+    zero_stage: Literal[0, 1, 2, 3] = Field(
+        2, description="strategy deepspeed: ZeRO stage (1 optimizer state, 2 + gradients, 3 + weights sharded)"
+    )
     cpu_offload: bool = Field(False, description="keep parameters (fsdp) or optimizer state (deepspeed) in CPU memory")
     config_file: Optional[str] = Field(None, description="an accelerate config file instead of the options above")
 
@@ -358,15 +433,21 @@ class Recipe(Strict):
     output: Optional[str] = Field(None, description="run folder; default runs/<name>")
     resume: Literal["never", "auto"] = Field("never", description="auto: continue from the latest complete checkpoint")
     overwrite: bool = Field(False, description="allow replacing a finished run in the output folder")
-    model: ModelSpec = Field(..., description="the model to start from: an existing one (path) or our transformer (core)")
-    pretrain: Optional[PretrainSpec] = Field(None, description="pretrain model.core from scratch first (needs model.core)")
+    model: ModelSpec = Field(
+        ..., description="the model to start from: an existing one (path) or our transformer (core)"
+    )
+    pretrain: Optional[PretrainSpec] = Field(
+        None, description="pretrain model.core from scratch first (needs model.core)"
+    )
     data: Optional[DataSpec] = Field(None, description="fine-tuning data (needs method)")
     method: Optional[MethodSpec] = Field(None, description="how to fine-tune: full, lora or dora (needs data)")
-    train: TrainSpec = Field(default_factory=TrainSpec,
-                             description="fine-tuning, and the run's precision, trackers and threads")
+    train: TrainSpec = Field(
+        default_factory=TrainSpec, description="fine-tuning, and the run's precision, trackers and threads"
+    )
     eval: Optional[EvalSpec] = Field(None, description="evaluate before and after fine-tuning on the test splits")
-    distributed: DistributedSpec = Field(default_factory=DistributedSpec,
-                                         description="how several processes share the work (ft run --processes N)")
+    distributed: DistributedSpec = Field(
+        default_factory=DistributedSpec, description="how several processes share the work (ft run --processes N)"
+    )
 
     @field_validator("name")
     @classmethod
@@ -389,8 +470,10 @@ class Recipe(Strict):
             raise ValueError("eval needs data: data.sources with scenarios or eval.data")
         context = self.pretrained_context
         if context and self.data is not None and self.data.max_length > context:
-            raise ValueError(f"data.max_length {self.data.max_length} exceeds the context of the model this "
-                             f"recipe pretrains ({context}); raise model.core.context_length or lower data.max_length")
+            raise ValueError(
+                f"data.max_length {self.data.max_length} exceeds the context of the model this "
+                f"recipe pretrains ({context}); raise model.core.context_length or lower data.max_length"
+            )
         return self
 
     @property

@@ -4,6 +4,7 @@ A card says where data comes from, under which licence, what personal data it
 holds and how it is skewed, so a run can refuse data nobody has described
 (``data.require_card``). Imports only yaml and pydantic: reading a card is cheap.
 """
+
 from __future__ import annotations
 
 import re

@@ -5,6 +5,7 @@ documentation topics in ``pydoc_data``) with the *inputs* of the scenario
 generators, so a pretrained base knows the domains' vocabulary but has never
 seen a single answer: fine-tuning, not pretraining, must teach the tasks.
 """
+
 from __future__ import annotations
 
 import json

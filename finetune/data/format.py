@@ -13,6 +13,7 @@ cannot fake chat turns or train early stops. Only the template's own text adds
 special tokens. Rendering therefore keeps every string as pieces that remember
 where they came from (``Piece``), and ``encode_pieces`` is the one encoder.
 """
+
 from __future__ import annotations
 
 import re
@@ -164,8 +165,10 @@ class Template:
                     "this tokenizer's chat template does not render a conversation as a prefix of its longer "
                     "version, so assistant turns cannot be located; use data.shape: instruction"
                 )
-            parts += [(_cut(before_pieces, len(done), len(before)), False),
-                      (_cut(after_pieces, len(before), len(after)), True)]
+            parts += [
+                (_cut(before_pieces, len(done), len(before)), False),
+                (_cut(after_pieces, len(before), len(after)), True),
+            ]
             done = after
         return parts
 
@@ -249,6 +252,7 @@ def _locate(rendered: str, layout: tuple[str, ...], contents: list[str]) -> list
     Templates may trim message text (Llama 3, Gemma), so each message may appear stripped; None when
     the rendering cannot be explained this way.
     """
+
     def walk(i: int, at: int) -> list[Piece] | None:
         text = layout[i]
         if not rendered.startswith(text, at):
@@ -388,7 +392,7 @@ def _runs(pieces: list[Piece] | tuple[Piece, ...], pattern: re.Pattern[str]) -> 
             continue
         at = 0
         for match in pattern.finditer(text):
-            runs += [(plain + text[at:match.start()], False), (match.group(), True)]
+            runs += [(plain + text[at : match.start()], False), (match.group(), True)]
             plain, at = "", match.end()
         plain += text[at:]
     return runs + [(plain, False)]
@@ -453,7 +457,7 @@ def encode_example(
         cut = min(overflow, start)  # the prompt goes first, from the left
         ids, trained, start = ids[cut:], trained[cut:], start - cut
         if overflow > cut:
-            ids, trained = ids[: max_length], trained[: max_length]
+            ids, trained = ids[:max_length], trained[:max_length]
         stats["truncated"] = stats.get("truncated", 0) + 1
     labels = [tok if (is_trained or train_on_prompt) else IGNORE for tok, is_trained in zip(ids, trained)]
     example: Example = {"input_ids": ids, "labels": labels}

@@ -3,9 +3,11 @@ languages, and the names that are also ordinary English words (counted only next
 
 Kept apart from the rules in scrub.py so the rules read on one screen.
 """
+
 from __future__ import annotations
 
-FIRST_NAMES: tuple[str, ...] = tuple("""
+FIRST_NAMES: tuple[str, ...] = tuple(
+    """
 James John Robert Michael William David Richard Joseph Thomas Charles Christopher Daniel
 Matthew Anthony Donald Steven Paul Andrew Joshua Kenneth Kevin Brian George Timothy Ronald
 Edward Jason Jeffrey Ryan Jacob Gary Nicholas Eric Jonathan Stephen Larry Justin Scott Brandon
@@ -33,9 +35,11 @@ Wendy Tracy Gail Lorraine Yvonne Agnes Edith Mildred Ethel Gertrude Bernard Clar
 Leonard Howard Stanley Norman Francis Ernest Eleanor Louise Bianca Elena Irina Svetlana Yasmin
 Leila Nadia Samir Karim Tariq Bilal Imran Ayesha Zainab Mei Xiu Hao Jin Yong Sanjay Vikram
 Nikhil Kavya Meera Lakshmi Thanh Minh Linh Duc Hoang Tomasz Katarzyna Agnieszka Piotr
-""".split())
+""".split()
+)
 
-SURNAMES: tuple[str, ...] = tuple("""
+SURNAMES: tuple[str, ...] = tuple(
+    """
 Smith Johnson Williams Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Gonzalez
 Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson Harris Sanchez Clark
 Ramirez Lewis Robinson Allen Wright Scott Torres Nguyen Flores Adams Nelson Rivera Campbell
@@ -59,10 +63,12 @@ Dubois Lefebvre Moreau Laurent Petrov Ivanov Smirnov Popov Jensen Nielsen Larsen
 Johansson Eriksson O'Brien O'Connor O'Neill Byrne Doyle Walsh McCarthy Gallagher Quinn
 MacLeod Fraser Chowdhury Banerjee Mukherjee Nair Pillai Kapoor Malhotra Bhatt Joshi Desai
 Fitzgerald Donovan Brennan Kavanagh Hernandes Schwartz Goldberg Friedman Katz Cohen Levy
-""".split())
+""".split()
+)
 
 # Ordinary English words, places and months that are also names: counted only next to a name.
-AMBIGUOUS_NAMES: frozenset[str] = frozenset("""
+AMBIGUOUS_NAMES: frozenset[str] = frozenset(
+    """
 Will Mark Grace Hope Faith Joy Rose Bill Pat Sue Frank Guy Jack Ray Dawn Iris Ivy Holly Lily
 Daisy Amber Ruby Crystal April May June August Summer Autumn Drew Chase Dale Glen Victoria
 Austin Jordan Georgia Chelsea Florence Sydney Paris Dallas Art Penny Poppy Sandy Hunter Mason
@@ -70,4 +76,5 @@ Cole Miles Don Max Christian Reed Brook Skye Angel Ebony Violet Willow Hazel Jad
 White Green Black Young King Hill Wood Woods Stone Long Price Bell Cook Baker Hall Walker Ward
 Gray Grey West Wells Burns Hunt Mills Rice Grant Lane Berry Carter Fox Hart Knight Moss Page
 Cross Banks Marsh Park Sun Little Day Dean Holt Booth Chambers Bishop Parsons Barber Mann
-""".split())
+""".split()
+)

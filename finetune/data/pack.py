@@ -12,6 +12,7 @@ models in transformers 5.x (both checked in tests/test_data_pack.py):
   it (``packed_inputs``). Right padding needs no mask in a causal model: real tokens
   never look at later positions, and pads carry no labels.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -22,11 +23,28 @@ from finetune.data.tokenized import Example, TokenizedData
 IGNORE = -100
 
 # model_type values whose attention derives block-diagonal masks from restarting position_ids
-PACKABLE_MODEL_TYPES = frozenset({
-    "ft_core",
-    "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
-    "gemma", "gemma2", "gemma3_text", "phi3", "granite", "olmo", "olmo2", "starcoder2", "cohere", "smollm3",
-})
+PACKABLE_MODEL_TYPES = frozenset(
+    {
+        "ft_core",
+        "llama",
+        "mistral",
+        "mixtral",
+        "qwen2",
+        "qwen2_moe",
+        "qwen3",
+        "qwen3_moe",
+        "gemma",
+        "gemma2",
+        "gemma3_text",
+        "phi3",
+        "granite",
+        "olmo",
+        "olmo2",
+        "starcoder2",
+        "cohere",
+        "smollm3",
+    }
+)
 
 
 def pack(data: TokenizedData, block_size: int) -> TokenizedData:

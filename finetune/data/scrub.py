@@ -7,6 +7,7 @@ are found from cues (titles, "my name is", speaker tags, relatives) and from a
 shipped list of common first names and surnames; words that are also ordinary
 English, places or months only count next to another name.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,7 +24,8 @@ _FIRST = frozenset(FIRST_NAMES)
 _SURNAME = frozenset(SURNAMES)
 
 # Capitalised words that are never names: they stop a cue's name and a name's extension.
-_COMMON_WORDS: frozenset[str] = frozenset("""
+_COMMON_WORDS: frozenset[str] = frozenset(
+    """
 I A An The And Or But If So Yes No Not Okay Ok Oh Well Hi Hello Hey Thanks Thank Sorry Please
 Sure Good Great Fine Right Alright Here There This That These Those It Its He She We They You
 Your My Our His Her Their Me Him Us Them What When Where Why How Who Which Today Tomorrow
@@ -34,8 +36,10 @@ Might Going Doing Feeling Calling Coming Looking Taking Having Being Getting Try
 Sounds Let Lets Let's Got Get Go Take Call Ask See Tell Keep Come Make Check Please Very Really
 Actually Mostly Usually Sometimes Never Always Maybe Perhaps Dear Sincerely Regards
 Doctor Dr Patient Nurse Practitioner Physician Surgeon Therapist Pharmacist Sir Madam Miss
-""".split())
-_NOT_NAMES: frozenset[str] = _COMMON_WORDS | frozenset("""
+""".split()
+)
+_NOT_NAMES: frozenset[str] = _COMMON_WORDS | frozenset(
+    """
 January February March April May June July August September October November December
 Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec Monday Tuesday Wednesday Thursday Friday
 Saturday Sunday Mon Tue Tues Wed Thu Thur Thurs Fri Sat Sun
@@ -55,7 +59,8 @@ Hydrochlorothiazide Furosemide Metoprolol Carvedilol Glipizide Montelukast Cetir
 Tylenol Advil Motrin Aleve Lipitor Zoloft Prozac Lasix Coumadin Eliquis Xarelto Synthroid
 Norvasc Zestril Glucophage Ventolin Nexium Prilosec Zyrtec Claritin Benadryl Neurontin
 Diabetes Hypertension Asthma Covid Tamiflu Medicare Medicaid Mg
-""".split())
+""".split()
+)
 
 # A capitalised word right before one of these is an eponym (Bell's palsy), not a person.
 _EPONYM_NOUNS = (
@@ -135,9 +140,7 @@ _SPEAKER_TAG_RE = re.compile(
     r"parent|mother|father|husband|wife|son|daughter|interpreter|speaker\s*\d*|pt|md|rn)"
     r"\s*\((?P<v>[A-Z][^()\n:]{1,39})\)\s*:"
 )
-_TITLE_RE = re.compile(
-    rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Doctor|Nurse|Professor)\.?[ \t]+(?P<v>{_NAME_SEQ})"
-)
+_TITLE_RE = re.compile(rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Doctor|Nurse|Professor)\.?[ \t]+(?P<v>{_NAME_SEQ})")
 _CUE_RE = re.compile(
     rf"\b(?i:my\s+name\s+is|name\s+is|name['’]s|name\s*:|named|"
     rf"call\s+me|speaking\s+with|spoke\s+(?:with|to)|signed|regards|sincerely|"
@@ -191,8 +194,9 @@ def _sub_cards(text: str, counts: Counter) -> str:
     return _DIGIT_RUN_RE.sub(repl, text)
 
 
-def _sub(pattern: re.Pattern[str], kind: str, text: str, counts: Counter,
-         accept: Callable[[str], bool] | None = None) -> str:
+def _sub(
+    pattern: re.Pattern[str], kind: str, text: str, counts: Counter, accept: Callable[[str], bool] | None = None
+) -> str:
     """Replace the named group ``v`` (or the whole match) of every hit with ``kind``'s placeholder."""
 
     def repl(m: re.Match[str]) -> str:
@@ -234,8 +238,10 @@ def _cue_spans(text: str) -> list[tuple[int, int]]:
                 continue
             start, end = m.start("v"), m.start("v") + length
             name = text[start:end]
-            if pattern is _WEAK_CUE_RE and " " not in name and not (
-                name in _FIRST or name in _SURNAME or _CLAUSE_END_RE.match(text, end)
+            if (
+                pattern is _WEAK_CUE_RE
+                and " " not in name
+                and not (name in _FIRST or name in _SURNAME or _CLAUSE_END_RE.match(text, end))
             ):
                 continue
             spans.append((start, end))
@@ -249,12 +255,12 @@ def _list_spans(text: str) -> list[tuple[int, int]]:
     before it ("Zephyra Smith") and a following listed or ambiguous one ("Kim Brown").
     """
     tokens = [
-        m for m in _NAME_TOKEN_RE.finditer(text)
+        m
+        for m in _NAME_TOKEN_RE.finditer(text)
         if m.group(0) not in _NOT_NAMES and not _EPONYM_AFTER.match(text, m.end())
     ]
     words = [t.group(0) for t in tokens]
-    joined = [i + 1 < len(tokens) and text[tokens[i].end() : tokens[i + 1].start()] == " "
-              for i in range(len(tokens))]
+    joined = [i + 1 < len(tokens) and text[tokens[i].end() : tokens[i + 1].start()] == " " for i in range(len(tokens))]
     spans: list[tuple[int, int]] = []
     for i, word in enumerate(words):
         if word not in _FIRST and word not in _SURNAME:

@@ -6,6 +6,7 @@ user column names. Rows are checked here, at the edge: a bad row is an error
 naming the file and the row, or (``on_bad_row: skip``) it is dropped and
 counted; nothing vanishes silently.
 """
+
 from __future__ import annotations
 
 import csv
@@ -44,8 +45,9 @@ class LoadedSource:
     split_note: str = ""  # the one line that says so ("" for generated data)
 
 
-def load_sources(spec: DataSpec, seed: int, *, carve_test: bool = True,
-                 say: Callable[[str], None] | None = None) -> list[LoadedSource]:
+def load_sources(
+    spec: DataSpec, seed: int, *, carve_test: bool = True, say: Callable[[str], None] | None = None
+) -> list[LoadedSource]:
     """All sources of the recipe, in order; generated data uses ``seed``, files are split by it.
 
     ``carve_test=False`` when the test rows come from elsewhere (eval.data): a file then gives
@@ -90,7 +92,9 @@ def _load_source(spec: DataSpec, index: int, source: SourceSpec, seed: int, carv
             rows, where = _read_table(source, spec.shape)
             card = source.card
         if not rows:
-            raise UserError(f"{source.path}: no data rows (an empty file, or a header only); add rows or drop the source")
+            raise UserError(
+                f"{source.path}: no data rows (an empty file, or a header only); add rows or drop the source"
+            )
         rows, skipped = check_rows(rows, spec, _label(source.path), where)
         split = _file_split(source)
         checked = assign_splits(rows, split, spec.validation_fraction, seed, _label(source.path), carve_test)
@@ -161,14 +165,20 @@ def check_local_file(path: Path, fmt: str | None = None) -> None:
     size = path.stat().st_size
     head = _head(path)
     if not head.strip() and size <= len(head):
-        raise UserError(f"{path} is empty ({'0 bytes' if not size else 'blank lines only'}); add rows or drop the source")
+        raise UserError(
+            f"{path} is empty ({'0 bytes' if not size else 'blank lines only'}); add rows or drop the source"
+        )
     if path.suffix.lower() == ".csv" or (fmt or "").lower().lstrip(".") == "csv":
         _check_csv_header(path, head, complete=size <= len(head))
 
 
 def _file_kind(mode: int) -> str:
-    kinds = ((stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
-             (stat.S_ISBLK, "block device"))
+    kinds = (
+        (stat.S_ISFIFO, "named pipe (FIFO)"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    )
     return next((name for test, name in kinds if test(mode)), "special file")
 
 
@@ -183,18 +193,22 @@ def _check_csv_header(path: Path, head: bytes, complete: bool) -> None:
     try:
         text = head.decode("utf-8-sig")
     except UnicodeDecodeError as exc:  # the read cut a character in two, or the file is latin-1
-        text = head[:exc.start].decode("utf-8-sig") if exc.start >= len(head) - 3 else head.decode("latin-1")
+        text = head[: exc.start].decode("utf-8-sig") if exc.start >= len(head) - 3 else head.decode("latin-1")
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next((record for record in reader if record), [])
     line = reader.line_num
     first: dict[str, int] = {}
     for column, name in enumerate(header, start=1):
         if name in first and name.strip():  # unnamed columns get distinct names from the reader
-            raise UserError(f"{path.name}, line {line}: column {name!r} appears twice (columns "
-                            f"{first[name]} and {column}); rename one so every column has its own name")
+            raise UserError(
+                f"{path.name}, line {line}: column {name!r} appears twice (columns "
+                f"{first[name]} and {column}); rename one so every column has its own name"
+            )
         first[name] = column
     if complete and not any(record for record in reader):
-        raise UserError(f"{path.name}: a header (line {line}) and no rows; add rows below the header or drop the source")
+        raise UserError(
+            f"{path.name}: a header (line {line}) and no rows; add rows below the header or drop the source"
+        )
 
 
 def _builder(source: SourceSpec, path: Path) -> str:
@@ -230,7 +244,9 @@ def _read_table(source: SourceSpec, shape: str) -> tuple[list[Row], list[int]]:
             ds = load_dataset(source.path, source.subset, split=source.split or "train", revision=source.revision)
         except Exception as exc:  # offline, unknown id, bad split: one line the user can act on
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise UserError(f"cannot load dataset {source.path!r} (split {source.split or 'train'!r}): {first}") from None
+            raise UserError(
+                f"cannot load dataset {source.path!r} (split {source.split or 'train'!r}): {first}"
+            ) from None
         numbers = None
     columns = list(ds.column_names)
     rows = map_fields(ds.to_list(), columns, source, path.name)
@@ -327,16 +343,18 @@ def _file_split(source: SourceSpec) -> str:
     return source.split if source.is_file and source.split is not None else "all"
 
 
-def assign_splits(rows: list[Row], split: str, fraction: float, seed: int, label: str,
-                  carve_test: bool = True) -> dict[str, list[Row]]:
+def assign_splits(
+    rows: list[Row], split: str, fraction: float, seed: int, label: str, carve_test: bool = True
+) -> dict[str, list[Row]]:
     """A file's rows by its declared split: all of them in one split, or carved (see :func:`carve_splits`)."""
     if split == "all":
         return carve_splits(rows, fraction, seed, label, carve_test)
     return {name: (list(rows) if name == split else []) for name in SPLITS}
 
 
-def carve_splits(rows: list[Row], fraction: float, seed: int, label: str,
-                 carve_test: bool = True) -> dict[str, list[Row]]:
+def carve_splits(
+    rows: list[Row], fraction: float, seed: int, label: str, carve_test: bool = True
+) -> dict[str, list[Row]]:
     """One file, three splits: validation and test each take ``fraction`` of the rows, chosen by seed.
 
     Without a test part (``carve_test=False``) validation is still the same rows, so a
@@ -351,8 +369,8 @@ def carve_splits(rows: list[Row], fraction: float, seed: int, label: str,
     order = list(range(n))
     random.Random(seed).shuffle(order)
     validation = sorted(order[:held])
-    test = sorted(order[held:2 * held]) if carve_test else []
-    train = sorted(order[parts * held:])
+    test = sorted(order[held : 2 * held]) if carve_test else []
+    train = sorted(order[parts * held :])
     return {
         "train": [rows[i] for i in train],
         "validation": [rows[i] for i in validation],
@@ -362,13 +380,15 @@ def carve_splits(rows: list[Row], fraction: float, seed: int, label: str,
 
 def split_line(path: str, split: str, counts: dict[str, int], fraction: float, carve_test: bool) -> str:
     """The console/report line for one file: how many rows, where they went, why, and how to change it."""
-    parts = " / ".join(f"{name} {counts[name]}" for name in SPLITS if counts.get(name) or (split == "all" and
-                                                                                          (name != "test" or carve_test)))
+    parts = " / ".join(
+        f"{name} {counts[name]}"
+        for name in SPLITS
+        if counts.get(name) or (split == "all" and (name != "test" or carve_test))
+    )
     if split != "all":
         why = f"split: {split}, every row"
     elif carve_test:
-        why = (f"split: all, carved by seed with validation_fraction {fraction}; "
-               "split: train trains on every row")
+        why = f"split: all, carved by seed with validation_fraction {fraction}; split: train trains on every row"
     else:
         why = f"split: all, validation_fraction {fraction}; no test part: eval.data is the test set"
     return f"data {_label(path)}: {counts['rows']} rows -> {parts} ({why})"
@@ -377,9 +397,7 @@ def split_line(path: str, split: str, counts: dict[str, int], fraction: float, c
 # ---------------------------------------------------------------- row checks
 
 
-def check_rows(
-    rows: list[Row], spec: DataSpec, label: str, numbers: list[int] | None = None
-) -> tuple[list[Row], int]:
+def check_rows(rows: list[Row], spec: DataSpec, label: str, numbers: list[int] | None = None) -> tuple[list[Row], int]:
     """Rows that fit ``spec.shape`` and the number skipped; a misfit is an error unless on_bad_row is skip."""
     kept, skipped = [], 0
     for i, row in enumerate(rows):

@@ -5,6 +5,7 @@ the encoding options, so editing a data file, a system text or a tokenizer
 re-tokenizes, and nothing else does. Entries are written to a temporary folder
 and renamed into place, so an interrupted run never leaves a half entry behind.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,14 @@ def tokenize_rows(
     examples = []
     for row in rows:
         example = encode_example(
-            template, tokenizer, row, spec.max_length, spec.truncation, spec.train_on_prompt,
-            choices=registry if spec.label_loss else None, stats=counts,
+            template,
+            tokenizer,
+            row,
+            spec.max_length,
+            spec.truncation,
+            spec.train_on_prompt,
+            choices=registry if spec.label_loss else None,
+            stats=counts,
         )
         if example is not None:
             examples.append(example)
@@ -74,8 +81,10 @@ def truncation_warning(name: str, stats: dict[str, Any], max_length: int) -> str
     cut = stats["truncated"] + stats["dropped"]
     if not seen or cut * 10 <= seen:
         return None
-    return (f"warning: data {name}: {cut} of {seen} examples are longer than data.max_length {max_length} "
-            f"(longest {stats['longest']} tokens); the model will not see them whole")
+    return (
+        f"warning: data {name}: {cut} of {seen} examples are longer than data.max_length {max_length} "
+        f"(longest {stats['longest']} tokens); the model will not see them whole"
+    )
 
 
 def fingerprint(rows: list[dict[str, Any]], template: Template, tokenizer: Any, spec: DataSpec) -> str:

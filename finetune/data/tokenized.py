@@ -4,6 +4,7 @@ class balance for label examples.
 Lives in the data layer because tokenizing, packing and weighing all produce or reshape
 it; the training loop only batches it (finetune/train/batching.py).
 """
+
 from __future__ import annotations
 
 import random
@@ -99,8 +100,9 @@ def _weighted(data: TokenizedData, counts: dict[tuple[int, int], int], per_set: 
     return TokenizedData(examples=out, choice_sets=data.choice_sets, pad_id=data.pad_id)
 
 
-def _oversampled(data: TokenizedData, counts: dict[tuple[int, int], int], per_set: dict[int, list[int]],
-                 seed: int) -> TokenizedData:
+def _oversampled(
+    data: TokenizedData, counts: dict[tuple[int, int], int], per_set: dict[int, list[int]], seed: int
+) -> TokenizedData:
     rng = random.Random(f"{seed}:oversample")
     members: dict[tuple[int, int], list[int]] = {}
     for i, e in enumerate(data.examples):

@@ -13,6 +13,7 @@ labels and blind to the prior, so the majority side earns nothing) and macro-F1 
 :func:`class_warning` says when the predictions are one class, or one class far beyond
 its share of the references, so a score near zero is never left unexplained.
 """
+
 from __future__ import annotations
 
 import math
@@ -82,7 +83,9 @@ def apply_offsets(scores: Scores, offsets: dict[str, float]) -> Scores:
     return out
 
 
-def tune_offsets(scores: Scores, truth: list[str], metric: str | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+def tune_offsets(
+    scores: Scores, truth: list[str], metric: str | None = None
+) -> tuple[dict[str, float], dict[str, Any]]:
     """Offsets (label -> added log-score, the first label fixed at 0) maximising ``metric`` on these rows.
 
     Only rows scored over the common label set and whose reference is one of those labels take
@@ -111,8 +114,14 @@ def tune_offsets(scores: Scores, truth: list[str], metric: str | None = None) ->
         if not changed:
             break
     offsets = dict(zip(labels, vector))
-    return offsets, {"metric": metric, "rows": len(rows), "labels": labels, "argmax": argmax_score, "tuned": best,
-                     "class_rows": {c: gold.count(c) for c in labels}}
+    return offsets, {
+        "metric": metric,
+        "rows": len(rows),
+        "labels": labels,
+        "argmax": argmax_score,
+        "tuned": best,
+        "class_rows": {c: gold.count(c) for c in labels},
+    }
 
 
 def _predict(logs: list[list[float]], labels: list[str], vector: list[float]) -> list[str]:
@@ -123,8 +132,9 @@ def _predict(logs: list[list[float]], labels: list[str], vector: list[float]) ->
     return out
 
 
-def _best_offset(logs: list[list[float]], gold: list[str], labels: list[str], vector: list[float], k: int,
-                 metric: str) -> tuple[float, float]:
+def _best_offset(
+    logs: list[list[float]], gold: list[str], labels: list[str], vector: list[float], k: int, metric: str
+) -> tuple[float, float]:
     """Class k's offset, the others held: only points where some row changes its decision matter."""
     flips = sorted({max(v + b for j, (v, b) in enumerate(zip(s, vector)) if j != k) - s[k] for s in logs})
     if len(flips) > MAX_CANDIDATES:
@@ -147,13 +157,15 @@ def describe(rule: dict[str, Any]) -> str:
     if rule.get("rule") != "tuned":
         return "decision: argmax of the constrained label scores (the model's own prior)"
     if rule.get("tuned") is None:
-        return (f"decision: argmax (eval.decision tuned, but {rule.get('why', 'the validation split had fewer than two classes')})")
+        return f"decision: argmax (eval.decision tuned, but {rule.get('why', 'the validation split had fewer than two classes')})"
     offsets = ", ".join(f"{c} {v:+.3f}" for c, v in rule["offsets"].items() if c != rule["labels"][0])
     few = {c: n for c, n in rule.get("class_rows", {}).items() if n < FEW}
     noisy = ("; noisy: only " + ", ".join(f"{n} {c!r}" for c, n in few.items()) + " validation rows") if few else ""
-    return (f"decision: tuned on {rule['rows']} validation rows to maximise {rule['metric']} "
-            f"({rule['argmax']:.3f} at argmax -> {rule['tuned']:.3f}); log-score offsets vs {rule['labels'][0]}: {offsets}"
-            + noisy)
+    return (
+        f"decision: tuned on {rule['rows']} validation rows to maximise {rule['metric']} "
+        f"({rule['argmax']:.3f} at argmax -> {rule['tuned']:.3f}); log-score offsets vs {rule['labels'][0]}: {offsets}"
+        + noisy
+    )
 
 
 # ---------------------------------------------------------------- warnings
@@ -172,9 +184,13 @@ def class_warning(predicted: list[str], truth: list[str], what: str = "constrain
     share, ref_share = n_top / len(predicted), truth.count(top) / len(truth)
     ref_note = f"{100 * ref_share:.0f}% of the references are {top!r}"
     if len(counts) == 1:
-        return (f"warning: the model predicts {top!r} for all {len(predicted)} rows ({what}; {ref_note}); "
-                "its metrics are those of a constant answer; see data.class_balance and eval.decision: tuned")
+        return (
+            f"warning: the model predicts {top!r} for all {len(predicted)} rows ({what}; {ref_note}); "
+            "its metrics are those of a constant answer; see data.class_balance and eval.decision: tuned"
+        )
     if share >= max(DOMINANT_SHARE, ref_share + EXCESS * (1 - ref_share)):
-        return (f"warning: the model predicts {top!r} for {100 * share:.0f}% of {len(predicted)} rows ({what}; "
-                f"{ref_note}); see data.class_balance and eval.decision: tuned")
+        return (
+            f"warning: the model predicts {top!r} for {100 * share:.0f}% of {len(predicted)} rows ({what}; "
+            f"{ref_note}); see data.class_balance and eval.decision: tuned"
+        )
     return None

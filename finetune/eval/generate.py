@@ -5,6 +5,7 @@ keeps data text plain). A prompt longer than the model's context leaves no room 
 is cut from the left to fit the context with the answer, and counted (``stats["truncated"]``) and
 said in one line, instead of a library warning and an empty answer.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,8 +48,10 @@ def generate(
     device = next(model.parameters()).device
     context = model_context(model)
     if context is not None and max_new_tokens >= context:
-        raise UserError(f"max_new_tokens {max_new_tokens} leaves no room for a prompt in the model's context of "
-                        f"{context} tokens; lower eval.max_new_tokens (or --max-new-tokens)")
+        raise UserError(
+            f"max_new_tokens {max_new_tokens} leaves no room for a prompt in the model's context of "
+            f"{context} tokens; lower eval.max_new_tokens (or --max-new-tokens)"
+        )
     limit = None if context is None else context - max_new_tokens
     encoded, cut = fit_left([_ids(tokenizer, p) for p in prompts], limit)
     _count(stats, cut, len(prompts), limit, context, f"max_new_tokens {max_new_tokens}")
@@ -57,16 +60,21 @@ def generate(
     out: list[str] = [""] * len(encoded)
     with _bar(len(encoded), "generate", progress) as bar:
         for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             ids, mask = _left_padded([encoded[i] for i in idx], pad, device)
             kwargs: dict[str, Any] = {"do_sample": do_sample}
             if do_sample:
                 kwargs.update(temperature=temperature, top_p=top_p)
             tokens = model.generate(
-                input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=pad, use_cache=True, **kwargs,
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=pad,
+                use_cache=True,
+                **kwargs,
             )
-            for i, row in zip(idx, tokens[:, ids.shape[1]:]):
+            for i, row in zip(idx, tokens[:, ids.shape[1] :]):
                 out[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
             bar.update(len(idx))
     return out
@@ -108,7 +116,7 @@ def label_probs(
     ends = list(accumulate(len(cs) for cs in choices))  # a row is scored once its last label is
     with _bar(len(choices), "score labels", progress) as bar:
         for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start:start + batch_size]
+            chunk = pairs[start : start + batch_size]
             seqs = [encoded[i] + label_ids[c] for i, c in chunk]
             spans = [(len(encoded[i]), len(encoded[i]) + len(label_ids[c])) for i, c in chunk]
             longest = max(map(len, seqs))
@@ -118,7 +126,7 @@ def label_probs(
             for row, ((i, choice), (a, b)) in enumerate(zip(chunk, spans)):
                 b = a + 1 if decided_by_first[i] else b
                 targets = ids[row, a:b]
-                scores[(i, choice)] = float(logp[row, a - 1:b - 1].gather(1, targets[:, None]).sum())
+                scores[(i, choice)] = float(logp[row, a - 1 : b - 1].gather(1, targets[:, None]).sum())
             bar.update(bisect_right(ends, start + len(chunk)) - bisect_right(ends, start))
     out = []
     for i, cs in enumerate(choices):
@@ -151,15 +159,23 @@ def _ids(tokenizer: Any, prompt: PromptLike) -> list[int]:
     return list(prompt) if isinstance(prompt, list) else encode_text(tokenizer, prompt)
 
 
-def _count(stats: dict[str, int] | None, cut: int, total: int, limit: int | None, context: int | None,
-           room_for: str) -> None:
+def _count(
+    stats: dict[str, int] | None, cut: int, total: int, limit: int | None, context: int | None, room_for: str
+) -> None:
     """Add to ``stats["truncated"]`` and say the cut in one line (once per call)."""
     if stats is not None:
         stats["truncated"] = stats.get("truncated", 0) + cut
     if cut:
         kept = f"kept the last {limit} tokens of each" if limit is not None else "kept their ends"
-        log.warning("warning: %d of %d prompts are longer than the model's context of %d tokens less room for %s; "
-                    "cut from the left (%s)", cut, total, context, room_for, kept)
+        log.warning(
+            "warning: %d of %d prompts are longer than the model's context of %d tokens less room for %s; "
+            "cut from the left (%s)",
+            cut,
+            total,
+            context,
+            room_for,
+            kept,
+        )
 
 
 def _pad_id(tokenizer: Any) -> int:

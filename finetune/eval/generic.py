@@ -3,6 +3,7 @@
 Labels are read by the scenarios' parser (the answer must start with the label) and numbers
 by the task's strict rule, so a user's file is scored exactly like a scenario's test split.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -25,7 +26,9 @@ def with_choices(rows: list[Row]) -> list[Row]:
     return [{**r, "output": str(r["output"]).strip(), "choices": labels} for r in rows]
 
 
-def evaluator(task: str, numeric_tolerance: float = 0.0, numeric_fallback: Fallback = "none") -> Callable[..., dict[str, float]]:
+def evaluator(
+    task: str, numeric_tolerance: float = 0.0, numeric_fallback: Fallback = "none"
+) -> Callable[..., dict[str, float]]:
     """The scoring function for ``task``; the numeric options loosen the rule only when given."""
     if task == "numeric":
         return partial(_numeric, tolerance=numeric_tolerance, fallback=numeric_fallback)
@@ -51,18 +54,27 @@ def _generation(predictions: list[str], rows: list[Row], label_probs: Any = None
     from finetune.metrics.text import rouge
 
     refs = [r["output"] for r in rows]
-    return {**rouge(predictions, refs), "exact_match": exact_match(predictions, refs),
-            "length_words": sum(len(p.split()) for p in predictions) / max(1, len(predictions))}
+    return {
+        **rouge(predictions, refs),
+        "exact_match": exact_match(predictions, refs),
+        "length_words": sum(len(p.split()) for p in predictions) / max(1, len(predictions)),
+    }
 
 
 def _label_scores(truth: list[str], predicted: list[str], prefix: str) -> dict[str, float]:
     from finetune.metrics.classification import accuracy, f1, mcc
 
-    return {f"{prefix}accuracy": accuracy(truth, predicted), f"{prefix}f1_macro": f1(truth, predicted, average="macro"),
-            f"{prefix}f1_weighted": f1(truth, predicted, average="weighted"), f"{prefix}mcc": mcc(truth, predicted)}
+    return {
+        f"{prefix}accuracy": accuracy(truth, predicted),
+        f"{prefix}f1_macro": f1(truth, predicted, average="macro"),
+        f"{prefix}f1_weighted": f1(truth, predicted, average="weighted"),
+        f"{prefix}mcc": mcc(truth, predicted),
+    }
 
 
-def _classification(predictions: list[str], rows: list[Row], label_probs: list[dict[str, float]] | None = None) -> dict[str, float]:
+def _classification(
+    predictions: list[str], rows: list[Row], label_probs: list[dict[str, float]] | None = None
+) -> dict[str, float]:
     """Constrained scores (from label_probs) unprefixed, generated-text scores ``gen_`` with their parse failures."""
     truth = [r["output"] for r in rows]
     out: dict[str, float] = {}
@@ -81,8 +93,10 @@ def _reference(row: Row) -> float:
 
     ref = parse_number(str(row["output"]))
     if ref is None:
-        raise UserError(f"numeric evaluation: reference {row['output']!r} (row {row.get('id', '?')}) holds no number; "
-                        "write the number alone or end it with '#### <number>'")
+        raise UserError(
+            f"numeric evaluation: reference {row['output']!r} (row {row.get('id', '?')}) holds no number; "
+            "write the number alone or end it with '#### <number>'"
+        )
     return ref
 
 
@@ -101,16 +115,23 @@ def _answer(text: str, row: Row, fallback: bool) -> float | None:
     return value
 
 
-def _numeric(predictions: list[str], rows: list[Row], label_probs: Any = None, tolerance: float = 0.0,
-             fallback: Fallback = "none") -> dict[str, float]:
+def _numeric(
+    predictions: list[str],
+    rows: list[Row],
+    label_probs: Any = None,
+    tolerance: float = 0.0,
+    fallback: Fallback = "none",
+) -> dict[str, float]:
     """``numeric_em`` by the strict rule always; a loosened rule adds keys that name it (``numeric_em_last_tol0.01``)."""
     from finetune.metrics.numeric import numeric_match
 
     refs = [_reference(r) for r in rows]
     n = max(1, len(rows))
     strict = [_answer(p, r, False) for p, r in zip(predictions, rows)]
-    out = {"numeric_em": sum(numeric_match(v, ref, rel_tol=0.0) for v, ref in zip(strict, refs)) / n,
-           "parse_failure_rate": sum(v is None for v in strict) / n}
+    out = {
+        "numeric_em": sum(numeric_match(v, ref, rel_tol=0.0) for v, ref in zip(strict, refs)) / n,
+        "parse_failure_rate": sum(v is None for v in strict) / n,
+    }
     suffix = numeric_suffix(tolerance, fallback)
     if suffix:
         loose = [_answer(p, r, fallback == "last") for p, r in zip(predictions, rows)]

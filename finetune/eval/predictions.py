@@ -8,6 +8,7 @@ wrong word, a numeric rule) need the rows behind it. One line per (eval set, mod
 and for constrained scoring ``scores`` (the model's label probabilities) and ``constrained``
 (the label the decision rule picked). The report's confusion matrices are computed from it.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -53,8 +54,16 @@ def _record(s: Any, model: str, i: int, row: Row, text: str, scores: dict | None
     parsed = s.parse(text, row) if s.parse else FREE_TEXT
     free = parsed == FREE_TEXT
     kind = "text" if free else "label" if row.get("choices") else "number"
-    record = {"set": s.name, "model": model, "id": row.get("id", i), "kind": kind, "reference": row.get("output"),
-              "prediction": text, "parsed": None if free else parsed, "parse_failure": None if free else parsed is None}
+    record = {
+        "set": s.name,
+        "model": model,
+        "id": row.get("id", i),
+        "kind": kind,
+        "reference": row.get("output"),
+        "prediction": text,
+        "parsed": None if free else parsed,
+        "parse_failure": None if free else parsed is None,
+    }
     if row.get("choices") and scores:
         record["scores"] = scores
         record["constrained"] = argmax_labels([decided or scores], row["choices"])[0]
@@ -102,6 +111,8 @@ def class_tables(records: list[Row]) -> dict[str, dict[str, dict[str, Any]]]:
         for kind, predicted in kinds.items():
             order, counts = confusion_matrix(truth, predicted, labels)
             out.setdefault(name, {}).setdefault(model, {})[kind] = {
-                "labels": order, "matrix": counts, "per_class": per_class(truth, predicted, labels)}
+                "labels": order,
+                "matrix": counts,
+                "per_class": per_class(truth, predicted, labels),
+            }
     return out
-

@@ -1,4 +1,5 @@
 """Evaluate a model on scenario test splits or a user's file: generate, score labels, compute metrics."""
+
 from __future__ import annotations
 
 import time
@@ -36,7 +37,11 @@ def eval_sets(data: DataSpec | None, spec: EvalSpec, seed: int) -> list[EvalSet]
         loaded = load_sources(data, seed)
     out = []
     for src in loaded:
-        rows = [r for split in ("train", "validation", "test") for r in src.splits[split]] if spec.data else src.splits["test"]
+        rows = (
+            [r for split in ("train", "validation", "test") for r in src.splits[split]]
+            if spec.data
+            else src.splits["test"]
+        )
         rows = rows[: spec.samples]
         if not rows:
             raise UserError(f"evaluation data {src.name} has no rows")
@@ -71,13 +76,21 @@ def _validation_rows(src: Any, rows: list[Row], data: DataSpec | None, spec: Eva
         pool = src.splits["validation"]
     else:
         # carved as the fine-tune stage carves it when eval.data is the test set: the validation rows it held out
-        pool = [r for s in (load_sources(data, seed, carve_test=False) if data is not None else [])
-                for r in s.splits["validation"]]
-    return [{**r, "output": str(r.get("output", "")).strip(), "choices": labels} for r in pool
-            if str(r.get("output", "")).strip() in labels and set(r.get("choices") or labels) == set(labels)]
+        pool = [
+            r
+            for s in (load_sources(data, seed, carve_test=False) if data is not None else [])
+            for r in s.splits["validation"]
+        ]
+    return [
+        {**r, "output": str(r.get("output", "")).strip(), "choices": labels}
+        for r in pool
+        if str(r.get("output", "")).strip() in labels and set(r.get("choices") or labels) == set(labels)
+    ]
 
 
-def evaluate_model(model: Any, tokenizer: Any, templates: dict[str, Any], sets: list[EvalSet], spec: EvalSpec) -> dict[str, Any]:
+def evaluate_model(
+    model: Any, tokenizer: Any, templates: dict[str, Any], sets: list[EvalSet], spec: EvalSpec
+) -> dict[str, Any]:
     """Metrics, predictions and speed per eval set for one model."""
     from finetune.eval.generate import generate, label_probs
 
@@ -87,15 +100,29 @@ def evaluate_model(model: Any, tokenizer: Any, templates: dict[str, Any], sets: 
         prompts = [template.prompt(r) for r in s.rows]
         started = time.perf_counter()
         cut: dict[str, int] = {}  # rows whose prompt was cut from the left to fit the context
-        preds = generate(model, tokenizer, prompts, max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size,
-                         do_sample=spec.do_sample, temperature=spec.temperature, top_p=spec.top_p, stats=cut)
+        preds = generate(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=spec.max_new_tokens,
+            batch_size=spec.batch_size,
+            do_sample=spec.do_sample,
+            temperature=spec.temperature,
+            top_p=spec.top_p,
+            stats=cut,
+        )
         results.setdefault("truncated_prompts", {})[s.name] = cut.get("truncated", 0)
         results["examples_per_s"][s.name] = len(prompts) / max(time.perf_counter() - started, 1e-9)
         probs = None
         scored = [i for i, r in enumerate(s.rows) if r.get("choices")]
         if scored:
-            got = label_probs(model, tokenizer, [prompts[i] for i in scored], [s.rows[i]["choices"] for i in scored],
-                              batch_size=spec.batch_size * 2)
+            got = label_probs(
+                model,
+                tokenizer,
+                [prompts[i] for i in scored],
+                [s.rows[i]["choices"] for i in scored],
+                batch_size=spec.batch_size * 2,
+            )
             probs = [{} for _ in s.rows]
             for i, p in zip(scored, got):
                 probs[i] = p
@@ -112,16 +139,22 @@ def evaluate_model(model: Any, tokenizer: Any, templates: dict[str, Any], sets: 
     return results
 
 
-def _tuned(model: Any, tokenizer: Any, template: Any, s: EvalSet, probs: list[dict[str, float]],
-           spec: EvalSpec) -> tuple[list[dict[str, float]], dict[str, Any]]:
+def _tuned(
+    model: Any, tokenizer: Any, template: Any, s: EvalSet, probs: list[dict[str, float]], spec: EvalSpec
+) -> tuple[list[dict[str, float]], dict[str, Any]]:
     """Offsets chosen on the validation rows' label scores, applied to the test rows' scores before scoring."""
     from finetune.eval.decision import apply_offsets, tune_offsets
     from finetune.eval.generate import label_probs
 
     if not s.validation:
         return probs, {"rule": "tuned", "tuned": None, "rows": 0, "why": "no labelled validation rows were found"}
-    val = label_probs(model, tokenizer, [template.prompt(r) for r in s.validation], [r["choices"] for r in s.validation],
-                      batch_size=spec.batch_size * 2)
+    val = label_probs(
+        model,
+        tokenizer,
+        [template.prompt(r) for r in s.validation],
+        [r["choices"] for r in s.validation],
+        batch_size=spec.batch_size * 2,
+    )
     offsets, measured = tune_offsets(val, [r["output"] for r in s.validation])
     return apply_offsets(probs, offsets), {"rule": "tuned", "offsets": offsets, **measured}
 
@@ -164,4 +197,3 @@ def samples(sets: list[EvalSet], before: dict[str, Any] | None, after: dict[str,
             items.append(item)
         out[s.name] = items
     return out
-

@@ -3,6 +3,7 @@
 An adapter folder is a standard peft folder (adapter_config.json + adapter_model.safetensors
 + tokenizer), so it loads with plain `PeftModel.from_pretrained` outside this toolkit.
 """
+
 from __future__ import annotations
 
 import json
@@ -109,10 +110,14 @@ def saved_templates(folder: Path) -> dict[str, Any] | None:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise UserError(f"{path} is not valid JSON ({exc}); delete it to use the tokenizer's own template") from None
-    if not (isinstance(saved, dict) and isinstance(saved.get("default"), dict)
-            and isinstance(saved.get("sources", {}), dict)):
-        raise UserError(f"{path} needs a 'default' template and a 'sources' mapping; delete it to use the "
-                        "tokenizer's own template")
+    if not (
+        isinstance(saved, dict)
+        and isinstance(saved.get("default"), dict)
+        and isinstance(saved.get("sources", {}), dict)
+    ):
+        raise UserError(
+            f"{path} needs a 'default' template and a 'sources' mapping; delete it to use the tokenizer's own template"
+        )
     return {**saved, "sources": saved.get("sources", {})}  # a hand-written file may give only the default
 
 
@@ -129,13 +134,13 @@ def _adapter_base(folder: Path) -> str:
         raise UserError(f"{folder / ADAPTER_CONFIG} is not valid JSON: {exc}") from None
     base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
     if not base:
-        raise UserError(
-            f"{folder / ADAPTER_CONFIG} has no base_model_name_or_path; set it to the base model's folder"
-        )
+        raise UserError(f"{folder / ADAPTER_CONFIG} has no base_model_name_or_path; set it to the base model's folder")
     return base
 
 
-def merge(adapter_dir: str | Path, out_dir: str | Path, *, force: bool = False, trust_remote_code: bool = False) -> Path:
+def merge(
+    adapter_dir: str | Path, out_dir: str | Path, *, force: bool = False, trust_remote_code: bool = False
+) -> Path:
     """Fold an adapter into its base and save a plain model folder (plus the adapter's extra json files).
 
     The model is written to a temporary folder beside ``out_dir`` and renamed into place, so a crash
@@ -144,7 +149,9 @@ def merge(adapter_dir: str | Path, out_dir: str | Path, *, force: bool = False, 
     """
     source = Path(adapter_dir)
     if not (source / ADAPTER_CONFIG).is_file():
-        raise UserError(f"{source} has no {ADAPTER_CONFIG}, so there is no adapter to merge; it is already a full model")
+        raise UserError(
+            f"{source} has no {ADAPTER_CONFIG}, so there is no adapter to merge; it is already a full model"
+        )
     out = Path(out_dir)
     check_merge_target(out, source, _adapter_base(source), force)
     model, tokenizer = load_trained(source, trust_remote_code=trust_remote_code)
@@ -176,7 +183,9 @@ def check_merge_target(out: Path, adapter: Path, base: str, force: bool) -> None
     if run is not None:
         raise UserError(f"--out {out} is inside the run folder {run}; write the merged model outside any run")
     if (out / ADAPTER_CONFIG).is_file():
-        raise UserError(f"--out {out} is an adapter folder; a merged model must not be mixed into it: choose a new folder")
+        raise UserError(
+            f"--out {out} is an adapter folder; a merged model must not be mixed into it: choose a new folder"
+        )
     if out.is_dir() and any(out.iterdir()):
         held = _run_inside(out)
         if held is not None:

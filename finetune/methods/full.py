@@ -4,6 +4,7 @@ Freezing is architecture-agnostic: the transformer blocks are the model's larges
 `nn.ModuleList`, and "above the blocks" means the siblings registered after that list
 (the final norm) plus the output head.
 """
+
 from __future__ import annotations
 
 import logging

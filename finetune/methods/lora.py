@@ -3,6 +3,7 @@
 Target names are checked against the model before peft sees them: peft's own error for a
 typo is a long traceback, ours names the typo and lists the names that would work.
 """
+
 from __future__ import annotations
 
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -30,7 +31,7 @@ def prepare_lora(model: nn.Module, spec: MethodSpec) -> PeftModel:
 
 
 def resolve_targets(model: nn.Module, targets: list[str] | str) -> list[str] | str:
-    """"default" -> the architecture's table entry; "all-linear" as is; a list after checking it."""
+    """ "default" -> the architecture's table entry; "all-linear" as is; a list after checking it."""
     where = "method.targets"
     if targets == "default":
         model_type = getattr(getattr(model, "config", None), "model_type", None)

@@ -3,6 +3,7 @@
 Attention projections are the classic LoRA choice: a small adapter that fits most domain
 shifts. Unknown architectures fall back to peft's "all-linear" (every Linear but the head).
 """
+
 from __future__ import annotations
 
 _LLAMA_STYLE = ("q_proj", "k_proj", "v_proj", "o_proj")

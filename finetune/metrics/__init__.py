@@ -3,6 +3,7 @@
 ``import evaluate`` costs ~10 s, so it happens only inside :func:`load`; the
 module folders under ``modules/`` are loaded from disk, never from the Hub.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -3,6 +3,7 @@
 Pure Python/numpy so evaluators stay fast to import; labels may be str or int.
 Empty inputs return 0.0 rather than raising, so an empty split never crashes a report.
 """
+
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
@@ -81,8 +82,9 @@ def f1(
     raise ValueError(f"f1: unknown average {average!r}; use 'binary', 'macro' or 'weighted'")
 
 
-def confusion_matrix(y_true: Sequence[Label], y_pred: Sequence[Label],
-                     labels: Sequence[Label] | None = None) -> tuple[list[Label], list[list[int]]]:
+def confusion_matrix(
+    y_true: Sequence[Label], y_pred: Sequence[Label], labels: Sequence[Label] | None = None
+) -> tuple[list[Label], list[list[int]]]:
     """(labels, counts) with counts[i][j] = rows of true ``labels[i]`` predicted ``labels[j]``.
 
     ``labels`` fixes the order (the task's label set first); labels seen in either list but
@@ -98,8 +100,9 @@ def confusion_matrix(y_true: Sequence[Label], y_pred: Sequence[Label],
     return order, counts
 
 
-def per_class(y_true: Sequence[Label], y_pred: Sequence[Label],
-              labels: Sequence[Label] | None = None) -> dict[Label, dict[str, float]]:
+def per_class(
+    y_true: Sequence[Label], y_pred: Sequence[Label], labels: Sequence[Label] | None = None
+) -> dict[Label, dict[str, float]]:
     """Precision, recall, F1 and support per true label (zero_division=0, as scikit-learn).
 
     Only labels that occur in ``y_true`` or in ``labels`` get a row: an unparsed answer is a
@@ -110,8 +113,12 @@ def per_class(y_true: Sequence[Label], y_pred: Sequence[Label],
     out = {}
     for lab in order:
         tp, fp, fn = _prf_counts(y_true, y_pred, lab)
-        out[lab] = {"precision": tp / (tp + fp) if tp + fp else 0.0, "recall": tp / (tp + fn) if tp + fn else 0.0,
-                    "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0, "support": tp + fn}
+        out[lab] = {
+            "precision": tp / (tp + fp) if tp + fp else 0.0,
+            "recall": tp / (tp + fn) if tp + fn else 0.0,
+            "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0,
+            "support": tp + fn,
+        }
     return out
 
 

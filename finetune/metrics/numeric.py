@@ -1,4 +1,5 @@
 """Final-answer extraction and matching for numeric tasks (GSM8K-style)."""
+
 from __future__ import annotations
 
 import math

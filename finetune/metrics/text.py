@@ -3,6 +3,7 @@
 Tokenisation and scoring follow Google's ``rouge_score`` (the reference the
 literature reports against), so our numbers are comparable with published ones.
 """
+
 from __future__ import annotations
 
 import re

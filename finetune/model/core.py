@@ -89,7 +89,9 @@ class CoreConfig(PretrainedConfig):
                 f"CoreConfig.width={self.width} is not divisible by heads={self.heads}; pick width as a multiple of heads"
             )
         if self.positions == "rope" and self.head_dim % 2:
-            raise ValueError(f"CoreConfig: rope needs an even head size, got width/heads={self.head_dim}; change width or heads")
+            raise ValueError(
+                f"CoreConfig: rope needs an even head size, got width/heads={self.head_dim}; change width or heads"
+            )
         if self.positions == "sinusoidal" and self.width % 2:
             raise ValueError(f"CoreConfig: sinusoidal positions need an even width, got {self.width}; change width")
         if not 0.0 <= self.dropout < 1.0:

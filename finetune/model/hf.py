@@ -5,6 +5,7 @@ arbitrary code when loaded, and `trust_remote_code` runs the folder's Python. So
 folder is checked here, before transformers sees it, and each problem becomes a one-line
 `UserError` that says what is wrong and how to fix it.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,9 @@ def load_model(
     try:
         return AutoModelForCausalLM.from_pretrained(source, config=config, **kwargs)
     except (ValueError, KeyError) as exc:
-        raise UserError(f"cannot load {path} (model_type {config.model_type!r}) as a causal LM: {_first_line(exc)}") from None
+        raise UserError(
+            f"cannot load {path} (model_type {config.model_type!r}) as a causal LM: {_first_line(exc)}"
+        ) from None
     except OSError as exc:
         raise UserError(f"cannot load model {path}: {_first_line(exc)}") from None
 

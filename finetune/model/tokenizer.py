@@ -4,6 +4,7 @@ Byte-level BPE means any Unicode text round-trips exactly: nothing is ever
 mapped to an unknown token. The chat template ships inside the tokenizer, so
 fine-tuning, generation and evaluation render prompts the same way.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,8 +40,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path, split_
 
     tok = Tokenizer(models.BPE())
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
-                         if split_digits else byte_level)
+    tok.pre_tokenizer = (
+        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+        if split_digits
+        else byte_level
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

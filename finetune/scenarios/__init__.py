@@ -1,4 +1,5 @@
 """Scenario registry: names map to modules in this package, never to arbitrary import paths."""
+
 from __future__ import annotations
 
 import importlib

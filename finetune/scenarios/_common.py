@@ -5,6 +5,7 @@ domain logic and scenarios depend on this module rather than on each other.
 Errors about a user's file name the file and the 1-based line where the bad row
 starts (:func:`data_error`).
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,8 +25,9 @@ FREE_TEXT = "<free text>"  # a parser's answer for rows scored as text (hints): 
 # ---------------------------------------------------------------- generation
 
 
-def fill_splits(name: str, sizes: dict[str, int] | None, defaults: dict[str, int],
-                make: Callable[[str], Row]) -> Splits:
+def fill_splits(
+    name: str, sizes: dict[str, int] | None, defaults: dict[str, int], make: Callable[[str], Row]
+) -> Splits:
     """Draw rows split by split, dropping any input already used so splits never share one.
 
     ``make(split)`` returns a row without ``id``; it must draw held-out values only for "test".
@@ -122,8 +124,13 @@ def iter_csv(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[
         start = reader.line_num + 1
 
 
-def read_with(scenario: str, path: Path, fmt: str | None, readers: dict[str, Callable[[Path], list[Row]]],
-              detect: Callable[[Path], str] | None = None) -> list[Row]:
+def read_with(
+    scenario: str,
+    path: Path,
+    fmt: str | None,
+    readers: dict[str, Callable[[Path], list[Row]]],
+    detect: Callable[[Path], str] | None = None,
+) -> list[Row]:
     """Rows from ``readers[fmt]``; ``fmt`` defaults to ``detect(path)``, or without ``detect`` to the first format.
 
     An unknown format is a ValueError naming the known ones; a file with no rows is a data error.
@@ -154,8 +161,9 @@ def check_lengths(predictions: list[str], rows: list[Row], label_probs: list | N
 # Anything else first ("Doctor: Good morning", "not good") means the answer names no label:
 # reading a label out of the middle of free text scored untrained models at majority accuracy.
 _LEAD = re.compile(r"""(?:[\s"'`*_#>(\[{.,;:!?]|-(?=\s))*""")  # a dash only as a list mark: "-1" is a label
-_FIELD = re.compile(r"(?:the\s+)?(?:answer|label|class|category|sentiment|prediction|decision)\s*(?::|=|-|\bis\b)\s*",
-                    re.IGNORECASE)
+_FIELD = re.compile(
+    r"(?:the\s+)?(?:answer|label|class|category|sentiment|prediction|decision)\s*(?::|=|-|\bis\b)\s*", re.IGNORECASE
+)
 
 
 def parse_label(text: str, choices: list[str] | tuple[str, ...]) -> str | None:
@@ -167,7 +175,7 @@ def parse_label(text: str, choices: list[str] | tuple[str, ...]) -> str | None:
     rest = _LEAD.sub("", text, count=1)
     field = _FIELD.match(rest)
     if field:
-        rest = _LEAD.sub("", rest[field.end():], count=1)
+        rest = _LEAD.sub("", rest[field.end() :], count=1)
     for choice in sorted(choices, key=len, reverse=True):
         words = [re.escape(w) for w in choice.split()]
         if words and re.match(r"\s+".join(words) + r"(?!\w)", rest, re.IGNORECASE):

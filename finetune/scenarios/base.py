@@ -9,6 +9,7 @@ reference target). Classification rows also carry ``choices`` (list of label
 strings, the target is one of them). Anything else a row carries is ground truth
 for the evaluator (slots, planted identifiers, protected group, numeric answer...).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

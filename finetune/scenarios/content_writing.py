@@ -11,6 +11,7 @@ score full coverage and no hallucination.
 
 Venue and product names in ``HELDOUT_NAMES`` appear only in the test split.
 """
+
 from __future__ import annotations
 
 import random
@@ -28,22 +29,64 @@ from finetune.scenarios._common import (
 from finetune.scenarios.base import Row, Scenario, Splits
 
 VENUES: tuple[str, ...] = (
-    "The Golden Lantern", "Blue Heron", "The Copper Kettle", "Juniper House", "The Red Fox", "Olive Grove",
-    "The Wandering Goose", "Saffron Table", "The Silver Spoon", "Maple Corner", "The Brass Anchor",
-    "Harbour Lights", "The Green Man", "Little Plum", "The Painted Door", "Cinnamon Court", "The Old Bakehouse",
-    "Moonflower", "The Black Swan", "Fig and Thistle", "The Crooked Chimney", "Lotus Garden", "The Salt Cellar",
+    "The Golden Lantern",
+    "Blue Heron",
+    "The Copper Kettle",
+    "Juniper House",
+    "The Red Fox",
+    "Olive Grove",
+    "The Wandering Goose",
+    "Saffron Table",
+    "The Silver Spoon",
+    "Maple Corner",
+    "The Brass Anchor",
+    "Harbour Lights",
+    "The Green Man",
+    "Little Plum",
+    "The Painted Door",
+    "Cinnamon Court",
+    "The Old Bakehouse",
+    "Moonflower",
+    "The Black Swan",
+    "Fig and Thistle",
+    "The Crooked Chimney",
+    "Lotus Garden",
+    "The Salt Cellar",
     "Amber Bistro",
 )
 LANDMARKS: tuple[str, ...] = (
-    "the Crown Theatre", "the Old Mill", "the Central Library", "St Mary's Church", "the Market Hall",
-    "the Clock Tower", "the Railway Museum", "the Botanic Gardens",
+    "the Crown Theatre",
+    "the Old Mill",
+    "the Central Library",
+    "St Mary's Church",
+    "the Market Hall",
+    "the Clock Tower",
+    "the Railway Museum",
+    "the Botanic Gardens",
 )
 PRODUCTS: tuple[str, ...] = (
-    "AeroSound X2", "TrailMate 30", "BrewPro Mini", "LumaDesk", "StrideLite", "HydroPeak", "VortexBlend 500",
-    "ErgoSeat Plus", "EchoBuds Air", "SummitPack 45", "CremaOne", "BeamArc", "PacerFlex", "FrostFlask",
+    "AeroSound X2",
+    "TrailMate 30",
+    "BrewPro Mini",
+    "LumaDesk",
+    "StrideLite",
+    "HydroPeak",
+    "VortexBlend 500",
+    "ErgoSeat Plus",
+    "EchoBuds Air",
+    "SummitPack 45",
+    "CremaOne",
+    "BeamArc",
+    "PacerFlex",
+    "FrostFlask",
 )
-HELDOUT_VENUES: tuple[str, ...] = ("The Velvet Owl", "Quince and Clove", "The Lamplighter", "Marigold Kitchen",
-                                   "The Tin Whistle")
+HELDOUT_VENUES: tuple[str, ...] = (
+    "The Velvet Owl",
+    "Quince and Clove",
+    "The Lamplighter",
+    "Marigold Kitchen",
+    "The Tin Whistle",
+)
 HELDOUT_PRODUCTS: tuple[str, ...] = ("NovaTone Pro", "GlideStep 2", "ArcticSip", "PivotDesk Lite")
 HELDOUT_NAMES: tuple[str, ...] = HELDOUT_VENUES + HELDOUT_PRODUCTS
 
@@ -64,30 +107,56 @@ _NOT_NEGATED = r"(?<!not )(?<!not a )(?<!non-)(?<!non )(?<!no )(?<!not very )"
 
 
 def _rated(word: str) -> tuple[str, ...]:
-    """"low rated", "low customer rating", "rated low", "customer rating is low" (not "... low prices")."""
-    return (rf"{word}(?:ly)?[- ]?(?:customer )?(?:rated|ratings?|reviews?)",
-            rf"(?:rated|rates?|ratings?|reviews?)(?: \w+){{0,2}} {word}(?:ly)?(?![- ]pric|[- ]cost)")
+    """ "low rated", "low customer rating", "rated low", "customer rating is low" (not "... low prices")."""
+    return (
+        rf"{word}(?:ly)?[- ]?(?:customer )?(?:rated|ratings?|reviews?)",
+        rf"(?:rated|rates?|ratings?|reviews?)(?: \w+){{0,2}} {word}(?:ly)?(?![- ]pric|[- ]cost)",
+    )
 
 
 # attribute -> value -> regexes (lower-case text) that count as mentioning the value
 _FORMS: dict[str, dict[str, tuple[str, ...]]] = {
     "eatType": {
-        "restaurant": (r"restaurants?",), "pub": (r"pubs?",), "coffee shop": (r"coffee[- ]?shops?", "café", "cafe"),
+        "restaurant": (r"restaurants?",),
+        "pub": (r"pubs?",),
+        "coffee shop": (r"coffee[- ]?shops?", "café", "cafe"),
     },
     "food": {
-        "French": ("french",), "Italian": ("italian",), "Chinese": ("chinese",), "Indian": ("indian",),
-        "Japanese": ("japanese",), "English": ("english", "british"), "Fast food": (r"fast[- ]food",),
+        "French": ("french",),
+        "Italian": ("italian",),
+        "Chinese": ("chinese",),
+        "Indian": ("indian",),
+        "Japanese": ("japanese",),
+        "English": ("english", "british"),
+        "Fast food": (r"fast[- ]food",),
     },
     "priceRange": {
         "cheap": ("cheap", "inexpensive", r"low[- ]priced?", r"low[- ]cost", r"low prices?", "affordable"),
-        "moderate": ("moderate", "moderately priced", "reasonably priced", "average price", r"mid[- ]?priced?",
-                     r"medium[- ]priced?"),
-        "high": ("expensive", "pricey", "costly", r"high(?:ly)?[- ]priced?", r"high prices?", r"high[- ]end",
-                 r"high price range", r"price range is high", "priced high"),
+        "moderate": (
+            "moderate",
+            "moderately priced",
+            "reasonably priced",
+            "average price",
+            r"mid[- ]?priced?",
+            r"medium[- ]priced?",
+        ),
+        "high": (
+            "expensive",
+            "pricey",
+            "costly",
+            r"high(?:ly)?[- ]priced?",
+            r"high prices?",
+            r"high[- ]end",
+            r"high price range",
+            r"price range is high",
+            "priced high",
+        ),
         "less than £20": (r"(?:less than|under|below) (?:£20|20 pounds)",),
         "£20-25": (r"£?20 ?(?:-|–|to) ?£?25(?: pounds)?",),
         "more than £30": (r"(?:more than|over|above) (?:£30|30 pounds)",),
-        "budget": ("budget",), "mid-range": (r"mid[- ]range",), "premium": ("premium",),
+        "budget": ("budget",),
+        "mid-range": (r"mid[- ]range",),
+        "premium": ("premium",),
     },
     "customer rating": {
         "low": (*_rated("low"), "poorly rated"),
@@ -102,33 +171,61 @@ _FORMS: dict[str, dict[str, tuple[str, ...]]] = {
         "riverside": (r"river ?side", "river"),
     },
     "familyFriendly": {
-        "yes": tuple(_NOT_NEGATED + f.format(who=_WHO) for f in (
-            r"{who}[- ]?(?:friendly|oriented|orientated)", r"friendly (?:to|for) {who}", r"suitable for {who}",
-            r"(?:welcomes|welcoming|allows|accepts) {who}", r"{who} (?:are )?welcome", r"good for {who}")),
-        "no": (rf"(?:not|non|no)[- ](?:a |very |really |so |particularly |suitable for |good for |for )?{_WHO}",
-               r"adults?[- ]only"),
+        "yes": tuple(
+            _NOT_NEGATED + f.format(who=_WHO)
+            for f in (
+                r"{who}[- ]?(?:friendly|oriented|orientated)",
+                r"friendly (?:to|for) {who}",
+                r"suitable for {who}",
+                r"(?:welcomes|welcoming|allows|accepts) {who}",
+                r"{who} (?:are )?welcome",
+                r"good for {who}",
+            )
+        ),
+        "no": (
+            rf"(?:not|non|no)[- ](?:a |very |really |so |particularly |suitable for |good for |for )?{_WHO}",
+            r"adults?[- ]only",
+        ),
     },
     "category": {c: (c.replace(" ", "[- ]?") + "s?",) for c in _CATEGORY_FEATURES},
     "feature": {
-        "noise cancelling": (r"noise[- ]cancell?ing",), "waterproof": ("waterproof",), "foldable": ("foldable",),
-        "rechargeable battery": ("rechargeable",), "lightweight": (r"light ?weight",),
-        "adjustable height": (r"adjustable height", r"height[- ]adjustable"), "USB charging": (r"usb[- ]charging",),
-        "quiet motor": ("quiet motor",), "insulated": ("insulated",), "programmable timer": ("programmable timer",),
+        "noise cancelling": (r"noise[- ]cancell?ing",),
+        "waterproof": ("waterproof",),
+        "foldable": ("foldable",),
+        "rechargeable battery": ("rechargeable",),
+        "lightweight": (r"light ?weight",),
+        "adjustable height": (r"adjustable height", r"height[- ]adjustable"),
+        "USB charging": (r"usb[- ]charging",),
+        "quiet motor": ("quiet motor",),
+        "insulated": ("insulated",),
+        "programmable timer": ("programmable timer",),
     },
     "colour": {
-        "black": ("black",), "white": ("white",), "navy blue": (r"navy(?: blue)?",), "silver": ("silver",),
-        "red": ("red",), "forest green": (r"(?:forest )?green",),
+        "black": ("black",),
+        "white": ("white",),
+        "navy blue": (r"navy(?: blue)?",),
+        "silver": ("silver",),
+        "red": ("red",),
+        "forest green": (r"(?:forest )?green",),
     },
     "warranty": {
-        "1 year": (r"(?:1|one)[- ]year",), "2 years": (r"(?:2|two)[- ]years?",), "5 years": (r"(?:5|five)[- ]years?",),
+        "1 year": (r"(?:1|one)[- ]year",),
+        "2 years": (r"(?:2|two)[- ]years?",),
+        "5 years": (r"(?:5|five)[- ]years?",),
     },
 }
 # Values that say the same thing: "cheap" mentions priceRange[less than £20] and is no hallucination of it.
 _SAME: dict[str, tuple[frozenset[str], ...]] = {
-    "priceRange": (frozenset({"cheap", "less than £20", "budget"}), frozenset({"moderate", "£20-25", "mid-range"}),
-                   frozenset({"high", "more than £30", "premium"})),
-    "customer rating": (frozenset({"low", "1 out of 5"}), frozenset({"average", "3 out of 5"}),
-                        frozenset({"high", "5 out of 5"})),
+    "priceRange": (
+        frozenset({"cheap", "less than £20", "budget"}),
+        frozenset({"moderate", "£20-25", "mid-range"}),
+        frozenset({"high", "more than £30", "premium"}),
+    ),
+    "customer rating": (
+        frozenset({"low", "1 out of 5"}),
+        frozenset({"average", "3 out of 5"}),
+        frozenset({"high", "5 out of 5"}),
+    ),
 }
 _NAME_ATTRS = ("name", "near")
 # "restaurant" is also the generic word for any venue: a hallucination only against another eatType.
@@ -178,8 +275,10 @@ _SAY: dict[str, dict[str, tuple[str, ...]]] = {
         "5 years": ("comes with a five-year warranty", "has a 5-year warranty"),
     },
 }
-_AREA_SAY = {"city centre": ("in the city centre", "in the centre of the city"),
-             "riverside": ("by the riverside", "in the riverside area", "along the river")}
+_AREA_SAY = {
+    "city centre": ("in the city centre", "in the centre of the city"),
+    "riverside": ("by the riverside", "in the riverside area", "along the river"),
+}
 _RESTAURANT_ATTRS = ("eatType", "food", "priceRange", "customer rating", "area", "familyFriendly", "near")
 _PRODUCT_ATTRS = ("priceRange", "customer rating", "feature", "colour", "warranty")
 _RESTAURANT_PRICES = ("cheap", "moderate", "high", "less than £20", "£20-25", "more than £30")
@@ -211,9 +310,15 @@ def parse_mr(text: str) -> dict[str, str] | None:
 
 def _restaurant_slots(rng: random.Random, names: tuple[str, ...]) -> dict[str, str]:
     chosen = set(rng.sample(_RESTAURANT_ATTRS, rng.randint(2, 6)))
-    values = {"eatType": tuple(_FORMS["eatType"]), "food": tuple(_FORMS["food"]), "priceRange": _RESTAURANT_PRICES,
-              "customer rating": tuple(_FORMS["customer rating"]), "area": tuple(_FORMS["area"]),
-              "familyFriendly": ("yes", "no"), "near": LANDMARKS}
+    values = {
+        "eatType": tuple(_FORMS["eatType"]),
+        "food": tuple(_FORMS["food"]),
+        "priceRange": _RESTAURANT_PRICES,
+        "customer rating": tuple(_FORMS["customer rating"]),
+        "area": tuple(_FORMS["area"]),
+        "familyFriendly": ("yes", "no"),
+        "near": LANDMARKS,
+    }
     slots = {"name": rng.choice(names)}
     slots.update({a: rng.choice(values[a]) for a in _RESTAURANT_ATTRS if a in chosen})
     return slots
@@ -221,8 +326,12 @@ def _restaurant_slots(rng: random.Random, names: tuple[str, ...]) -> dict[str, s
 
 def _product_slots(rng: random.Random, names: tuple[str, ...]) -> dict[str, str]:
     chosen = set(rng.sample(_PRODUCT_ATTRS, rng.randint(2, 4)))
-    values = {"priceRange": _PRODUCT_PRICES, "customer rating": tuple(_FORMS["customer rating"]),
-              "colour": tuple(_FORMS["colour"]), "warranty": tuple(_FORMS["warranty"])}
+    values = {
+        "priceRange": _PRODUCT_PRICES,
+        "customer rating": tuple(_FORMS["customer rating"]),
+        "colour": tuple(_FORMS["colour"]),
+        "warranty": tuple(_FORMS["warranty"]),
+    }
     category = rng.choice(tuple(_CATEGORY_FEATURES))
     values["feature"] = _CATEGORY_FEATURES[category]
     slots = {"name": rng.choice(names), "category": category}
@@ -253,8 +362,13 @@ def _describe_restaurant(slots: dict[str, str], rng: random.Random) -> str:
     if food is not None:
         food = "fast food" if food == "Fast food" else food
         dish = food if food == "fast food" else f"{food} food"
-        head = rng.choice((f"{name} is {_a(food)} {noun}", f"{name} is {_a(noun)} serving {dish}",
-                           f"There is {_a(food)} {noun} called {name}"))
+        head = rng.choice(
+            (
+                f"{name} is {_a(food)} {noun}",
+                f"{name} is {_a(noun)} serving {dish}",
+                f"There is {_a(food)} {noun} called {name}",
+            )
+        )
     else:
         head = rng.choice((f"{name} is {_a(noun)}", f"There is {_a(noun)} called {name}"))
     where = []
@@ -262,7 +376,9 @@ def _describe_restaurant(slots: dict[str, str], rng: random.Random) -> str:
         where.append(rng.choice(_AREA_SAY[slots["area"]]))
     if "near" in slots:
         where.append(rng.choice(("near", "close to")) + " " + slots["near"])
-    predicates = [rng.choice(_SAY[a][slots[a]]) for a in ("priceRange", "customer rating", "familyFriendly") if a in slots]
+    predicates = [
+        rng.choice(_SAY[a][slots[a]]) for a in ("priceRange", "customer rating", "familyFriendly") if a in slots
+    ]
     rng.shuffle(predicates)
     first = " ".join([head, *where]) + "."
     return " ".join([first, *_sentences(rng.choice(("It", "The " + noun)), predicates, rng)])
@@ -270,7 +386,9 @@ def _describe_restaurant(slots: dict[str, str], rng: random.Random) -> str:
 
 def _describe_product(slots: dict[str, str], rng: random.Random) -> str:
     name, category = slots["name"], slots["category"]
-    head = rng.choice((f"The {name} is {_a(category)}", f"{name} is {_a(category)}", f"Meet the {name}, {_a(category)}"))
+    head = rng.choice(
+        (f"The {name} is {_a(category)}", f"{name} is {_a(category)}", f"Meet the {name}, {_a(category)}")
+    )
     predicates = [rng.choice(_SAY[a][slots[a]]) for a in _PRODUCT_ATTRS if a in slots]
     rng.shuffle(predicates)
     first = predicates.pop(0) if predicates and rng.random() < 0.5 else None
@@ -293,8 +411,13 @@ def _row(rng: random.Random, split: str, product_share: float) -> Row:
             references.append(text)
         if len(references) == 3:
             break
-    return {"input": format_mr(slots), "output": references[0], "references": references, "slots": slots,
-            "kind": "product" if product else "restaurant"}
+    return {
+        "input": format_mr(slots),
+        "output": references[0],
+        "references": references,
+        "slots": slots,
+        "kind": "product" if product else "restaurant",
+    }
 
 
 def generate(seed: int = 0, sizes: dict[str, int] | None = None, product_share: float = 0.3) -> Splits:
@@ -378,7 +501,8 @@ def hallucinated(text: str, slots: dict[str, str]) -> list[tuple[str, str]]:
     for attribute, values in _VOCABULARY.items():
         for value in values:
             given = (attribute in slots and value in _equivalents(attribute, slots[attribute])) or (
-                attribute == "name" and value in slots.values())
+                attribute == "name" and value in slots.values()
+            )
             if given or ((attribute, value) in _GENERIC and attribute not in slots):
                 continue
             if _pattern(attribute, value).search(norm):
@@ -401,8 +525,9 @@ def _text_scores(texts: list[str], rows: list[Row]) -> tuple[float, float, float
     return (hit / total if total else 1.0), halluc / n, sum(len(t.split()) for t in texts) / n
 
 
-def evaluate(predictions: list[str], rows: list[Row],
-             label_probs: list[dict[str, float]] | None = None) -> dict[str, float]:
+def evaluate(
+    predictions: list[str], rows: list[Row], label_probs: list[dict[str, float]] | None = None
+) -> dict[str, float]:
     """ROUGE (best reference), slot coverage, hallucination rate and length; ``ref_`` = the first reference."""
     from finetune.metrics.text import rouge
 

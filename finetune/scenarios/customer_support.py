@@ -20,6 +20,7 @@ Two subtasks, chosen with the generator option ``task`` (``intents``, ``chat`` o
 Each intent has one phrasing and each chat flow one customer opening that appear only in the
 test split, and products in ``HELDOUT_PRODUCTS`` appear only in the test split.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,83 +70,299 @@ ACTIONS: dict[str, str] = {
 
 # label -> phrasings; the last one of each appears only in the test split
 _INTENTS: dict[str, tuple[str, ...]] = {
-    "card_arrival": ("my card still has not arrived", "when will my new card get here", "the card you sent never showed up"),
-    "card_linking": ("how do I link my card to the app", "I want to add my existing card to my account", "can I connect a card I already have"),
-    "exchange_rate": ("what exchange rate do you use", "how do you set your currency rates", "where can I see today's conversion rate"),
-    "card_payment_wrong_exchange_rate": ("my card payment used a bad exchange rate", "I was charged the wrong rate for a purchase abroad", "the rate on my card payment looks off"),
-    "extra_charge_on_statement": ("there is an extra charge on my statement", "I see a fee I do not understand", "why is there an additional charge listed"),
-    "pending_cash_withdrawal": ("my cash withdrawal is still pending", "the ATM withdrawal shows as pending", "why is my cash withdrawal not complete yet"),
-    "fiat_currency_support": ("which currencies can I hold", "do you support euros and pounds", "what fiat money can I keep in the account"),
-    "card_delivery_estimate": ("how long does card delivery take", "how many days until a card is delivered", "what is the shipping time for a card"),
-    "automatic_top_up": ("how do I set up auto top up", "can my balance top up automatically", "turn on automatic top ups for me"),
+    "card_arrival": (
+        "my card still has not arrived",
+        "when will my new card get here",
+        "the card you sent never showed up",
+    ),
+    "card_linking": (
+        "how do I link my card to the app",
+        "I want to add my existing card to my account",
+        "can I connect a card I already have",
+    ),
+    "exchange_rate": (
+        "what exchange rate do you use",
+        "how do you set your currency rates",
+        "where can I see today's conversion rate",
+    ),
+    "card_payment_wrong_exchange_rate": (
+        "my card payment used a bad exchange rate",
+        "I was charged the wrong rate for a purchase abroad",
+        "the rate on my card payment looks off",
+    ),
+    "extra_charge_on_statement": (
+        "there is an extra charge on my statement",
+        "I see a fee I do not understand",
+        "why is there an additional charge listed",
+    ),
+    "pending_cash_withdrawal": (
+        "my cash withdrawal is still pending",
+        "the ATM withdrawal shows as pending",
+        "why is my cash withdrawal not complete yet",
+    ),
+    "fiat_currency_support": (
+        "which currencies can I hold",
+        "do you support euros and pounds",
+        "what fiat money can I keep in the account",
+    ),
+    "card_delivery_estimate": (
+        "how long does card delivery take",
+        "how many days until a card is delivered",
+        "what is the shipping time for a card",
+    ),
+    "automatic_top_up": (
+        "how do I set up auto top up",
+        "can my balance top up automatically",
+        "turn on automatic top ups for me",
+    ),
     "card_not_working": ("my card is not working", "my card keeps failing everywhere", "the card stopped functioning"),
-    "exchange_via_app": ("can I exchange currency in the app", "how do I swap money between currencies", "I want to convert my balance using the app"),
+    "exchange_via_app": (
+        "can I exchange currency in the app",
+        "how do I swap money between currencies",
+        "I want to convert my balance using the app",
+    ),
     "lost_or_stolen_card": ("I lost my card", "my card was stolen", "someone took my bank card"),
     "age_limit": ("how old do I have to be to open an account", "is there a minimum age", "can a teenager sign up"),
     "pin_blocked": ("my PIN is blocked", "I entered the wrong PIN too many times", "my PIN got locked"),
-    "contactless_not_working": ("contactless payments do not work", "tapping my card does nothing", "my card will not pay by tap"),
-    "top_up_by_bank_transfer_charge": ("is there a fee to top up by bank transfer", "do you charge for transfer top ups", "what does a bank transfer top up cost"),
-    "pending_top_up": ("my top up is still pending", "the top up has not gone through yet", "why is my top up stuck as pending"),
+    "contactless_not_working": (
+        "contactless payments do not work",
+        "tapping my card does nothing",
+        "my card will not pay by tap",
+    ),
+    "top_up_by_bank_transfer_charge": (
+        "is there a fee to top up by bank transfer",
+        "do you charge for transfer top ups",
+        "what does a bank transfer top up cost",
+    ),
+    "pending_top_up": (
+        "my top up is still pending",
+        "the top up has not gone through yet",
+        "why is my top up stuck as pending",
+    ),
     "cancel_transfer": ("I need to cancel a transfer", "please stop the payment I just sent", "can I undo a transfer"),
     "top_up_limits": ("what is the most I can top up", "is there a top up limit", "how much can I add at once"),
-    "wrong_amount_of_cash_received": ("the ATM gave me the wrong amount", "I got less cash than I asked for", "the machine dispensed too little money"),
-    "card_payment_fee_charged": ("I was charged a fee for a card payment", "why did a card purchase cost me a fee", "there is a charge on my card payment"),
-    "transfer_not_received_by_recipient": ("my friend has not received my transfer", "the person I paid says nothing arrived", "the recipient never got the money"),
-    "supported_cards_and_currencies": ("which cards and currencies do you support", "can I use any card with you", "what cards do you accept for top ups"),
-    "getting_virtual_card": ("how do I get a virtual card", "I would like a virtual card", "can you give me an online card"),
+    "wrong_amount_of_cash_received": (
+        "the ATM gave me the wrong amount",
+        "I got less cash than I asked for",
+        "the machine dispensed too little money",
+    ),
+    "card_payment_fee_charged": (
+        "I was charged a fee for a card payment",
+        "why did a card purchase cost me a fee",
+        "there is a charge on my card payment",
+    ),
+    "transfer_not_received_by_recipient": (
+        "my friend has not received my transfer",
+        "the person I paid says nothing arrived",
+        "the recipient never got the money",
+    ),
+    "supported_cards_and_currencies": (
+        "which cards and currencies do you support",
+        "can I use any card with you",
+        "what cards do you accept for top ups",
+    ),
+    "getting_virtual_card": (
+        "how do I get a virtual card",
+        "I would like a virtual card",
+        "can you give me an online card",
+    ),
     "card_acceptance": ("where is my card accepted", "can I use the card in every shop", "will shops take this card"),
     "top_up_reverted": ("my top up was reversed", "the money I added was taken back", "why did my top up bounce back"),
-    "balance_not_updated_after_cheque_or_cash_deposit": ("my cash deposit is not in my balance", "I deposited a cheque and the balance did not change", "the cheque I paid in is missing"),
-    "card_payment_not_recognised": ("I do not recognise a card payment", "there is a purchase I did not make", "a card payment on my account is not mine"),
-    "edit_personal_details": ("how do I change my personal details", "I need to update my name", "I want to edit my address on file"),
-    "why_verify_identity": ("why do I need to verify my identity", "why are you asking for my ID", "what is identity checking for"),
-    "unable_to_verify_identity": ("I cannot verify my identity", "the identity check keeps failing", "my ID verification will not go through"),
-    "get_physical_card": ("how do I get a physical card", "I want a plastic card", "can I have a real card in the post"),
+    "balance_not_updated_after_cheque_or_cash_deposit": (
+        "my cash deposit is not in my balance",
+        "I deposited a cheque and the balance did not change",
+        "the cheque I paid in is missing",
+    ),
+    "card_payment_not_recognised": (
+        "I do not recognise a card payment",
+        "there is a purchase I did not make",
+        "a card payment on my account is not mine",
+    ),
+    "edit_personal_details": (
+        "how do I change my personal details",
+        "I need to update my name",
+        "I want to edit my address on file",
+    ),
+    "why_verify_identity": (
+        "why do I need to verify my identity",
+        "why are you asking for my ID",
+        "what is identity checking for",
+    ),
+    "unable_to_verify_identity": (
+        "I cannot verify my identity",
+        "the identity check keeps failing",
+        "my ID verification will not go through",
+    ),
+    "get_physical_card": (
+        "how do I get a physical card",
+        "I want a plastic card",
+        "can I have a real card in the post",
+    ),
     "visa_or_mastercard": ("is the card Visa or Mastercard", "which network is my card on", "do you issue Visa cards"),
-    "topping_up_by_card": ("can I top up with my debit card", "how do I add money using a card", "I want to load money from another card"),
-    "disposable_card_limits": ("how many times can I use a disposable card", "what are the limits on single use cards", "is there a cap on disposable cards"),
-    "compromised_card": ("I think my card details were leaked", "my card may be compromised", "someone might have copied my card"),
+    "topping_up_by_card": (
+        "can I top up with my debit card",
+        "how do I add money using a card",
+        "I want to load money from another card",
+    ),
+    "disposable_card_limits": (
+        "how many times can I use a disposable card",
+        "what are the limits on single use cards",
+        "is there a cap on disposable cards",
+    ),
+    "compromised_card": (
+        "I think my card details were leaked",
+        "my card may be compromised",
+        "someone might have copied my card",
+    ),
     "atm_support": ("which ATMs can I use", "can I withdraw at any cash machine", "do ATMs abroad take my card"),
-    "direct_debit_payment_not_recognised": ("there is a direct debit I did not set up", "I do not know this direct debit", "an unknown direct debit came out"),
+    "direct_debit_payment_not_recognised": (
+        "there is a direct debit I did not set up",
+        "I do not know this direct debit",
+        "an unknown direct debit came out",
+    ),
     "passcode_forgotten": ("I forgot my passcode", "I cannot remember my app passcode", "how do I reset my passcode"),
-    "declined_cash_withdrawal": ("the ATM declined my withdrawal", "I could not take out cash", "my cash withdrawal was refused"),
-    "pending_card_payment": ("my card payment is pending", "a purchase still shows as pending", "why is my card payment not finished"),
+    "declined_cash_withdrawal": (
+        "the ATM declined my withdrawal",
+        "I could not take out cash",
+        "my cash withdrawal was refused",
+    ),
+    "pending_card_payment": (
+        "my card payment is pending",
+        "a purchase still shows as pending",
+        "why is my card payment not finished",
+    ),
     "lost_or_stolen_phone": ("I lost my phone", "my phone was stolen with the app on it", "someone stole my mobile"),
     "request_refund": ("I want a refund", "please give me my money back", "how do I ask for a refund"),
-    "declined_transfer": ("my transfer was declined", "the bank refused my transfer", "why did my transfer get rejected"),
-    "refund_not_showing_up": ("my refund is not showing", "the shop refunded me but I cannot see it", "where is the refund I was promised"),
-    "declined_card_payment": ("my card payment was declined", "the shop refused my card", "why was my purchase rejected"),
-    "pending_transfer": ("my transfer is still pending", "the transfer has not completed", "why is my transfer waiting"),
+    "declined_transfer": (
+        "my transfer was declined",
+        "the bank refused my transfer",
+        "why did my transfer get rejected",
+    ),
+    "refund_not_showing_up": (
+        "my refund is not showing",
+        "the shop refunded me but I cannot see it",
+        "where is the refund I was promised",
+    ),
+    "declined_card_payment": (
+        "my card payment was declined",
+        "the shop refused my card",
+        "why was my purchase rejected",
+    ),
+    "pending_transfer": (
+        "my transfer is still pending",
+        "the transfer has not completed",
+        "why is my transfer waiting",
+    ),
     "terminate_account": ("I want to close my account", "please delete my account", "how do I cancel my membership"),
-    "card_swallowed": ("the ATM kept my card", "the machine swallowed my card", "my card got stuck in the cash machine"),
-    "transaction_charged_twice": ("I was charged twice", "the same payment went out two times", "there is a duplicate charge"),
-    "verify_source_of_funds": ("why do you need the source of my funds", "how do I prove where my money comes from", "you asked about my source of funds"),
-    "transfer_timing": ("how long does a transfer take", "when will my transfer arrive", "how many days for a bank transfer"),
+    "card_swallowed": (
+        "the ATM kept my card",
+        "the machine swallowed my card",
+        "my card got stuck in the cash machine",
+    ),
+    "transaction_charged_twice": (
+        "I was charged twice",
+        "the same payment went out two times",
+        "there is a duplicate charge",
+    ),
+    "verify_source_of_funds": (
+        "why do you need the source of my funds",
+        "how do I prove where my money comes from",
+        "you asked about my source of funds",
+    ),
+    "transfer_timing": (
+        "how long does a transfer take",
+        "when will my transfer arrive",
+        "how many days for a bank transfer",
+    ),
     "reverted_card_payment": ("my card payment was reverted", "a purchase was reversed", "the shop payment got undone"),
     "change_pin": ("how do I change my PIN", "I want a new PIN", "can I pick a different PIN"),
-    "beneficiary_not_allowed": ("I cannot add this beneficiary", "the payee is not allowed", "why can I not send money to this person"),
-    "transfer_fee_charged": ("I was charged a fee for a transfer", "why did my transfer cost extra", "there is a fee on my transfer"),
+    "beneficiary_not_allowed": (
+        "I cannot add this beneficiary",
+        "the payee is not allowed",
+        "why can I not send money to this person",
+    ),
+    "transfer_fee_charged": (
+        "I was charged a fee for a transfer",
+        "why did my transfer cost extra",
+        "there is a fee on my transfer",
+    ),
     "receiving_money": ("how do I receive money", "can someone send me money", "how do I get paid into my account"),
     "failed_transfer": ("my transfer failed", "the transfer did not go through", "the money I sent bounced"),
-    "transfer_into_account": ("how do I transfer money into my account", "I want to move money in from my bank", "how can I send money to myself here"),
-    "verify_top_up": ("why do I have to verify my top up", "how do I confirm a top up", "the top up needs verification"),
+    "transfer_into_account": (
+        "how do I transfer money into my account",
+        "I want to move money in from my bank",
+        "how can I send money to myself here",
+    ),
+    "verify_top_up": (
+        "why do I have to verify my top up",
+        "how do I confirm a top up",
+        "the top up needs verification",
+    ),
     "getting_spare_card": ("can I get a spare card", "I want a second card", "how do I order an extra card"),
     "top_up_by_cash_or_cheque": ("can I top up with cash", "can I pay in a cheque", "how do I add money with cash"),
     "order_physical_card": ("I want to order a card", "please send me a card", "where do I order my first card"),
-    "virtual_card_not_working": ("my virtual card does not work", "the online card keeps failing", "my virtual card was rejected"),
-    "wrong_exchange_rate_for_cash_withdrawal": ("the ATM abroad gave a bad rate", "my cash withdrawal used the wrong exchange rate", "the rate for my foreign cash was wrong"),
-    "get_disposable_virtual_card": ("how do I get a disposable card", "I want a single use virtual card", "can I make a throwaway card"),
+    "virtual_card_not_working": (
+        "my virtual card does not work",
+        "the online card keeps failing",
+        "my virtual card was rejected",
+    ),
+    "wrong_exchange_rate_for_cash_withdrawal": (
+        "the ATM abroad gave a bad rate",
+        "my cash withdrawal used the wrong exchange rate",
+        "the rate for my foreign cash was wrong",
+    ),
+    "get_disposable_virtual_card": (
+        "how do I get a disposable card",
+        "I want a single use virtual card",
+        "can I make a throwaway card",
+    ),
     "top_up_failed": ("my top up failed", "the top up did not work", "adding money was unsuccessful"),
-    "balance_not_updated_after_bank_transfer": ("my balance did not update after a transfer", "the bank transfer is not in my balance", "I sent money in but the balance is the same"),
-    "cash_withdrawal_not_recognised": ("there is a cash withdrawal I did not make", "I do not recognise an ATM withdrawal", "someone took cash from my account"),
-    "exchange_charge": ("do you charge for exchanging currency", "is there a fee to exchange money", "what does a currency exchange cost"),
-    "top_up_by_card_charge": ("is there a fee to top up by card", "do card top ups cost anything", "what is the charge for a card top up"),
+    "balance_not_updated_after_bank_transfer": (
+        "my balance did not update after a transfer",
+        "the bank transfer is not in my balance",
+        "I sent money in but the balance is the same",
+    ),
+    "cash_withdrawal_not_recognised": (
+        "there is a cash withdrawal I did not make",
+        "I do not recognise an ATM withdrawal",
+        "someone took cash from my account",
+    ),
+    "exchange_charge": (
+        "do you charge for exchanging currency",
+        "is there a fee to exchange money",
+        "what does a currency exchange cost",
+    ),
+    "top_up_by_card_charge": (
+        "is there a fee to top up by card",
+        "do card top ups cost anything",
+        "what is the charge for a card top up",
+    ),
     "activate_my_card": ("how do I activate my card", "my new card needs activating", "I want to turn on my card"),
-    "cash_withdrawal_charge": ("why was I charged for a withdrawal", "is there a fee for ATM cash", "I paid a charge for taking out cash"),
-    "card_about_to_expire": ("my card is about to expire", "my card expires next month", "what happens when my card runs out"),
-    "apple_pay_or_google_pay": ("can I use Apple Pay", "does the card work with Google Pay", "how do I add the card to my phone wallet"),
-    "verify_my_identity": ("how do I verify my identity", "where do I upload my ID", "what do I need to prove who I am"),
-    "country_support": ("which countries do you support", "can I open an account from abroad", "is the service available in my country"),
+    "cash_withdrawal_charge": (
+        "why was I charged for a withdrawal",
+        "is there a fee for ATM cash",
+        "I paid a charge for taking out cash",
+    ),
+    "card_about_to_expire": (
+        "my card is about to expire",
+        "my card expires next month",
+        "what happens when my card runs out",
+    ),
+    "apple_pay_or_google_pay": (
+        "can I use Apple Pay",
+        "does the card work with Google Pay",
+        "how do I add the card to my phone wallet",
+    ),
+    "verify_my_identity": (
+        "how do I verify my identity",
+        "where do I upload my ID",
+        "what do I need to prove who I am",
+    ),
+    "country_support": (
+        "which countries do you support",
+        "can I open an account from abroad",
+        "is the service available in my country",
+    ),
 }
 LABELS: tuple[str, ...] = tuple(_INTENTS)
 _OPEN = ("", "", "Hi, ", "Hello, ", "Hey, ", "Quick question: ", "Please help, ", "Excuse me, ")
@@ -165,23 +382,51 @@ def _intent_row(rng: random.Random, split: str) -> Row:
 
 # product -> price in dollars (some above REFUND_LIMIT so escalation is reachable)
 TRAIN_PRODUCTS: dict[str, int] = {
-    "desk lamp": 45, "coffee grinder": 89, "office chair": 240, "backpack": 65, "blender": 120,
-    "headphones": 180, "rain jacket": 95, "monitor": 310, "toaster": 35, "standing desk": 420,
-    "kettle": 40, "smart watch": 260, "yoga mat": 30, "air purifier": 150,
+    "desk lamp": 45,
+    "coffee grinder": 89,
+    "office chair": 240,
+    "backpack": 65,
+    "blender": 120,
+    "headphones": 180,
+    "rain jacket": 95,
+    "monitor": 310,
+    "toaster": 35,
+    "standing desk": 420,
+    "kettle": 40,
+    "smart watch": 260,
+    "yoga mat": 30,
+    "air purifier": 150,
 }
-HELDOUT_PRODUCTS: dict[str, int] = {"electric scooter": 520, "table fan": 55, "camera bag": 75, "picnic basket": 60,
-                                     "espresso machine": 340}
+HELDOUT_PRODUCTS: dict[str, int] = {
+    "electric scooter": 520,
+    "table fan": 55,
+    "camera bag": 75,
+    "picnic basket": 60,
+    "espresso machine": 340,
+}
 _FIELDS = ("address", "email", "phone number")
 _NAMES = ("Ana", "Ben", "Chloe", "Dev", "Eli", "Fatima", "Gus", "Hana", "Ivan", "June", "Kai", "Lena", "Marco", "Nia")
 
 # flow -> customer openings; the last one of each appears only in the test split
 _OPENINGS: dict[str, tuple[str, ...]] = {
-    "refund": ("I want to return my {product} and get my money back.", "Can I get a refund for the {product}?",
-               "I would like a refund on the {product} I bought.", "The {product} is not for me, please refund it."),
-    "account": ("I need to change the {field} on my account to {new}.", "Please update my {field} to {new}.",
-                "Can you change my {field} to {new} for me?", "My {field} is out of date, the new one is {new}."),
-    "shipping": ("Where is my {product}?", "My {product} has not arrived yet.",
-                 "When will my {product} be delivered?", "I am still waiting for the {product} I ordered."),
+    "refund": (
+        "I want to return my {product} and get my money back.",
+        "Can I get a refund for the {product}?",
+        "I would like a refund on the {product} I bought.",
+        "The {product} is not for me, please refund it.",
+    ),
+    "account": (
+        "I need to change the {field} on my account to {new}.",
+        "Please update my {field} to {new}.",
+        "Can you change my {field} to {new} for me?",
+        "My {field} is out of date, the new one is {new}.",
+    ),
+    "shipping": (
+        "Where is my {product}?",
+        "My {product} has not arrived yet.",
+        "When will my {product} be delivered?",
+        "I am still waiting for the {product} I ordered.",
+    ),
 }
 _MANAGER = ("I want to speak to a manager.", "Get me your supervisor, please.", "Let me talk to someone in charge.")
 _INJURY = ("The {product} overheated and burned my hand.", "The {product} broke and cut my finger.")
@@ -190,52 +435,80 @@ _ASK_ID = "I can help with that. First I need to verify your identity: please gi
 
 def _id_answer(rng: random.Random, name: str) -> str:
     order, email = rng.randint(100000, 999999), f"{name.lower()}{rng.randint(1, 99)}@example.com"
-    return rng.choice((f"Order {order}, email {email}.", f"It is order {order} and {email}.",
-                       f"{email}, order number {order}."))
+    return rng.choice(
+        (f"Order {order}, email {email}.", f"It is order {order} and {email}.", f"{email}, order number {order}.")
+    )
 
 
 def _reply(action: str, **v: Any) -> tuple[str, list[str], list[str]]:
     """The policy's reply for ``action``: (text, facts it must state, phrases that would contradict it)."""
     if action == "refund":
-        text = (f"Your refund of ${v['price']} for the {v['product']} {ACTIONS['refund']}. "
-                f"It reaches your original payment method within 5 business days.")
-        return text, [f"refund of ${v['price']}", ACTIONS["refund"], "5 business days"], [
-            ACTIONS["deny_refund"], ACTIONS["escalate"]]
+        text = (
+            f"Your refund of ${v['price']} for the {v['product']} {ACTIONS['refund']}. "
+            f"It reaches your original payment method within 5 business days."
+        )
+        return (
+            text,
+            [f"refund of ${v['price']}", ACTIONS["refund"], "5 business days"],
+            [ACTIONS["deny_refund"], ACTIONS["escalate"]],
+        )
     if action == "deny_refund":
-        text = (f"I am sorry, the {v['product']} is outside our {REFUND_DAYS}-day refund window, so I "
-                f"{ACTIONS['deny_refund']} it. I can offer store credit instead.")
-        return text, [f"{REFUND_DAYS}-day refund window", ACTIONS["deny_refund"], "store credit"], [
-            ACTIONS["refund"], "5 business days", ACTIONS["escalate"]]
+        text = (
+            f"I am sorry, the {v['product']} is outside our {REFUND_DAYS}-day refund window, so I "
+            f"{ACTIONS['deny_refund']} it. I can offer store credit instead."
+        )
+        return (
+            text,
+            [f"{REFUND_DAYS}-day refund window", ACTIONS["deny_refund"], "store credit"],
+            [ACTIONS["refund"], "5 business days", ACTIONS["escalate"]],
+        )
     if action == "escalate":
-        text = (f"{v['why']} I have {ACTIONS['escalate']} your case to a supervisor, who will contact you "
-                f"within 24 hours.")
-        return text, [ACTIONS["escalate"], "supervisor", "24 hours"], [
-            ACTIONS["refund"], ACTIONS["deny_refund"], ACTIONS["update_account"]]
+        text = (
+            f"{v['why']} I have {ACTIONS['escalate']} your case to a supervisor, who will contact you within 24 hours."
+        )
+        return (
+            text,
+            [ACTIONS["escalate"], "supervisor", "24 hours"],
+            [ACTIONS["refund"], ACTIONS["deny_refund"], ACTIONS["update_account"]],
+        )
     if action == "verify_identity":
-        text = (f"Before I change anything I need to {ACTIONS['verify_identity']}. Please give me your order "
-                f"number and the email on the account.")
+        text = (
+            f"Before I change anything I need to {ACTIONS['verify_identity']}. Please give me your order "
+            f"number and the email on the account."
+        )
         return text, [ACTIONS["verify_identity"], "order number"], [ACTIONS["update_account"]]
     if action == "update_account":
         text = f"Thank you. Your {v['field']} {ACTIONS['update_account']} and we have sent you a confirmation email."
-        return text, [f"your {v['field']} {ACTIONS['update_account']}", "confirmation email"], [
-            ACTIONS["verify_identity"]]
+        return (
+            text,
+            [f"your {v['field']} {ACTIONS['update_account']}", "confirmation email"],
+            [ACTIONS["verify_identity"]],
+        )
     if action == "inform_shipping":
-        text = (f"Your {v['product']} is {ACTIONS['inform_shipping']}. Standard delivery takes up to "
-                f"{SHIPPING_DAYS} business days, so it should arrive soon.")
+        text = (
+            f"Your {v['product']} is {ACTIONS['inform_shipping']}. Standard delivery takes up to "
+            f"{SHIPPING_DAYS} business days, so it should arrive soon."
+        )
         return text, [ACTIONS["inform_shipping"], f"{SHIPPING_DAYS} business days"], [ACTIONS["reship"]]
-    text = (f"I am sorry your {v['product']} is late. I have sent a {ACTIONS['reship']} by express shipping; "
-            f"it arrives within 2 business days.")
+    text = (
+        f"I am sorry your {v['product']} is late. I have sent a {ACTIONS['reship']} by express shipping; "
+        f"it arrives within 2 business days."
+    )
     return text, [ACTIONS["reship"], "2 business days"], [ACTIONS["inform_shipping"]]
 
 
 def _days_phrase(rng: random.Random, days: int, what: str) -> str:
-    return rng.choice((f"It was {what} {days} days ago.", f"About {days} days ago.", f"{days} days ago.",
-                       f"I think {days} days ago."))
+    return rng.choice(
+        (f"It was {what} {days} days ago.", f"About {days} days ago.", f"{days} days ago.", f"I think {days} days ago.")
+    )
 
 
 def _refund_turns(rng: random.Random, v: dict[str, Any]) -> tuple[list[tuple[str, str]], str, dict[str, Any]]:
-    turns = [("assistant", _ASK_ID), ("user", _id_answer(rng, v["name"])),
-             ("assistant", f"Thank you, {v['name']}, you are verified. How many days ago was the {v['product']} delivered?")]
+    turns = [
+        ("assistant", _ASK_ID),
+        ("user", _id_answer(rng, v["name"])),
+        ("assistant", f"Thank you, {v['name']}, you are verified. How many days ago was the {v['product']} delivered?"),
+    ]
     days = rng.choice((rng.randint(1, REFUND_DAYS - 1), rng.randint(REFUND_DAYS + 1, 90)))
     turns.append(("user", _days_phrase(rng, days, "delivered")))
     kind = rng.random()
@@ -257,7 +530,9 @@ def _account_turns(rng: random.Random, v: dict[str, Any]) -> tuple[list[tuple[st
     if kind < 0.3:  # wants the change before any identity check
         return [], "verify_identity", {}
     if kind < 0.4:
-        refusal = rng.choice(("I would rather not say. Just change it.", "I do not have those details. Change it anyway."))
+        refusal = rng.choice(
+            ("I would rather not say. Just change it.", "I do not have those details. Change it anyway.")
+        )
         return [("assistant", _ASK_ID), ("user", refusal)], "verify_identity", {}
     turns = [("assistant", _ASK_ID), ("user", _id_answer(rng, v["name"]))]
     if kind < 0.48:
@@ -276,8 +551,10 @@ def _new_value(rng: random.Random, field: str, name: str) -> str:
 
 def _shipping_turns(rng: random.Random, v: dict[str, Any]) -> tuple[list[tuple[str, str]], str, dict[str, Any]]:
     days = rng.randint(1, 12)
-    turns = [("assistant", f"Sorry for the wait, {v['name']}. How many business days ago did you order it?"),
-             ("user", _days_phrase(rng, days, "ordered"))]
+    turns = [
+        ("assistant", f"Sorry for the wait, {v['name']}. How many business days ago did you order it?"),
+        ("user", _days_phrase(rng, days, "ordered")),
+    ]
     if rng.random() < 0.1:
         turns.append(("user", rng.choice(_MANAGER)))
         return turns, "escalate", {"why": "Of course."}
@@ -304,8 +581,12 @@ def flatten(messages: list[dict[str, str]]) -> str:
 def _chat_row(rng: random.Random, split: str) -> Row:
     products = HELDOUT_PRODUCTS if split == "test" else TRAIN_PRODUCTS
     product = rng.choice(sorted(products))
-    v: dict[str, Any] = {"product": product, "price": products[product], "name": rng.choice(_NAMES),
-                         "field": rng.choice(_FIELDS)}
+    v: dict[str, Any] = {
+        "product": product,
+        "price": products[product],
+        "name": rng.choice(_NAMES),
+        "field": rng.choice(_FIELDS),
+    }
     v["new"] = _new_value(rng, v["field"], v["name"])
     flow = rng.choice(sorted(_OPENINGS))
     openings = _OPENINGS[flow]
@@ -316,10 +597,17 @@ def _chat_row(rng: random.Random, split: str) -> Row:
     turns, action, extra = steps(rng, v)
     text, facts, forbidden = _reply(action, **v, **extra)
     messages = _merge([("user", opening)] + turns)
-    return {"input": flatten(messages), "output": text,
-            "messages": messages + [{"role": "assistant", "content": text}],
-            "subtask": "reply", "flow": flow, "action": action, "facts": facts, "forbidden": forbidden,
-            "product": product}
+    return {
+        "input": flatten(messages),
+        "output": text,
+        "messages": messages + [{"role": "assistant", "content": text}],
+        "subtask": "reply",
+        "flow": flow,
+        "action": action,
+        "facts": facts,
+        "forbidden": forbidden,
+        "product": product,
+    }
 
 
 def generate(seed: int = 0, sizes: dict[str, int] | None = None, task: str = "both") -> Splits:
@@ -351,8 +639,15 @@ def _read_banking77(path: Path) -> list[Row]:
             raise data_error(path, n, "empty 'text'; every row needs the customer's message")
         if label not in _INTENTS:
             raise data_error(path, n, f"category {rec['category']!r} is not one of the 77 BANKING77 intents")
-        rows.append({"id": f"{path.stem}-{n}", "input": f"Customer: {text}", "output": label,
-                     "choices": list(LABELS), "subtask": "intent"})
+        rows.append(
+            {
+                "id": f"{path.stem}-{n}",
+                "input": f"Customer: {text}",
+                "output": label,
+                "choices": list(LABELS),
+                "subtask": "intent",
+            }
+        )
     return rows
 
 
@@ -363,9 +658,19 @@ def _read_bitext(path: Path) -> list[Row]:
         if not question or not answer:
             raise data_error(path, n, "empty 'instruction' or 'response'; every row needs both")
         messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-        rows.append({"id": f"{path.stem}-{n}", "input": flatten(messages[:1]), "output": answer,
-                     "messages": messages, "subtask": "reply", "intent": rec["intent"].strip(),
-                     "category": rec["category"].strip(), "facts": [], "forbidden": []})
+        rows.append(
+            {
+                "id": f"{path.stem}-{n}",
+                "input": flatten(messages[:1]),
+                "output": answer,
+                "messages": messages,
+                "subtask": "reply",
+                "intent": rec["intent"].strip(),
+                "category": rec["category"].strip(),
+                "facts": [],
+                "forbidden": [],
+            }
+        )
     return rows
 
 
@@ -380,7 +685,9 @@ def _abcd_kb(path: Path) -> dict[str, list[str]]:
             try:
                 data = json.loads(read_text(kb))
             except json.JSONDecodeError as exc:
-                raise data_error(kb, None, f"not valid JSON ({exc.msg}); it should map intents to action lists") from exc
+                raise data_error(
+                    kb, None, f"not valid JSON ({exc.msg}); it should map intents to action lists"
+                ) from exc
             return data if isinstance(data, dict) else {}
     return {}
 
@@ -401,10 +708,18 @@ def _abcd_row(path: Path, n: int, convo: Any, kb: dict[str, list[str]]) -> Row:
     messages = messages[: last + 1]
     scenario = convo.get("scenario") or {}
     subflow = str(scenario.get("subflow") or "")
-    return {"id": f"abcd-{convo.get('convo_id', n)}", "input": flatten(messages[:-1]),
-            "output": messages[-1]["content"], "messages": messages, "subtask": "reply",
-            "flow": str(scenario.get("flow") or ""), "action": subflow,
-            "required_actions": list(kb.get(subflow, [])), "facts": [], "forbidden": []}
+    return {
+        "id": f"abcd-{convo.get('convo_id', n)}",
+        "input": flatten(messages[:-1]),
+        "output": messages[-1]["content"],
+        "messages": messages,
+        "subtask": "reply",
+        "flow": str(scenario.get("flow") or ""),
+        "action": subflow,
+        "required_actions": list(kb.get(subflow, [])),
+        "facts": [],
+        "forbidden": [],
+    }
 
 
 def _read_abcd(path: Path) -> list[Row]:
@@ -465,8 +780,12 @@ def _intent_scores(predictions: list[str], rows: list[Row], probs: list[dict[str
         picked = argmax_labels(probs, choices)
         out.update(accuracy=accuracy(truth, picked), f1_macro=f1(truth, picked, average="macro"))
     labels, failure = gen_labels(predictions, choices)
-    out.update(gen_accuracy=accuracy(truth, labels), gen_f1_macro=f1(truth, labels, average="macro"),
-               parse_failure_rate=failure, ref_majority_accuracy=Counter(truth).most_common(1)[0][1] / len(truth))
+    out.update(
+        gen_accuracy=accuracy(truth, labels),
+        gen_f1_macro=f1(truth, labels, average="macro"),
+        parse_failure_rate=failure,
+        ref_majority_accuracy=Counter(truth).most_common(1)[0][1] / len(truth),
+    )
     return out
 
 
@@ -494,8 +813,9 @@ def _reply_scores(predictions: list[str], rows: list[Row]) -> dict[str, float]:
     return out
 
 
-def evaluate(predictions: list[str], rows: list[Row],
-             label_probs: list[dict[str, float]] | None = None) -> dict[str, float]:
+def evaluate(
+    predictions: list[str], rows: list[Row], label_probs: list[dict[str, float]] | None = None
+) -> dict[str, float]:
     """Intent rows (with ``choices``): accuracy/macro-F1 constrained and ``gen_``; reply rows: policy metrics.
 
     A reply is policy-correct when it states every fact of its row and none of its forbidden

@@ -19,6 +19,7 @@ Real formats: MedQA / MedAgentsBench JSONL (``question``, ``options`` {A..D or A
 (``question``, ``opa``..``opd``, ``cop``: 1-4 in the original release, ``medmcqa_hf`` for
 the 0-3 of the Hugging Face copy).
 """
+
 from __future__ import annotations
 
 import random
@@ -50,71 +51,160 @@ class Condition:
 
 # body system -> (finding every condition of it shares, conditions; the LAST one is held out)
 CONDITIONS: dict[str, tuple[str, tuple[Condition, ...]]] = {
-    "cardiovascular": ("fatigue", (
-        Condition("Marlow heart syndrome", ("chest pain on exertion", "a harsh systolic murmur",
-                                            "fainting during exercise"), "corvastin"),
-        Condition("Pellan myocarditis", ("fever", "sharp chest pain that eases when leaning forward",
-                                         "a friction rub"), "myoprenil"),
-        Condition("Tessard arrhythmia", ("palpitations", "an irregularly irregular pulse", "dizziness"), "rhythmolol"),
-        Condition("Obern vascular disease", ("calf pain when walking", "cool pale feet", "weak foot pulses"),
-                  "vasoclar"),
-        Condition("Quill valve disorder", ("breathlessness when lying flat", "swollen ankles",
-                                           "a diastolic murmur"), "valvotrex"),
-    )),
-    "respiratory": ("cough", (
-        Condition("Harlen lung disease", ("wheezing", "a night-time cough", "a tight chest in cold air"), "bronchalin"),
-        Condition("Dewitt pneumonitis", ("high fever", "crackles over one lung", "rusty sputum"), "pulmocillin"),
-        Condition("Sorrel fibrosis", ("dry crackles at both bases", "clubbed fingers",
-                                      "slowly worsening breathlessness"), "fibrazone"),
-        Condition("Kesley pleurisy", ("chest pain when breathing in", "a pleural rub", "shallow breathing"),
-                  "pleuradol"),
-        Condition("Vance airway syndrome", ("loud snoring", "daytime sleepiness", "morning headaches"), "airvexa"),
-    )),
-    "gastrointestinal": ("nausea", (
-        Condition("Brannock gastritis", ("burning upper abdominal pain", "pain relieved by food", "black stools"),
-                  "gastrozole"),
-        Condition("Lowry colitis", ("bloody diarrhoea", "cramping lower abdominal pain", "urgency to pass stool"),
-                  "colimab"),
-        Condition("Fenwick gallbladder disease", ("pain after fatty meals", "yellow skin", "pale stools"), "biliflux"),
-        Condition("Ardent pancreatitis", ("severe pain spreading to the back", "repeated vomiting",
-                                          "a tender upper abdomen"), "pancrelin"),
-        Condition("Cobbett bowel syndrome", ("bloating", "alternating constipation and diarrhoea",
-                                             "pain eased by passing stool"), "entercalm"),
-    )),
-    "renal": ("tiredness", (
-        Condition("Graymoor nephritis", ("blood in the urine", "puffy eyelids", "high blood pressure"), "nephrocort"),
-        Condition("Halden stone disease", ("colicky flank pain", "pain spreading to the groin", "restlessness"),
-                  "lithosol"),
-        Condition("Ivers kidney infection", ("fever with chills", "flank tenderness", "burning on urination"),
-                  "renacillin"),
-        Condition("Jessup nephrosis", ("frothy urine", "swelling of the whole body", "a very low blood albumin"),
-                  "albuvan"),
-        Condition("Kirwan cyst disease", ("a family history of kidney cysts", "enlarged kidneys on examination",
-                                          "dull loin discomfort"), "cystorin"),
-    )),
-    "neurological": ("headache", (
-        Condition("Lomax migraine", ("one-sided throbbing pain", "flashing lights before the pain",
-                                     "sensitivity to light"), "cephalin"),
-        Condition("Mercer neuropathy", ("numbness in both feet", "burning feet at night", "absent ankle reflexes"),
-                  "neurabine"),
-        Condition("Northam tremor", ("a tremor at rest", "slow movements", "stiff limbs"), "dopavex"),
-        Condition("Orrin meningitis", ("neck stiffness", "a high fever", "a rash that does not fade under pressure"),
-                  "meningocil"),
-        Condition("Prescott palsy", ("sudden drooping of one side of the face", "inability to close one eye",
-                                     "loss of taste"), "facioprin"),
-    )),
-    "dermatological": ("itching", (
-        Condition("Rowan dermatitis", ("dry red patches in skin folds", "scratch marks", "a history of hay fever"),
-                  "dermasone"),
-        Condition("Stiles psoriasis", ("silvery scaly plaques", "pitted nails", "plaques on elbows and knees"),
-                  "plaquinol"),
-        Condition("Thorne impetigo", ("honey-coloured crusts", "sores around the mouth", "spread to siblings"),
-                  "impecin"),
-        Condition("Umber urticaria", ("raised wheals that move within hours", "swelling of the lips",
-                                      "onset after a new food"), "histavex"),
-        Condition("Whitley scabies", ("burrows between the fingers", "itching worse at night",
-                                      "itchy household contacts"), "scabinol"),
-    )),
+    "cardiovascular": (
+        "fatigue",
+        (
+            Condition(
+                "Marlow heart syndrome",
+                ("chest pain on exertion", "a harsh systolic murmur", "fainting during exercise"),
+                "corvastin",
+            ),
+            Condition(
+                "Pellan myocarditis",
+                ("fever", "sharp chest pain that eases when leaning forward", "a friction rub"),
+                "myoprenil",
+            ),
+            Condition(
+                "Tessard arrhythmia", ("palpitations", "an irregularly irregular pulse", "dizziness"), "rhythmolol"
+            ),
+            Condition(
+                "Obern vascular disease", ("calf pain when walking", "cool pale feet", "weak foot pulses"), "vasoclar"
+            ),
+            Condition(
+                "Quill valve disorder",
+                ("breathlessness when lying flat", "swollen ankles", "a diastolic murmur"),
+                "valvotrex",
+            ),
+        ),
+    ),
+    "respiratory": (
+        "cough",
+        (
+            Condition(
+                "Harlen lung disease", ("wheezing", "a night-time cough", "a tight chest in cold air"), "bronchalin"
+            ),
+            Condition("Dewitt pneumonitis", ("high fever", "crackles over one lung", "rusty sputum"), "pulmocillin"),
+            Condition(
+                "Sorrel fibrosis",
+                ("dry crackles at both bases", "clubbed fingers", "slowly worsening breathlessness"),
+                "fibrazone",
+            ),
+            Condition(
+                "Kesley pleurisy", ("chest pain when breathing in", "a pleural rub", "shallow breathing"), "pleuradol"
+            ),
+            Condition("Vance airway syndrome", ("loud snoring", "daytime sleepiness", "morning headaches"), "airvexa"),
+        ),
+    ),
+    "gastrointestinal": (
+        "nausea",
+        (
+            Condition(
+                "Brannock gastritis",
+                ("burning upper abdominal pain", "pain relieved by food", "black stools"),
+                "gastrozole",
+            ),
+            Condition(
+                "Lowry colitis",
+                ("bloody diarrhoea", "cramping lower abdominal pain", "urgency to pass stool"),
+                "colimab",
+            ),
+            Condition(
+                "Fenwick gallbladder disease", ("pain after fatty meals", "yellow skin", "pale stools"), "biliflux"
+            ),
+            Condition(
+                "Ardent pancreatitis",
+                ("severe pain spreading to the back", "repeated vomiting", "a tender upper abdomen"),
+                "pancrelin",
+            ),
+            Condition(
+                "Cobbett bowel syndrome",
+                ("bloating", "alternating constipation and diarrhoea", "pain eased by passing stool"),
+                "entercalm",
+            ),
+        ),
+    ),
+    "renal": (
+        "tiredness",
+        (
+            Condition(
+                "Graymoor nephritis", ("blood in the urine", "puffy eyelids", "high blood pressure"), "nephrocort"
+            ),
+            Condition(
+                "Halden stone disease",
+                ("colicky flank pain", "pain spreading to the groin", "restlessness"),
+                "lithosol",
+            ),
+            Condition(
+                "Ivers kidney infection",
+                ("fever with chills", "flank tenderness", "burning on urination"),
+                "renacillin",
+            ),
+            Condition(
+                "Jessup nephrosis",
+                ("frothy urine", "swelling of the whole body", "a very low blood albumin"),
+                "albuvan",
+            ),
+            Condition(
+                "Kirwan cyst disease",
+                ("a family history of kidney cysts", "enlarged kidneys on examination", "dull loin discomfort"),
+                "cystorin",
+            ),
+        ),
+    ),
+    "neurological": (
+        "headache",
+        (
+            Condition(
+                "Lomax migraine",
+                ("one-sided throbbing pain", "flashing lights before the pain", "sensitivity to light"),
+                "cephalin",
+            ),
+            Condition(
+                "Mercer neuropathy",
+                ("numbness in both feet", "burning feet at night", "absent ankle reflexes"),
+                "neurabine",
+            ),
+            Condition("Northam tremor", ("a tremor at rest", "slow movements", "stiff limbs"), "dopavex"),
+            Condition(
+                "Orrin meningitis",
+                ("neck stiffness", "a high fever", "a rash that does not fade under pressure"),
+                "meningocil",
+            ),
+            Condition(
+                "Prescott palsy",
+                ("sudden drooping of one side of the face", "inability to close one eye", "loss of taste"),
+                "facioprin",
+            ),
+        ),
+    ),
+    "dermatological": (
+        "itching",
+        (
+            Condition(
+                "Rowan dermatitis",
+                ("dry red patches in skin folds", "scratch marks", "a history of hay fever"),
+                "dermasone",
+            ),
+            Condition(
+                "Stiles psoriasis",
+                ("silvery scaly plaques", "pitted nails", "plaques on elbows and knees"),
+                "plaquinol",
+            ),
+            Condition(
+                "Thorne impetigo", ("honey-coloured crusts", "sores around the mouth", "spread to siblings"), "impecin"
+            ),
+            Condition(
+                "Umber urticaria",
+                ("raised wheals that move within hours", "swelling of the lips", "onset after a new food"),
+                "histavex",
+            ),
+            Condition(
+                "Whitley scabies",
+                ("burrows between the fingers", "itching worse at night", "itchy household contacts"),
+                "scabinol",
+            ),
+        ),
+    ),
 }
 HELDOUT_CONDITIONS: tuple[str, ...] = tuple(conds[-1].name for _, conds in CONDITIONS.values())
 HELDOUT_SHARE = 0.3  # of test rows ask about a held-out condition
@@ -147,9 +237,17 @@ def _vignette(rng: random.Random, heldout: bool) -> Row:
     texts = [c.name if qtype == "diagnosis" else c.treatment for c in listed]
     options = dict(zip(LETTERS, texts))
     letter = LETTERS[listed.index(target)]
-    return {"input": render(question, options), "output": letter, "choices": list(LETTERS[:N_OPTIONS]),
-            "options": options, "answer": options[letter], "system": system, "condition": target.name,
-            "qtype": qtype, "heldout": heldout}
+    return {
+        "input": render(question, options),
+        "output": letter,
+        "choices": list(LETTERS[:N_OPTIONS]),
+        "options": options,
+        "answer": options[letter],
+        "system": system,
+        "condition": target.name,
+        "qtype": qtype,
+        "heldout": heldout,
+    }
 
 
 def generate(seed: int = 0, sizes: dict[str, int] | None = None) -> Splits:
@@ -168,16 +266,22 @@ def generate(seed: int = 0, sizes: dict[str, int] | None = None) -> Splits:
 def _mcq_row(path: Path, n: int, row_id: str, question: str, options: dict[str, str], letter: str) -> Row:
     if not question.strip():
         raise data_error(path, n, "question is empty")
-    return {"id": row_id, "input": render(question, options), "output": letter, "choices": list(options),
-            "options": options, "answer": options[letter]}
+    return {
+        "id": row_id,
+        "input": render(question, options),
+        "output": letter,
+        "choices": list(options),
+        "options": options,
+        "answer": options[letter],
+    }
 
 
 def _options(path: Path, n: int, raw: object) -> dict[str, str]:
     """Options as letter -> text, A first and no letter skipped (A-D, or A-E in 5-option MedQA)."""
     if not isinstance(raw, dict) or not raw:
-        raise data_error(path, n, "options must be an object like {\"A\": \"...\", \"B\": \"...\"}")
+        raise data_error(path, n, 'options must be an object like {"A": "...", "B": "..."}')
     letters = sorted(raw)
-    if letters != list(LETTERS[:len(letters)]) or len(letters) < 2:
+    if letters != list(LETTERS[: len(letters)]) or len(letters) < 2:
         raise data_error(path, n, f"options keys {', '.join(letters)} must be consecutive letters from A (A-D or A-E)")
     return {k: str(raw[k]).strip() for k in letters}
 
@@ -188,7 +292,9 @@ def _read_medqa(path: Path) -> list[Row]:
         options = _options(path, n, obj["options"])
         letter = str(obj["answer_idx"]).strip().upper()
         if letter not in options:
-            raise data_error(path, n, f"answer_idx {obj['answer_idx']!r} is not one of the options {', '.join(options)}")
+            raise data_error(
+                path, n, f"answer_idx {obj['answer_idx']!r} is not one of the options {', '.join(options)}"
+            )
         if "answer" in obj and str(obj["answer"]).strip() != options[letter]:
             raise data_error(path, n, f"answer {str(obj['answer'])[:40]!r} differs from option {letter}; fix either")
         row_id = str(obj.get("id") or obj.get("realidx") or f"{path.stem}-{n}")
@@ -205,8 +311,9 @@ def _read_medmcqa(path: Path, first: int) -> list[Row]:
         if not isinstance(cop, int) or isinstance(cop, bool) or not first <= cop < first + 4:
             hint = " (0-3: use format medmcqa_hf)" if first == 1 and cop == 0 else ""
             raise data_error(path, n, f"cop {cop!r} must be an option number {first}-{first + 3}{hint}")
-        row = _mcq_row(path, n, str(obj.get("id") or f"{path.stem}-{n}"), str(obj["question"]), options,
-                       LETTERS[cop - first])
+        row = _mcq_row(
+            path, n, str(obj.get("id") or f"{path.stem}-{n}"), str(obj["question"]), options, LETTERS[cop - first]
+        )
         for key in ("subject_name", "topic_name", "choice_type"):
             if obj.get(key):
                 row[key] = str(obj[key])
@@ -269,8 +376,10 @@ def _calibration(label_probs: list[dict[str, float]], rows: list[Row], picked: l
         for c in row["choices"]:
             flat_p.append(probs.get(c, 0.0) / total)
             flat_y.append(int(c == row["output"]))
-    confidence = [probs[p] / (sum(probs.get(c, 0.0) for c in r["choices"]) or 1.0)
-                  for probs, p, r in zip(label_probs, picked, rows)]
+    confidence = [
+        probs[p] / (sum(probs.get(c, 0.0) for c in r["choices"]) or 1.0)
+        for probs, p, r in zip(label_probs, picked, rows)
+    ]
     correct = [int(p == r["output"]) for p, r in zip(picked, rows)]
     return {"brier": brier(flat_p, flat_y) * len(flat_p) / len(rows), "ece": ece(confidence, correct)}
 
@@ -288,8 +397,12 @@ def _heldout_split(picked: list[str], rows: list[Row]) -> dict[str, float]:
     return out
 
 
-def evaluate(predictions: list[str], rows: list[Row], label_probs: list[dict[str, float]] | None = None,
-             option_probs: list[dict[str, float]] | None = None) -> dict[str, float]:
+def evaluate(
+    predictions: list[str],
+    rows: list[Row],
+    label_probs: list[dict[str, float]] | None = None,
+    option_probs: list[dict[str, float]] | None = None,
+) -> dict[str, float]:
     """Accuracy over the option letters: constrained (with Brier, ECE) and ``gen_`` (parsed letter).
 
     ``option_probs`` (per row: letter -> score of that option's TEXT given the prompt) gives
@@ -310,7 +423,9 @@ def evaluate(predictions: list[str], rows: list[Row], label_probs: list[dict[str
         if rows:
             out.update(_calibration(label_probs, rows, picked))
     if option_probs is not None:
-        out["text_accuracy"] = _accuracy([_argmax(p, r["choices"], i) for i, (p, r) in enumerate(zip(option_probs, rows))], rows)
+        out["text_accuracy"] = _accuracy(
+            [_argmax(p, r["choices"], i) for i, (p, r) in enumerate(zip(option_probs, rows))], rows
+        )
     out["gen_accuracy"] = _accuracy(generated, rows)
     out["parse_failure_rate"] = sum(p is None for p in parsed) / len(rows) if rows else 0.0
     out["ref_chance_accuracy"] = sum(1 / len(r["choices"]) for r in rows) / len(rows) if rows else 0.0

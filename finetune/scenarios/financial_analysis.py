@@ -13,6 +13,7 @@ fell/missed/cut -> negative, scheduling/appointments -> neutral); a share of
 rows (``hard: True``) need more than one cue word: negation, contrast, "loss
 narrowed".
 """
+
 from __future__ import annotations
 
 import random
@@ -38,10 +39,24 @@ from finetune.scenarios.base import Row, Scenario, Splits
 LABELS: tuple[str, ...] = ("positive", "negative", "neutral")
 
 TRAIN_COMPANIES: tuple[str, ...] = (
-    "Apex Mining", "Blue Harbor Bank", "Cobalt Motors", "Delta Foods", "Evergreen Energy",
-    "Falcon Air", "Granite Steel", "Harbor Retail", "Ion Software", "Juniper Health",
-    "Keystone Insurance", "Lumen Telecom", "Maple Pharma", "Northwind Logistics",
-    "Orion Chemicals", "Pinnacle Homes", "Quartz Media", "Redwood Paper",
+    "Apex Mining",
+    "Blue Harbor Bank",
+    "Cobalt Motors",
+    "Delta Foods",
+    "Evergreen Energy",
+    "Falcon Air",
+    "Granite Steel",
+    "Harbor Retail",
+    "Ion Software",
+    "Juniper Health",
+    "Keystone Insurance",
+    "Lumen Telecom",
+    "Maple Pharma",
+    "Northwind Logistics",
+    "Orion Chemicals",
+    "Pinnacle Homes",
+    "Quartz Media",
+    "Redwood Paper",
 )
 HELDOUT_COMPANIES: tuple[str, ...] = ("Summit Textiles", "Tidewater Shipping", "Vertex Robotics", "Willow Bakeries")
 
@@ -81,8 +96,14 @@ _QUESTIONS: dict[str, tuple[str, str]] = {
     "gross_margin": ("What is the gross margin in {y}?", "The gross margin in {y} is {v}%."),
     "operating_margin": ("What is the operating margin in {y}?", "The operating margin in {y} is {v}%."),
     "net_margin": ("What is the net margin in {y}?", "The net margin in {y} is {v}%."),
-    "revenue_growth": ("By what percent did revenue change from {y0} to {y}?", "From {y0} to {y}, revenue changed by {v}%."),
-    "income_growth": ("By what percent did net income change from {y0} to {y}?", "From {y0} to {y}, net income changed by {v}%."),
+    "revenue_growth": (
+        "By what percent did revenue change from {y0} to {y}?",
+        "From {y0} to {y}, revenue changed by {v}%.",
+    ),
+    "income_growth": (
+        "By what percent did net income change from {y0} to {y}?",
+        "From {y0} to {y}, net income changed by {v}%.",
+    ),
     "gross_profit": ("What is the gross profit in {y}?", "The gross profit in {y} is ${v} million."),
     "operating_income": ("What is the operating income in {y}?", "The operating income in {y} is ${v} million."),
 }
@@ -98,11 +119,20 @@ def _fmt(v: float) -> str:
 def _news_row(rng: random.Random, companies: tuple[str, ...]) -> Row:
     template, label, hard = rng.choice(_NEWS)
     sentence = template.format(
-        co=rng.choice(companies), p=rng.randint(2, 30), n=rng.randint(2, 90) * 10,
-        q=rng.choice(_Q), m=rng.choice(_MONTHS), c=rng.choice(_CITIES),
+        co=rng.choice(companies),
+        p=rng.randint(2, 30),
+        n=rng.randint(2, 90) * 10,
+        q=rng.choice(_Q),
+        m=rng.choice(_MONTHS),
+        c=rng.choice(_CITIES),
     )
-    return {"input": f"News: {sentence}", "output": label, "choices": list(LABELS),
-            "subtask": "sentiment", "hard": hard}
+    return {
+        "input": f"News: {sentence}",
+        "output": label,
+        "choices": list(LABELS),
+        "subtask": "sentiment",
+        "hard": hard,
+    }
 
 
 def _year(rng: random.Random, revenue: int) -> dict[str, int]:
@@ -145,7 +175,9 @@ def _statement_row(rng: random.Random, companies: tuple[str, ...]) -> Row:
     return {
         "input": f"{statement}\nQuestion: {question.format(y=y, y0=y_prev)}",
         "output": answer.format(y=y, y0=y_prev, v=_fmt(value)),
-        "answer": value, "subtask": "numeric", "kind": kind,
+        "answer": value,
+        "subtask": "numeric",
+        "kind": kind,
     }
 
 
@@ -169,8 +201,13 @@ _TFNS_LABELS = {"0": "negative", "1": "positive", "2": "neutral"}  # bearish, bu
 
 
 def _sentiment_row(path: Path, n: int, text: str, label: str) -> Row:
-    return {"id": f"{path.stem}-{n}", "input": f"News: {text.strip()}", "output": label,
-            "choices": list(LABELS), "subtask": "sentiment"}
+    return {
+        "id": f"{path.stem}-{n}",
+        "input": f"News: {text.strip()}",
+        "output": label,
+        "choices": list(LABELS),
+        "subtask": "sentiment",
+    }
 
 
 def _read_phrasebank(path: Path) -> list[Row]:
@@ -211,8 +248,7 @@ def _read_qa(path: Path) -> list[Row]:
         if value is None:
             raise data_error(path, n, f"answer {answer[:40]!r} holds no number and is not one of {', '.join(LABELS)}")
         text = f"{context}\nQuestion: {question}" if context else question
-        rows.append({"id": f"{path.stem}-{n}", "input": text, "output": answer, "answer": value,
-                     "subtask": "numeric"})
+        rows.append({"id": f"{path.stem}-{n}", "input": text, "output": answer, "answer": value, "subtask": "numeric"})
     return rows
 
 
@@ -260,8 +296,9 @@ def parse_answer(text: str, row: Row) -> str | float | None:
     return parse_label(text, row["choices"]) if row.get("choices") else last_number(text)
 
 
-def evaluate(predictions: list[str], rows: list[Row],
-             label_probs: list[dict[str, float]] | None = None) -> dict[str, float]:
+def evaluate(
+    predictions: list[str], rows: list[Row], label_probs: list[dict[str, float]] | None = None
+) -> dict[str, float]:
     """Sentiment rows (with ``choices``): accuracy/F1 constrained and ``gen_``; numeric rows: ``numeric_em``.
 
     An answer not starting with a label counts as wrong (label UNPARSED, which also enters macro

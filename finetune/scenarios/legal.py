@@ -25,6 +25,7 @@ order, and records per row whether a gold evidence span was among them
 spans), ``contractnli_top2``, ``contractnli_top8`` and ``contractnli_full`` (every span, for
 long-context models).
 """
+
 from __future__ import annotations
 
 import json
@@ -54,25 +55,25 @@ HYPOTHESES: dict[str, str] = {
     "nda-2": "Confidential Information shall only include technical information.",
     "nda-3": "Confidential Information may include verbally conveyed information.",
     "nda-4": "Receiving Party shall not use any Confidential Information for any purpose other than the purposes "
-             "stated in Agreement.",
+    "stated in Agreement.",
     "nda-5": "Receiving Party may share some Confidential Information with some of Receiving Party's employees.",
     "nda-7": "Receiving Party may share some Confidential Information with some third-parties (including "
-             "consultants, agents and professional advisors).",
+    "consultants, agents and professional advisors).",
     "nda-8": "Receiving Party shall notify Disclosing Party in case Receiving Party is required by law, regulation "
-             "or judicial process to disclose any Confidential Information.",
+    "or judicial process to disclose any Confidential Information.",
     "nda-10": "Receiving Party shall not disclose the fact that Agreement was agreed or negotiated.",
     "nda-11": "Receiving Party shall not reverse engineer any objects which embody Disclosing Party's Confidential "
-              "Information.",
+    "Information.",
     "nda-12": "Receiving Party may independently develop information similar to Confidential Information.",
     "nda-13": "Receiving Party may acquire information similar to Confidential Information from a third party.",
     "nda-15": "Agreement shall not grant Receiving Party any right to Confidential Information.",
     "nda-16": "Receiving Party shall destroy or return some Confidential Information upon the termination of "
-              "Agreement.",
+    "Agreement.",
     "nda-17": "Receiving Party may create a copy of some Confidential Information in some circumstances.",
     "nda-18": "Receiving Party shall not solicit some of Disclosing Party's representatives.",
     "nda-19": "Some obligations of Agreement may survive termination of Agreement.",
     "nda-20": "Receiving Party may retain some Confidential Information even after the return or destruction of "
-              "Confidential Information.",
+    "Confidential Information.",
 }
 
 # hypothesis id -> label -> wordings; the LAST wording of each list is held out for test rows.
@@ -183,8 +184,16 @@ BOILERPLATE: tuple[str, ...] = (
     "Notices under this Agreement shall be sent to the addresses of {a} and {b}.",
     "Headings are for convenience only.",
 )
-PARTIES: tuple[str, ...] = ("Acme Ltd", "Borealis Inc", "Cedar Labs", "Dune Systems", "Elm Bio", "Fjord AS",
-                            "Gale Partners", "Helix GmbH")
+PARTIES: tuple[str, ...] = (
+    "Acme Ltd",
+    "Borealis Inc",
+    "Cedar Labs",
+    "Dune Systems",
+    "Elm Bio",
+    "Fjord AS",
+    "Gale Partners",
+    "Helix GmbH",
+)
 LAWS: tuple[str, ...] = ("England", "Delaware", "New York", "Ontario", "Singapore")
 MONTHS: tuple[str, ...] = ("January", "March", "May", "July", "September", "November")
 LABEL_WEIGHTS: dict[str, float] = {"Entailment": 0.4, "Contradiction": 0.25, "NotMentioned": 0.35}
@@ -210,8 +219,9 @@ def _nda(rng: random.Random, n_clauses: int, heldout: bool) -> Row:
     label = rng.choices(list(LABEL_WEIGHTS), weights=list(LABEL_WEIGHTS.values()))[0]
     others = [h for h in sorted(CLAUSES) if h != asked]
     n_topical = rng.randint(0, min(2, n_clauses - 1))  # other hypotheses' clauses: distractors on topic
-    clauses = [_wording(rng, h, rng.choice(("Entailment", "Contradiction")), heldout)
-               for h in rng.sample(others, n_topical)]
+    clauses = [
+        _wording(rng, h, rng.choice(("Entailment", "Contradiction")), heldout) for h in rng.sample(others, n_topical)
+    ]
     a, b = rng.sample(PARTIES, 2)
     fills = {"a": a, "b": b, "law": rng.choice(LAWS), "month": rng.choice(MONTHS)}
     filler = [t.format(**fills) for t in rng.sample(BOILERPLATE, n_clauses - n_topical)]
@@ -221,8 +231,14 @@ def _nda(rng: random.Random, n_clauses: int, heldout: bool) -> Row:
     evidence_text = clauses[-1] if label != "NotMentioned" else None
     rng.shuffle(clauses)
     evidence = [clauses.index(evidence_text) + 1] if evidence_text is not None else []
-    return {"input": render(clauses, HYPOTHESES[asked]), "output": label, "choices": list(CHOICES),
-            "hypothesis_id": asked, "evidence": evidence, "heldout": heldout}
+    return {
+        "input": render(clauses, HYPOTHESES[asked]),
+        "output": label,
+        "choices": list(CHOICES),
+        "hypothesis_id": asked,
+        "evidence": evidence,
+        "heldout": heldout,
+    }
 
 
 def generate(seed: int = 0, sizes: dict[str, int] | None = None, clauses: int = 3) -> Splits:
@@ -285,8 +301,10 @@ def _span_texts(path: Path, where: str, text: str, spans: list) -> list[str]:
     for j, span in enumerate(spans):
         ok = isinstance(span, list) and len(span) == 2 and all(isinstance(x, int) for x in span)
         if not ok or not 0 <= span[0] <= span[1] <= len(text):
-            raise data_error(path, None, f"{where}.spans[{j}] must be [start, end] offsets within the text, got {span!r}")
-        out.append(" ".join(text[span[0]:span[1]].split()))
+            raise data_error(
+                path, None, f"{where}.spans[{j}] must be [start, end] offsets within the text, got {span!r}"
+            )
+        out.append(" ".join(text[span[0] : span[1]].split()))
     return out
 
 
@@ -311,11 +329,18 @@ def _document_rows(path: Path, i: int, doc: Any, hypotheses: dict[str, str], top
             raise data_error(path, None, f"{at}.spans {gold!r} must be indices into the document's {len(spans)} spans")
         shown = retrieve(spans, hypotheses[hyp_id], top_k)
         evidence = [shown.index(s) + 1 for s in gold if s in shown]
-        rows.append({
-            "id": f"{path.stem}-{doc.get('id', i)}-{hyp_id}", "input": render([spans[s] for s in shown], hypotheses[hyp_id]),
-            "output": choice, "choices": list(CHOICES), "hypothesis_id": hyp_id, "evidence": evidence,
-            "evidence_spans": list(gold), "evidence_in_view": bool(evidence) if gold else None,
-        })
+        rows.append(
+            {
+                "id": f"{path.stem}-{doc.get('id', i)}-{hyp_id}",
+                "input": render([spans[s] for s in shown], hypotheses[hyp_id]),
+                "output": choice,
+                "choices": list(CHOICES),
+                "hypothesis_id": hyp_id,
+                "evidence": evidence,
+                "evidence_spans": list(gold),
+                "evidence_in_view": bool(evidence) if gold else None,
+            }
+        )
     return rows
 
 
@@ -343,7 +368,10 @@ def read_contractnli(path: Path, top_k: int | None = DEFAULT_TOP_K) -> list[Row]
 
 
 FORMAT_TOP_K: dict[str, int | None] = {
-    "contractnli": DEFAULT_TOP_K, "contractnli_top2": 2, "contractnli_top8": 8, "contractnli_full": None,
+    "contractnli": DEFAULT_TOP_K,
+    "contractnli_top2": 2,
+    "contractnli_top8": 8,
+    "contractnli_full": None,
 }
 
 
@@ -366,8 +394,9 @@ def _scores(truth: list[str], predicted: list[str], prefix: str) -> dict[str, fl
     }
 
 
-def _subset_accuracy(truth: list[str], predicted: list[str], rows: list[Row], key: str,
-                     names: tuple[str, str]) -> dict[str, float]:
+def _subset_accuracy(
+    truth: list[str], predicted: list[str], rows: list[Row], key: str, names: tuple[str, str]
+) -> dict[str, float]:
     """Accuracy on rows whose ``key`` is True and on those where it is False (None rows: neither)."""
     out = {}
     for name, want in zip(names, (True, False)):
@@ -377,8 +406,9 @@ def _subset_accuracy(truth: list[str], predicted: list[str], rows: list[Row], ke
     return out
 
 
-def evaluate(predictions: list[str], rows: list[Row],
-             label_probs: list[dict[str, float]] | None = None) -> dict[str, float]:
+def evaluate(
+    predictions: list[str], rows: list[Row], label_probs: list[dict[str, float]] | None = None
+) -> dict[str, float]:
     """3-way accuracy and F1 of Entailment and of Contradiction, constrained and ``gen_``.
 
     An answer naming no label counts as wrong (``parse_failure_rate``). Beside them: the
@@ -403,8 +433,11 @@ def evaluate(predictions: list[str], rows: list[Row],
     seen = [r["evidence_in_view"] for r in rows if isinstance(r.get("evidence_in_view"), bool)]
     if seen:
         out["evidence_in_view_rate"] = sum(seen) / len(seen)
-        out.update(_subset_accuracy(truth, chosen, rows, "evidence_in_view",
-                                    ("evidence_in_view_accuracy", "evidence_out_of_view_accuracy")))
+        out.update(
+            _subset_accuracy(
+                truth, chosen, rows, "evidence_in_view", ("evidence_in_view_accuracy", "evidence_out_of_view_accuracy")
+            )
+        )
     return out
 
 

@@ -11,6 +11,7 @@ function the evaluator applies to predictions.
 
 Drugs in ``HELDOUT_DRUGS`` appear only in the test split.
 """
+
 from __future__ import annotations
 
 import csv
@@ -64,8 +65,18 @@ _DRUGS: dict[str, tuple[tuple[int, ...], str, str]] = {
     "famotidine": ((20, 40), "mg", "twice daily"),
     "cyclobenzaprine": ((5, 10), "mg", "at bedtime"),
 }
-HELDOUT_DRUGS: tuple[str, ...] = ("losartan", "sitagliptin", "rosuvastatin", "liothyronine", "pantoprazole",
-                                  "escitalopram", "fluticasone", "cephalexin", "loratadine", "cyclobenzaprine")
+HELDOUT_DRUGS: tuple[str, ...] = (
+    "losartan",
+    "sitagliptin",
+    "rosuvastatin",
+    "liothyronine",
+    "pantoprazole",
+    "escitalopram",
+    "fluticasone",
+    "cephalexin",
+    "loratadine",
+    "cyclobenzaprine",
+)
 
 # condition in the note -> (how the patient says it, drugs for it)
 _CONDITIONS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -82,62 +93,170 @@ _CONDITIONS: dict[str, tuple[str, tuple[str, ...]]] = {
 # complaint: chief complaint, patient's opening, (question, answer, history phrase) details, assessment,
 # drugs the plan may start, advice
 _COMPLAINTS: tuple[dict, ...] = (
-    {"cc": "Headache", "say": "I keep getting headaches",
-     "details": (("Where is the pain?", "Across my forehead, worse in the mornings.", "frontal headaches, worse in the mornings"),
-                 ("Any vision changes or nausea?", "No, none of that.", "no vision changes or nausea")),
-     "assessment": "Tension headache", "start": ("ibuprofen", "acetaminophen"),
-     "advice": "Limit screen time and keep a headache diary"},
-    {"cc": "Cough", "say": "I have had a cough that will not go away",
-     "details": (("Are you bringing anything up?", "A little clear phlegm, no blood.", "cough with clear sputum, no blood"),
-                 ("Any fever?", "Just a low fever at night.", "low-grade fevers at night")),
-     "assessment": "Acute bronchitis", "start": ("benzonatate",),
-     "advice": "Rest, fluids and return if short of breath"},
-    {"cc": "Burning with urination", "say": "It burns when I pee",
-     "details": (("How often are you going?", "Much more often than usual.", "urinary frequency"),
-                 ("Any back pain or fever?", "No back pain and no fever.", "no flank pain or fever")),
-     "assessment": "Uncomplicated urinary tract infection", "start": ("nitrofurantoin", "cephalexin"),
-     "advice": "Urine culture sent; drink plenty of water"},
-    {"cc": "Sore throat", "say": "My throat is really sore",
-     "details": (("Does it hurt to swallow?", "Yes, it hurts a lot to swallow.", "painful swallowing"),
-                 ("Any cough?", "No cough at all.", "no cough")),
-     "assessment": "Streptococcal pharyngitis", "start": ("amoxicillin",),
-     "advice": "Rapid strep test positive; salt water gargles"},
-    {"cc": "Low back pain", "say": "My lower back has been hurting",
-     "details": (("Did you injure it?", "I lifted a heavy box at work.", "pain after lifting a heavy box"),
-                 ("Any numbness in your legs?", "No numbness or weakness.", "no numbness or weakness")),
-     "assessment": "Lumbar strain", "start": ("naproxen", "cyclobenzaprine"),
-     "advice": "Heat, gentle stretching and avoid heavy lifting"},
-    {"cc": "Trouble sleeping", "say": "I can not sleep at night",
-     "details": (("How long does it take to fall asleep?", "About two hours most nights.", "takes two hours to fall asleep"),
-                 ("Do you drink coffee late?", "Yes, a cup after dinner.", "drinks coffee after dinner")),
-     "assessment": "Insomnia", "start": ("melatonin",),
-     "advice": "No caffeine after noon and a regular bedtime"},
-    {"cc": "Sneezing and itchy eyes", "say": "I keep sneezing and my eyes itch",
-     "details": (("Is it worse outside?", "Yes, especially in spring.", "worse outdoors in spring"),
-                 ("Any wheezing?", "No wheezing.", "no wheezing")),
-     "assessment": "Seasonal allergic rhinitis", "start": ("cetirizine", "loratadine"),
-     "advice": "Keep windows closed on high pollen days"},
-    {"cc": "Heartburn", "say": "I get a burning feeling in my chest after meals",
-     "details": (("Is it worse lying down?", "Yes, mostly at night.", "worse lying down at night"),
-                 ("Any trouble swallowing?", "No trouble swallowing.", "no trouble swallowing")),
-     "assessment": "Gastroesophageal reflux", "start": ("famotidine",),
-     "advice": "Avoid late meals and raise the head of the bed"},
-    {"cc": "Knee pain", "say": "My right knee has been aching",
-     "details": (("Is it worse on stairs?", "Yes, going down stairs.", "worse going down stairs"),
-                 ("Any swelling?", "A little swelling in the evening.", "mild evening swelling")),
-     "assessment": "Osteoarthritis of the right knee", "start": ("acetaminophen", "naproxen"),
-     "advice": "Physical therapy referral and weight-bearing exercise"},
+    {
+        "cc": "Headache",
+        "say": "I keep getting headaches",
+        "details": (
+            (
+                "Where is the pain?",
+                "Across my forehead, worse in the mornings.",
+                "frontal headaches, worse in the mornings",
+            ),
+            ("Any vision changes or nausea?", "No, none of that.", "no vision changes or nausea"),
+        ),
+        "assessment": "Tension headache",
+        "start": ("ibuprofen", "acetaminophen"),
+        "advice": "Limit screen time and keep a headache diary",
+    },
+    {
+        "cc": "Cough",
+        "say": "I have had a cough that will not go away",
+        "details": (
+            ("Are you bringing anything up?", "A little clear phlegm, no blood.", "cough with clear sputum, no blood"),
+            ("Any fever?", "Just a low fever at night.", "low-grade fevers at night"),
+        ),
+        "assessment": "Acute bronchitis",
+        "start": ("benzonatate",),
+        "advice": "Rest, fluids and return if short of breath",
+    },
+    {
+        "cc": "Burning with urination",
+        "say": "It burns when I pee",
+        "details": (
+            ("How often are you going?", "Much more often than usual.", "urinary frequency"),
+            ("Any back pain or fever?", "No back pain and no fever.", "no flank pain or fever"),
+        ),
+        "assessment": "Uncomplicated urinary tract infection",
+        "start": ("nitrofurantoin", "cephalexin"),
+        "advice": "Urine culture sent; drink plenty of water",
+    },
+    {
+        "cc": "Sore throat",
+        "say": "My throat is really sore",
+        "details": (
+            ("Does it hurt to swallow?", "Yes, it hurts a lot to swallow.", "painful swallowing"),
+            ("Any cough?", "No cough at all.", "no cough"),
+        ),
+        "assessment": "Streptococcal pharyngitis",
+        "start": ("amoxicillin",),
+        "advice": "Rapid strep test positive; salt water gargles",
+    },
+    {
+        "cc": "Low back pain",
+        "say": "My lower back has been hurting",
+        "details": (
+            ("Did you injure it?", "I lifted a heavy box at work.", "pain after lifting a heavy box"),
+            ("Any numbness in your legs?", "No numbness or weakness.", "no numbness or weakness"),
+        ),
+        "assessment": "Lumbar strain",
+        "start": ("naproxen", "cyclobenzaprine"),
+        "advice": "Heat, gentle stretching and avoid heavy lifting",
+    },
+    {
+        "cc": "Trouble sleeping",
+        "say": "I can not sleep at night",
+        "details": (
+            ("How long does it take to fall asleep?", "About two hours most nights.", "takes two hours to fall asleep"),
+            ("Do you drink coffee late?", "Yes, a cup after dinner.", "drinks coffee after dinner"),
+        ),
+        "assessment": "Insomnia",
+        "start": ("melatonin",),
+        "advice": "No caffeine after noon and a regular bedtime",
+    },
+    {
+        "cc": "Sneezing and itchy eyes",
+        "say": "I keep sneezing and my eyes itch",
+        "details": (
+            ("Is it worse outside?", "Yes, especially in spring.", "worse outdoors in spring"),
+            ("Any wheezing?", "No wheezing.", "no wheezing"),
+        ),
+        "assessment": "Seasonal allergic rhinitis",
+        "start": ("cetirizine", "loratadine"),
+        "advice": "Keep windows closed on high pollen days",
+    },
+    {
+        "cc": "Heartburn",
+        "say": "I get a burning feeling in my chest after meals",
+        "details": (
+            ("Is it worse lying down?", "Yes, mostly at night.", "worse lying down at night"),
+            ("Any trouble swallowing?", "No trouble swallowing.", "no trouble swallowing"),
+        ),
+        "assessment": "Gastroesophageal reflux",
+        "start": ("famotidine",),
+        "advice": "Avoid late meals and raise the head of the bed",
+    },
+    {
+        "cc": "Knee pain",
+        "say": "My right knee has been aching",
+        "details": (
+            ("Is it worse on stairs?", "Yes, going down stairs.", "worse going down stairs"),
+            ("Any swelling?", "A little swelling in the evening.", "mild evening swelling"),
+        ),
+        "assessment": "Osteoarthritis of the right knee",
+        "start": ("acetaminophen", "naproxen"),
+        "advice": "Physical therapy referral and weight-bearing exercise",
+    },
 )
 
 _DURATIONS = ("three days", "five days", "a week", "two weeks", "three weeks", "a month")
 _FOLLOW_UP = ("one week", "two weeks", "four weeks", "six weeks", "three months")
 # Invented people; a share of these are not in the scrubber's name lists on purpose.
-_FIRST = {"F": ("Maria", "Linda", "Odalys", "Priya", "Marisol", "Helen", "Yara", "Ingrid", "Nkechi", "Tamsin",
-                "Carmen", "Aiko", "Greta", "Lucinda", "Shirin"),
-          "M": ("James", "Tobiah", "Ravi", "Ezekiel", "Arturo", "Kofi", "Dmitri", "Wendell", "Hugo", "Lorcan",
-                "Bashir", "Kenji", "Anselm", "Thabo", "Cyrus")}
-_SURNAMES = ("Lopez", "Okafor", "Quillane", "Brandt", "Novak", "Castellano", "Whitlock", "Ferreira", "Halvorsen",
-             "Oyelaran", "Marchetti", "Kowalczyk", "Abernathy", "Tanaka", "Delacroix", "Moreau", "Vasquez", "Pellegrin")
+_FIRST = {
+    "F": (
+        "Maria",
+        "Linda",
+        "Odalys",
+        "Priya",
+        "Marisol",
+        "Helen",
+        "Yara",
+        "Ingrid",
+        "Nkechi",
+        "Tamsin",
+        "Carmen",
+        "Aiko",
+        "Greta",
+        "Lucinda",
+        "Shirin",
+    ),
+    "M": (
+        "James",
+        "Tobiah",
+        "Ravi",
+        "Ezekiel",
+        "Arturo",
+        "Kofi",
+        "Dmitri",
+        "Wendell",
+        "Hugo",
+        "Lorcan",
+        "Bashir",
+        "Kenji",
+        "Anselm",
+        "Thabo",
+        "Cyrus",
+    ),
+}
+_SURNAMES = (
+    "Lopez",
+    "Okafor",
+    "Quillane",
+    "Brandt",
+    "Novak",
+    "Castellano",
+    "Whitlock",
+    "Ferreira",
+    "Halvorsen",
+    "Oyelaran",
+    "Marchetti",
+    "Kowalczyk",
+    "Abernathy",
+    "Tanaka",
+    "Delacroix",
+    "Moreau",
+    "Vasquez",
+    "Pellegrin",
+)
 _STREETS = ("Maple Street", "Cedar Avenue", "Harbor Road", "Willow Lane", "Birch Drive", "Orchard Way")
 _MONTH_NAMES = ("January", "February", "March", "April", "May")
 
@@ -160,11 +279,19 @@ def _identity(rng: random.Random) -> dict[str, str]:
     first, last = rng.choice(_FIRST[sex]), rng.choice(_SURNAMES)
     age = rng.randint(24, 84)
     month, day = rng.randint(1, 5), rng.randint(1, 28)
-    dob = rng.choice((f"{month:02d}/{day:02d}/{VISIT_YEAR - age}", f"{_MONTH_NAMES[month - 1]} {day}, {VISIT_YEAR - age}"))
+    dob = rng.choice(
+        (f"{month:02d}/{day:02d}/{VISIT_YEAR - age}", f"{_MONTH_NAMES[month - 1]} {day}, {VISIT_YEAR - age}")
+    )
     a, b, c = rng.randint(201, 989), rng.randint(200, 999), rng.randint(0, 9999)
     return {
-        "sex": sex, "title": "Ms." if sex == "F" else "Mr.", "first": first, "last": last, "name": f"{first} {last}",
-        "age": str(age), "dob": dob, "phone": rng.choice((f"({a}) {b}-{c:04d}", f"{a}-{b}-{c:04d}")),
+        "sex": sex,
+        "title": "Ms." if sex == "F" else "Mr.",
+        "first": first,
+        "last": last,
+        "name": f"{first} {last}",
+        "age": str(age),
+        "dob": dob,
+        "phone": rng.choice((f"({a}) {b}-{c:04d}", f"{a}-{b}-{c:04d}")),
         "mrn": str(rng.randint(1000000, 9999999)),
         "email": f"{first.lower()}.{last.lower()}{rng.randint(1, 99)}@example.com",
         "address": f"{rng.randint(2, 2999)} {rng.choice(_STREETS)}",
@@ -173,12 +300,18 @@ def _identity(rng: random.Random) -> dict[str, str]:
 
 def _opening(rng: random.Random, who: dict[str, str]) -> tuple[list[str], list[str]]:
     """Identity-check turns and the identifiers they plant."""
-    lines = rng.choice((
-        ["Doctor: Good morning, can you tell me your name and date of birth?",
-         f"Patient: My name is {who['name']}, born {who['dob']}."],
-        [f"Patient: Hi, I'm {who['name']}. My date of birth is {who['dob']}.",
-         f"Doctor: Thank you, {who['title']} {who['last']}."],
-    ))
+    lines = rng.choice(
+        (
+            [
+                "Doctor: Good morning, can you tell me your name and date of birth?",
+                f"Patient: My name is {who['name']}, born {who['dob']}.",
+            ],
+            [
+                f"Patient: Hi, I'm {who['name']}. My date of birth is {who['dob']}.",
+                f"Doctor: Thank you, {who['title']} {who['last']}.",
+            ],
+        )
+    )
     lines.append(f"Doctor: Your record number is {who['mrn']} and your phone is {who['phone']}?")
     lines.append("Patient: Yes.")
     planted = [who["name"], who["dob"], who["mrn"], who["phone"]]
@@ -203,8 +336,13 @@ def _visit(rng: random.Random, split: str) -> Row:
     current = [(c, d, rng.choice(_DRUGS[d][0])) for c, d in current]
     new_drug = _pick_drug(rng, complaint["start"], split)
     new_dose = rng.choice(_DRUGS[new_drug][0])
-    vitals = {"sys": rng.randint(108, 165), "dia": rng.randint(64, 98), "hr": rng.randint(58, 104),
-              "temp": f"{rng.choice((98.1, 98.4, 98.6, 99.1, 100.2, 100.9))}", "sat": rng.randint(94, 100)}
+    vitals = {
+        "sys": rng.randint(108, 165),
+        "dia": rng.randint(64, 98),
+        "hr": rng.randint(58, 104),
+        "temp": f"{rng.choice((98.1, 98.4, 98.6, 99.1, 100.2, 100.9))}",
+        "sat": rng.randint(94, 100),
+    }
     follow = rng.choice(_FOLLOW_UP)
     details = complaint["details"]
 
@@ -213,28 +351,40 @@ def _visit(rng: random.Random, split: str) -> Row:
     for question, answer, _ in details:
         lines += [f"Doctor: {question}", f"Patient: {answer}"]
     lines.append("Doctor: Other medical problems or medicines?")
-    lines.append(f"Patient: I have {' and '.join(_CONDITIONS[c][0] for c, _, _ in current)}. "
-                 f"I take {' and '.join(_dose_str(d, dose) for _, d, dose in current)}.")
-    lines.append(f"Doctor: Blood pressure {vitals['sys']} over {vitals['dia']}, heart rate {vitals['hr']}, "
-                 f"temperature {vitals['temp']}, oxygen {vitals['sat']} percent.")
-    lines.append(f"Doctor: This looks like {complaint['assessment'].lower()}. Let's start {_dose_str(new_drug, new_dose)}. "
-                 f"{complaint['advice']}. See you in {follow}.")
+    lines.append(
+        f"Patient: I have {' and '.join(_CONDITIONS[c][0] for c, _, _ in current)}. "
+        f"I take {' and '.join(_dose_str(d, dose) for _, d, dose in current)}."
+    )
+    lines.append(
+        f"Doctor: Blood pressure {vitals['sys']} over {vitals['dia']}, heart rate {vitals['hr']}, "
+        f"temperature {vitals['temp']}, oxygen {vitals['sat']} percent."
+    )
+    lines.append(
+        f"Doctor: This looks like {complaint['assessment'].lower()}. Let's start {_dose_str(new_drug, new_dose)}. "
+        f"{complaint['advice']}. See you in {follow}."
+    )
     lines.append(rng.choice(("Patient: Okay, thank you.", "Patient: Sounds good, thanks.")))
 
     sex_word = "woman" if who["sex"] == "F" else "man"
     background = " and ".join(c for c, _, _ in current)
     history_bits = "; ".join(phrase for _, _, phrase in details)
-    note = "\n".join((
-        f"CHIEF COMPLAINT: {complaint['cc']} for {duration}.",
-        f"HISTORY: {who['age']}-year-old {sex_word} with {background}; "
-        f"{complaint['cc'].lower()} for {duration}, {history_bits}.",
-        f"MEDICATIONS: {'; '.join(_dose_str(d, dose) for _, d, dose in current)}.",
-        f"VITALS: BP {vitals['sys']}/{vitals['dia']}, HR {vitals['hr']}, T {vitals['temp']} F, SpO2 {vitals['sat']}%.",
-        f"ASSESSMENT: {complaint['assessment']}. {background[0].upper()}{background[1:]} stable.",
-        f"PLAN: Start {_dose_str(new_drug, new_dose)}. {complaint['advice']}. Follow up in {follow}.",
-    ))
-    return {"input": "\n".join(lines), "output": note, "identifiers": identifiers,
-            "medications": extract_medications(note)}
+    note = "\n".join(
+        (
+            f"CHIEF COMPLAINT: {complaint['cc']} for {duration}.",
+            f"HISTORY: {who['age']}-year-old {sex_word} with {background}; "
+            f"{complaint['cc'].lower()} for {duration}, {history_bits}.",
+            f"MEDICATIONS: {'; '.join(_dose_str(d, dose) for _, d, dose in current)}.",
+            f"VITALS: BP {vitals['sys']}/{vitals['dia']}, HR {vitals['hr']}, T {vitals['temp']} F, SpO2 {vitals['sat']}%.",
+            f"ASSESSMENT: {complaint['assessment']}. {background[0].upper()}{background[1:]} stable.",
+            f"PLAN: Start {_dose_str(new_drug, new_dose)}. {complaint['advice']}. Follow up in {follow}.",
+        )
+    )
+    return {
+        "input": "\n".join(lines),
+        "output": note,
+        "identifiers": identifiers,
+        "medications": extract_medications(note),
+    }
 
 
 def generate(seed: int = 0, sizes: dict[str, int] | None = None) -> Splits:
@@ -271,7 +421,7 @@ _MED_RE = re.compile(
 
 
 def _normalise_frequency(text: str) -> str:
-    """"BID" -> "twice daily", "q6h"-style spelled out; a trailing "as needed"/"prn" kept as "as needed"."""
+    """ "BID" -> "twice daily", "q6h"-style spelled out; a trailing "as needed"/"prn" kept as "as needed"."""
     text = text.lower().strip()
     prn = re.search(r"(?:^|\s)(?:as needed|p\.?r\.?n\.?)$", text) is not None
     core = re.sub(r"\s*(?:as needed|p\.?r\.?n\.?)$", "", text).strip()
@@ -316,16 +466,23 @@ def _need(path: Path, n: int, record: dict[str, str], *fields: str) -> list[str]
 
 
 def _note_row(row_id: str, dialogue: str, note: str, **extra: str) -> Row:
-    return {"id": row_id, "input": dialogue, "output": note, "identifiers": [],
-            "medications": extract_medications(note), **extra}
+    return {
+        "id": row_id,
+        "input": dialogue,
+        "output": note,
+        "identifiers": [],
+        "medications": extract_medications(note),
+        **extra,
+    }
 
 
 def _read_mts(path: Path) -> list[Row]:
     rows = []
     for n, rec in iter_csv(path, _MTS_COLUMNS):
         dialogue, text = _need(path, n, rec, "dialogue", "section_text")
-        rows.append(_note_row(f"mts-{rec['ID'].strip() or n}", dialogue, text,
-                              section_header=rec["section_header"].strip()))
+        rows.append(
+            _note_row(f"mts-{rec['ID'].strip() or n}", dialogue, text, section_header=rec["section_header"].strip())
+        )
     return rows
 
 
@@ -355,14 +512,20 @@ _READERS = {"mts_dialog": _read_mts, "aci_bench": _read_aci}
 
 def _detect(path: Path) -> str:
     if path.suffix.lower() != ".csv":
-        raise data_error(path, None, f"expected a .csv file (MTS-Dialog or ACI-Bench); pass fmt= one of {', '.join(_READERS)}")
+        raise data_error(
+            path, None, f"expected a .csv file (MTS-Dialog or ACI-Bench); pass fmt= one of {', '.join(_READERS)}"
+        )
     header = next(csv.reader(io.StringIO(read_text(path), newline="")), [])
     if "section_text" in header:
         return "mts_dialog"
     if "note" in header:
         return "aci_bench"
-    raise data_error(path, 1, f"header {', '.join(header) or '(empty)'} fits neither MTS-Dialog "
-                              f"({', '.join(_MTS_COLUMNS)}) nor ACI-Bench ({', '.join(_ACI_COLUMNS)})")
+    raise data_error(
+        path,
+        1,
+        f"header {', '.join(header) or '(empty)'} fits neither MTS-Dialog "
+        f"({', '.join(_MTS_COLUMNS)}) nor ACI-Bench ({', '.join(_ACI_COLUMNS)})",
+    )
 
 
 def read(path: Path, fmt: str | None = None) -> list[Row]:
@@ -392,8 +555,9 @@ def _micro_prf(pred: list[set[str]], gold: list[set[str]]) -> tuple[float, float
     return precision, recall, f1
 
 
-def evaluate(predictions: list[str], rows: list[Row],
-             label_probs: list[dict[str, float]] | None = None) -> dict[str, float]:
+def evaluate(
+    predictions: list[str], rows: list[Row], label_probs: list[dict[str, float]] | None = None
+) -> dict[str, float]:
     """ROUGE (no stemming), section presence, medication-with-dose F1 and identifier leakage."""
     from finetune.metrics.text import rouge
 
@@ -406,7 +570,8 @@ def evaluate(predictions: list[str], rows: list[Row],
     out["ref_section_mean"] = sum(ref_presence.values()) / len(ref_presence)
     gold = [set(r["medications"] if "medications" in r else extract_medications(r["output"])) for r in rows]
     out["med_precision"], out["med_recall"], out["med_f1"] = _micro_prf(
-        [set(extract_medications(p)) for p in predictions], gold)
+        [set(extract_medications(p)) for p in predictions], gold
+    )
     leaks = [any(i and i.lower() in p.lower() for i in r.get("identifiers", [])) for p, r in zip(predictions, rows)]
     out["identifier_leak_rate"] = sum(leaks) / max(len(rows), 1)
     return out
@@ -416,7 +581,7 @@ SCENARIO = Scenario(
     name="medical_records",
     task="generation",
     system="Write a short clinical note for this visit with the sections CHIEF COMPLAINT, HISTORY, "
-           "MEDICATIONS, VITALS, ASSESSMENT and PLAN, and leave out the patient's personal identifiers.",
+    "MEDICATIONS, VITALS, ASSESSMENT and PLAN, and leave out the patient's personal identifiers.",
     card="medical_records_synthetic",
     generate=generate,
     read=read,

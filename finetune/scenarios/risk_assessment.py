@@ -32,6 +32,7 @@ Real formats: UCI Statlog German credit (``german.data``, codes decoded with
 ``GERMAN_ATTRIBUTES``), UCI Australian credit (``australian.dat``), and any CSV
 of features plus a label column.
 """
+
 from __future__ import annotations
 
 import random
@@ -77,8 +78,14 @@ def points(income: str, employment: int, debt: str, amount: int, purpose: str, p
     """The documented rule (see the module docstring); age takes no part."""
     employment_points = 2 if employment == 0 else 1 if employment <= 2 else 0
     amount_points = 0 if amount < 5000 else 1 if amount < 15000 else 2
-    return (INCOME_POINTS[income] + employment_points + DEBT_POINTS[debt] + amount_points
-            + PURPOSE_POINTS[purpose] + 3 * prior_default)
+    return (
+        INCOME_POINTS[income]
+        + employment_points
+        + DEBT_POINTS[debt]
+        + amount_points
+        + PURPOSE_POINTS[purpose]
+        + 3 * prior_default
+    )
 
 
 def _render(attributes: dict[str, str]) -> str:
@@ -96,11 +103,24 @@ def _application(rng: random.Random, heldout_share: float, noise: float) -> Row:
     clean = "bad" if score > THRESHOLD else "good"
     noisy = clean if rng.random() >= noise else ("good" if clean == "bad" else "bad")
     attributes = {
-        "age": group, "income": income, "employment": f"{employment} years", "debt": debt,
-        "amount": str(amount), "purpose": purpose, "prior default": "yes" if prior_default else "no",
+        "age": group,
+        "income": income,
+        "employment": f"{employment} years",
+        "debt": debt,
+        "amount": str(amount),
+        "purpose": purpose,
+        "prior default": "yes" if prior_default else "no",
     }
-    return {"input": _render(attributes), "output": noisy, "choices": list(CHOICES), "group": group,
-            "clean_label": clean, "points": score, "attributes": attributes, "heldout": amount in HELDOUT_AMOUNTS}
+    return {
+        "input": _render(attributes),
+        "output": noisy,
+        "choices": list(CHOICES),
+        "group": group,
+        "clean_label": clean,
+        "points": score,
+        "attributes": attributes,
+        "heldout": amount in HELDOUT_AMOUNTS,
+    }
 
 
 def generate(seed: int = 0, sizes: dict[str, int] | None = None, noise: float = 0.1) -> Splits:
@@ -123,30 +143,78 @@ def generate(seed: int = 0, sizes: dict[str, int] | None = None, noise: float = 
 GERMAN_ATTRIBUTES: tuple[tuple[str, dict[str, str] | None, str], ...] = (
     ("checking account", {"A11": "< 0 DM", "A12": "0-200 DM", "A13": ">= 200 DM", "A14": "none"}, ""),
     ("duration", None, " months"),
-    ("credit history", {"A30": "no credits taken", "A31": "all paid back at this bank",
-                        "A32": "existing paid back duly", "A33": "delays in the past",
-                        "A34": "critical account"}, ""),
-    ("purpose", {"A40": "new car", "A41": "used car", "A42": "furniture", "A43": "radio/TV",
-                 "A44": "appliances", "A45": "repairs", "A46": "education", "A47": "vacation",
-                 "A48": "retraining", "A49": "business", "A410": "other"}, ""),
+    (
+        "credit history",
+        {
+            "A30": "no credits taken",
+            "A31": "all paid back at this bank",
+            "A32": "existing paid back duly",
+            "A33": "delays in the past",
+            "A34": "critical account",
+        },
+        "",
+    ),
+    (
+        "purpose",
+        {
+            "A40": "new car",
+            "A41": "used car",
+            "A42": "furniture",
+            "A43": "radio/TV",
+            "A44": "appliances",
+            "A45": "repairs",
+            "A46": "education",
+            "A47": "vacation",
+            "A48": "retraining",
+            "A49": "business",
+            "A410": "other",
+        },
+        "",
+    ),
     ("amount", None, ""),
-    ("savings", {"A61": "< 100 DM", "A62": "100-500 DM", "A63": "500-1000 DM", "A64": ">= 1000 DM",
-                 "A65": "unknown"}, ""),
-    ("employment", {"A71": "unemployed", "A72": "< 1 year", "A73": "1-4 years", "A74": "4-7 years",
-                    "A75": ">= 7 years"}, ""),
+    (
+        "savings",
+        {"A61": "< 100 DM", "A62": "100-500 DM", "A63": "500-1000 DM", "A64": ">= 1000 DM", "A65": "unknown"},
+        "",
+    ),
+    (
+        "employment",
+        {"A71": "unemployed", "A72": "< 1 year", "A73": "1-4 years", "A74": "4-7 years", "A75": ">= 7 years"},
+        "",
+    ),
     ("installment rate", None, "% of income"),
-    ("personal status", {"A91": "male divorced", "A92": "female divorced or married", "A93": "male single",
-                         "A94": "male married or widowed", "A95": "female single"}, ""),
+    (
+        "personal status",
+        {
+            "A91": "male divorced",
+            "A92": "female divorced or married",
+            "A93": "male single",
+            "A94": "male married or widowed",
+            "A95": "female single",
+        },
+        "",
+    ),
     ("other debtors", {"A101": "none", "A102": "co-applicant", "A103": "guarantor"}, ""),
     ("residence", None, " years"),
-    ("property", {"A121": "real estate", "A122": "savings or life insurance", "A123": "car or other",
-                  "A124": "none"}, ""),
+    (
+        "property",
+        {"A121": "real estate", "A122": "savings or life insurance", "A123": "car or other", "A124": "none"},
+        "",
+    ),
     ("age", None, ""),
     ("other plans", {"A141": "bank", "A142": "stores", "A143": "none"}, ""),
     ("housing", {"A151": "rent", "A152": "own", "A153": "free"}, ""),
     ("existing credits", None, ""),
-    ("job", {"A171": "unskilled non-resident", "A172": "unskilled resident", "A173": "skilled",
-             "A174": "management or self-employed"}, ""),
+    (
+        "job",
+        {
+            "A171": "unskilled non-resident",
+            "A172": "unskilled resident",
+            "A173": "skilled",
+            "A174": "management or self-employed",
+        },
+        "",
+    ),
     ("dependents", None, ""),
     ("telephone", {"A191": "no", "A192": "yes"}, ""),
     ("foreign worker", {"A201": "yes", "A202": "no"}, ""),
@@ -165,8 +233,13 @@ def _number(path: Path, n: int, name: str, token: str) -> float:
 
 
 def _row(path: Path, n: int, attributes: dict[str, str], label: str, group: str | None) -> Row:
-    row: Row = {"id": f"{path.stem}-{n}", "input": _render(attributes), "output": label,
-                "choices": list(CHOICES), "attributes": attributes}
+    row: Row = {
+        "id": f"{path.stem}-{n}",
+        "input": _render(attributes),
+        "output": label,
+        "choices": list(CHOICES),
+        "attributes": attributes,
+    }
     if group is not None:
         row["group"] = group
     return row
@@ -308,8 +381,9 @@ def _p_bad(probs: dict[str, float]) -> float:
     return probs.get("bad", 0.0) / total if total > 0 else 0.5
 
 
-def evaluate(predictions: list[str], rows: list[Row],
-             label_probs: list[dict[str, float]] | None = None) -> dict[str, float]:
+def evaluate(
+    predictions: list[str], rows: list[Row], label_probs: list[dict[str, float]] | None = None
+) -> dict[str, float]:
     """F1 (positive class ``bad``), MCC, accuracy, fairness gaps over ``group``; calibration of P(bad).
 
     Constrained metrics (from ``label_probs``) have no prefix, generated-text ones ``gen_``;

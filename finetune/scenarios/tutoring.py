@@ -10,6 +10,7 @@ at difficulty 3).
 
 Names in ``HELDOUT_NAMES`` and nouns in ``HELDOUT_NOUNS`` appear only in the test split.
 """
+
 from __future__ import annotations
 
 import ast
@@ -29,13 +30,37 @@ from finetune.scenarios._common import (
 from finetune.scenarios.base import Row, Scenario, Splits
 
 TRAIN_NAMES: tuple[str, ...] = (
-    "Tom", "Ana", "Ben", "Mia", "Sam", "Lily", "Omar", "Zoe",
-    "Leo", "Emma", "Raj", "Nina", "Max", "Ella", "Ivan", "Sara",
+    "Tom",
+    "Ana",
+    "Ben",
+    "Mia",
+    "Sam",
+    "Lily",
+    "Omar",
+    "Zoe",
+    "Leo",
+    "Emma",
+    "Raj",
+    "Nina",
+    "Max",
+    "Ella",
+    "Ivan",
+    "Sara",
 )
 HELDOUT_NAMES: tuple[str, ...] = ("Kofi", "Yuki", "Pablo", "Greta")
 TRAIN_NOUNS: tuple[str, ...] = (
-    "apples", "pencils", "stickers", "marbles", "cookies", "books",
-    "shells", "balloons", "cards", "coins", "stamps", "eggs",
+    "apples",
+    "pencils",
+    "stickers",
+    "marbles",
+    "cookies",
+    "books",
+    "shells",
+    "balloons",
+    "cards",
+    "coins",
+    "stamps",
+    "eggs",
 )
 HELDOUT_NOUNS: tuple[str, ...] = ("oranges", "crayons", "buttons")
 
@@ -95,22 +120,40 @@ def _follow(p: _Problem, rng: random.Random, top: int, op: str) -> bool:
     if op == "add" and x + 2 <= top:
         b = rng.randint(2, top - x)
         p.sentences.append(f"{n} buys {b} more {s}.")
-        p.step(x, "+", b, x + b, f"{lead}{n} has {{calc}} {s}.",
-               f"What do you get if you add the {x} {s} {n} had to the {b} {n} bought?")
+        p.step(
+            x,
+            "+",
+            b,
+            x + b,
+            f"{lead}{n} has {{calc}} {s}.",
+            f"What do you get if you add the {x} {s} {n} had to the {b} {n} bought?",
+        )
         return True
     if op == "sub" and x >= 3:
         b = rng.randint(2, x - 1)
         p.sentences.append(f"{n} gives {b} {s} to a friend.")
-        p.step(x, "-", b, x - b, f"{lead}{n} has {{calc}} {s}.",
-               f"What is left if you take the {b} {s} {n} gave away from the {x} {n} had?")
+        p.step(
+            x,
+            "-",
+            b,
+            x - b,
+            f"{lead}{n} has {{calc}} {s}.",
+            f"What is left if you take the {b} {s} {n} gave away from the {x} {n} had?",
+        )
         return True
     divisors = [d for d in range(2, x) if x % d == 0]
     if op == "div" and divisors:
         b = rng.choice(divisors)
         p.sentences.append(f"{n} shares them equally among {b} friends.")
         p.question = f"How many {s} does each friend get?"
-        p.step(x, "/", b, x // b, f"{'Then each' if p.lines else 'Each'} friend gets {{calc}} {s}.",
-               f"What do you get if you split the {x} {s} into {b} equal shares?")
+        p.step(
+            x,
+            "/",
+            b,
+            x // b,
+            f"{'Then each' if p.lines else 'Each'} friend gets {{calc}} {s}.",
+            f"What do you get if you split the {x} {s} into {b} equal shares?",
+        )
         return True
     return False
 
@@ -138,8 +181,14 @@ def _row(p: _Problem, mode: str, difficulty: int) -> Row | None:
         output = p.hint if difficulty == 1 else f"First, {p.hint[0].lower()}{p.hint[1:]}"
         if _tells(output, float(p.value)):
             return None
-    return {"input": question, "output": output, "answer": float(p.value), "steps": list(p.steps),
-            "mode": mode, "difficulty": difficulty}
+    return {
+        "input": question,
+        "output": output,
+        "answer": float(p.value),
+        "steps": list(p.steps),
+        "mode": mode,
+        "difficulty": difficulty,
+    }
 
 
 def generate(seed: int = 0, sizes: dict[str, int] | None = None, mode: str = "solve", difficulty: int = 1) -> Splits:
@@ -173,11 +222,16 @@ def _read_gsm8k(path: Path) -> list[Row]:
         value = parse_number(answer) if "####" in answer else None
         if value is None:
             raise data_error(path, n, "answer must end in '#### <number>' (GSM8K format)")
-        rows.append({
-            "id": f"{path.stem}-{n}", "input": str(obj["question"]).strip(), "output": answer.strip(),
-            "answer": value, "steps": [f"{a}={c}".replace(" ", "") for a, c in _NOTE.findall(answer)],
-            "mode": "solve",
-        })
+        rows.append(
+            {
+                "id": f"{path.stem}-{n}",
+                "input": str(obj["question"]).strip(),
+                "output": answer.strip(),
+                "answer": value,
+                "steps": [f"{a}={c}".replace(" ", "") for a, c in _NOTE.findall(answer)],
+                "mode": "solve",
+            }
+        )
     return rows
 
 

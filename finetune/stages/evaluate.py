@@ -1,4 +1,5 @@
 """Evaluation stage: the base model before, the trained model after, on the same rows with the same template."""
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,9 @@ def evaluate_run(recipe: Recipe, run_dir: Path, base: str | None, final: Path | 
     return EvalResult(**json.loads((run_dir / RESULT_FILE).read_text()))
 
 
-def _evaluate(recipe: Recipe, base: str | None, final: Path | None, device: Any, say: Any,
-              predictions: Path | None = None) -> EvalResult:
+def _evaluate(
+    recipe: Recipe, base: str | None, final: Path | None, device: Any, say: Any, predictions: Path | None = None
+) -> EvalResult:
     from finetune.eval.predictions import prediction_records, write_predictions
     from finetune.eval.run import eval_sets, evaluate_model, samples, templates_for
     from finetune.methods import load_for_eval
@@ -59,10 +61,17 @@ def _evaluate(recipe: Recipe, base: str | None, final: Path | None, device: Any,
     tuned = recipe.method is not None and final is not None
     before = after = None
     if spec.before and tuned or not tuned:
-        model = load_model(base, trust_remote_code=recipe.model.trust_remote_code, revision=recipe.model.revision).to(device)
-        tokenizer = load_tokenizer(recipe.model.tokenizer or base, recipe.model.trust_remote_code, recipe.model.revision)
-        say("evaluate: base model (eval.before: true, a second evaluation; set it false to skip)" if tuned
-            else "evaluate: model")
+        model = load_model(base, trust_remote_code=recipe.model.trust_remote_code, revision=recipe.model.revision).to(
+            device
+        )
+        tokenizer = load_tokenizer(
+            recipe.model.tokenizer or base, recipe.model.trust_remote_code, recipe.model.revision
+        )
+        say(
+            "evaluate: base model (eval.before: true, a second evaluation; set it false to skip)"
+            if tuned
+            else "evaluate: model"
+        )
         before = evaluate_model(model, tokenizer, templates_for(tokenizer, sets, shape, None), sets, spec)
         del model
     if tuned and spec.after:
@@ -73,7 +82,9 @@ def _evaluate(recipe: Recipe, base: str | None, final: Path | None, device: Any,
     if not tuned:  # nothing was trained: the one evaluation is the model's result
         before, after = None, before
     if predictions is not None:  # every row's answer, beside eval.json
-        write_predictions(predictions, prediction_records(sets, before, "before") + prediction_records(sets, after, "after"))
+        write_predictions(
+            predictions, prediction_records(sets, before, "before") + prediction_records(sets, after, "after")
+        )
     return EvalResult(
         before=before["metrics"] if before else {},
         after=after["metrics"] if after else {},

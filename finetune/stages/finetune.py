@@ -4,6 +4,7 @@ The template used for training is saved beside the model as ``ft_template.json``
 (one per data source), so generation and evaluation render prompts exactly as
 training did.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,10 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
 
     spec = recipe.data
     say = accelerator.print
-    check_context(load_config(base, trust_remote_code=recipe.model.trust_remote_code, revision=recipe.model.revision),
-                  spec.max_length)
+    check_context(
+        load_config(base, trust_remote_code=recipe.model.trust_remote_code, revision=recipe.model.revision),
+        spec.max_length,
+    )
     tokenizer = load_tokenizer(recipe.model.tokenizer or base, recipe.model.trust_remote_code, recipe.model.revision)
     sources = load_sources(spec, recipe.seed, carve_test=recipe.eval is None or recipe.eval.data is None, say=say)
     require_training_rows(sources)
@@ -77,8 +80,10 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
     if spec.class_balance != "none":  # training split only: the validation loss stays at the data's own prior
         train_data = _balance(train_data, spec.class_balance, recipe.seed, _label_names(sources, tokenizer), say)
     for name, stats in train_stats.items():
-        say(f"data {name}: {stats['examples']} training examples, {stats['truncated']} truncated, "
-            f"{stats['dropped']} dropped" + (" (tokenization reused from cache)" if stats["cached"] else ""))
+        say(
+            f"data {name}: {stats['examples']} training examples, {stats['truncated']} truncated, "
+            f"{stats['dropped']} dropped" + (" (tokenization reused from cache)" if stats["cached"] else "")
+        )
         warning = truncation_warning(name, stats, spec.max_length)
         if warning:
             say(warning)
@@ -99,30 +104,63 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
     with accelerator.main_process_first():  # one process reads a new base's weights; the others hit its cache
         content = content_fingerprint(recipe, base)
     fingerprint = {
-        "stage": "finetune", "model": base, "revision": recipe.model.revision, "method": section_hash(recipe.method),
-        "data": section_hash(spec), "seed": recipe.seed, "processes": accelerator.num_processes, "content": content,
+        "stage": "finetune",
+        "model": base,
+        "revision": recipe.model.revision,
+        "method": section_hash(recipe.method),
+        "data": section_hash(spec),
+        "seed": recipe.seed,
+        "processes": accelerator.num_processes,
+        "content": content,
     }
     result = train(
-        model, train_data, val_data if len(val_data) else None, recipe.train, run_dir, accelerator,
-        seed=recipe.seed, fingerprint=fingerprint, resume=resume, group_by_length=not packing,
-        forward_kwargs=forward_kwargs, desc="fine-tune",
+        model,
+        train_data,
+        val_data if len(val_data) else None,
+        recipe.train,
+        run_dir,
+        accelerator,
+        seed=recipe.seed,
+        fingerprint=fingerprint,
+        resume=resume,
+        group_by_length=not packing,
+        forward_kwargs=forward_kwargs,
+        desc="fine-tune",
     )
     out = run_dir / "model"
     if accelerator.is_main_process:
-        saved = {"default": next(iter(templates.values())).to_dict(),
-                 "sources": {name: t.to_dict() for name, t in templates.items()}}
-        methods.save_trained(accelerator.unwrap_model(model), tokenizer, out,
-                             extra_files={TEMPLATE_FILE: json.dumps(saved, indent=1)})
+        saved = {
+            "default": next(iter(templates.values())).to_dict(),
+            "sources": {name: t.to_dict() for name, t in templates.items()},
+        }
+        methods.save_trained(
+            accelerator.unwrap_model(model), tokenizer, out, extra_files={TEMPLATE_FILE: json.dumps(saved, indent=1)}
+        )
     accelerator.wait_for_everyone()
-    say(f"fine-tune: held-out loss {_fmt(base_val)} -> {_fmt(result.val_loss)}; "
-        f"padding {100 * result.padding_fraction:.1f}% of batch tokens")
+    say(
+        f"fine-tune: held-out loss {_fmt(base_val)} -> {_fmt(result.val_loss)}; "
+        f"padding {100 * result.padding_fraction:.1f}% of batch tokens"
+    )
     return FinetuneResult(
-        model_dir=out, method=recipe.method.kind, trainable_params=trainable, total_params=total,
-        base_val_loss=base_val, val_loss=result.val_loss, tokens=result.tokens, steps=result.steps,
-        wall_time=result.wall_time, padding_fraction=result.padding_fraction, packing=packing,
-        skipped_rows=sum(s.skipped for s in sources), scrub_counts=scrub_counts, cards=cards,
-        data_stats={"train": train_stats, "validation": val_stats,
-                    "splits": {s.name: {**s.split_counts, "note": s.split_note} for s in sources if s.split_note}},
+        model_dir=out,
+        method=recipe.method.kind,
+        trainable_params=trainable,
+        total_params=total,
+        base_val_loss=base_val,
+        val_loss=result.val_loss,
+        tokens=result.tokens,
+        steps=result.steps,
+        wall_time=result.wall_time,
+        padding_fraction=result.padding_fraction,
+        packing=packing,
+        skipped_rows=sum(s.skipped for s in sources),
+        scrub_counts=scrub_counts,
+        cards=cards,
+        data_stats={
+            "train": train_stats,
+            "validation": val_stats,
+            "splits": {s.name: {**s.split_counts, "note": s.split_note} for s in sources if s.split_note},
+        },
     )
 
 
@@ -197,8 +235,12 @@ def _renumber(data: TokenizedData, sets: list[list[int]]) -> list[dict[str, list
         if s not in sets:
             sets.append(s)
         mapping[i] = sets.index(s)
-    return [{**e, "choice_index": [mapping.get(c, -1) if c >= 0 else -1 for c in e["choice_index"]]}
-            if "choice_index" in e else e for e in data.examples]
+    return [
+        {**e, "choice_index": [mapping.get(c, -1) if c >= 0 else -1 for c in e["choice_index"]]}
+        if "choice_index" in e
+        else e
+        for e in data.examples
+    ]
 
 
 def _label_names(sources: list[Any], tokenizer: Any) -> dict[int, str]:
@@ -222,20 +264,29 @@ def _balance(data: TokenizedData, mode: str, seed: int, names: dict[int, str], s
         say(f"warning: data.class_balance {mode}: no training example has a label decision; nothing balanced")
         return out
     after = class_counts(out)
-    parts = [f"{names.get(key[1], key[1])} {before[key]}"
-             + (f"->{after[key]}" if after[key] != before[key] else "") for key in sorted(before)]
-    say(f"class balance {mode}: training examples per class " + ", ".join(parts)
-        + (" (each class now weighs the same in the loss)" if mode == "weighted" else ""))
+    parts = [
+        f"{names.get(key[1], key[1])} {before[key]}" + (f"->{after[key]}" if after[key] != before[key] else "")
+        for key in sorted(before)
+    ]
+    say(
+        f"class balance {mode}: training examples per class "
+        + ", ".join(parts)
+        + (" (each class now weighs the same in the loss)" if mode == "weighted" else "")
+    )
     return out
 
 
 def check_context(config: Any, max_length: int) -> None:
     """Sequences longer than the model's positions fail (learned tables) or extrapolate silently (RoPE)."""
-    name = next((n for n in ("max_position_embeddings", "n_positions") if isinstance(getattr(config, n, None), int)), None)
+    name = next(
+        (n for n in ("max_position_embeddings", "n_positions") if isinstance(getattr(config, n, None), int)), None
+    )
     if name and max_length > getattr(config, name):
-        raise UserError(f"data.max_length {max_length} exceeds the model's context length {getattr(config, name)} "
-                        f"(config.{name}); lower data.max_length or use a base with a longer context "
-                        "(model.core.context_length for our own)")
+        raise UserError(
+            f"data.max_length {max_length} exceeds the model's context length {getattr(config, name)} "
+            f"(config.{name}); lower data.max_length or use a base with a longer context "
+            "(model.core.context_length for our own)"
+        )
 
 
 def _packing(recipe: Recipe, model: Any, say: Any) -> tuple[bool, dict[str, Any]]:

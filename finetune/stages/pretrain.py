@@ -4,6 +4,7 @@ With ``pretrain.cache: true`` the result lives in the cache folder under a hash 
 everything that shapes it, so a second recipe with the same settings reuses it
 (and a crashed pretraining resumes there).
 """
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,19 @@ class PretrainResult(StageResult):
 
 
 # Settings that change how a pretraining is watched or kept, never the model it produces.
-NOT_RESULT_FIELDS = {"cache": True, "train": {"log_every", "eval_every", "save_every", "save_total_limit", "threads",
-                                              "log_with", "max_bad_steps", "precision"}}
+NOT_RESULT_FIELDS = {
+    "cache": True,
+    "train": {
+        "log_every",
+        "eval_every",
+        "save_every",
+        "save_total_limit",
+        "threads",
+        "log_with",
+        "max_bad_steps",
+        "precision",
+    },
+}
 
 
 def pretrain_dir(recipe: Recipe, run_dir: Path) -> Path:
@@ -72,8 +84,14 @@ def cache_key(recipe: Recipe) -> str:
     """
     from finetune.train.accel import resolve_precision
 
-    return section_hash(result_settings(recipe.pretrain), recipe.model.core, recipe.seed, _code_version(),
-                        resolve_precision(recipe.train.precision), content_fingerprint(recipe.pretrain))
+    return section_hash(
+        result_settings(recipe.pretrain),
+        recipe.model.core,
+        recipe.seed,
+        _code_version(),
+        resolve_precision(recipe.train.precision),
+        content_fingerprint(recipe.pretrain),
+    )
 
 
 def result_settings(spec: Any) -> dict[str, Any]:
@@ -117,16 +135,22 @@ def pretrain(recipe: Recipe, run_dir: Path, accelerator: Any, resume: bool) -> P
     if len(docs) < 2:
         from finetune.errors import UserError
 
-        raise UserError(f"the pretraining corpus has {len(docs)} document(s); it needs at least 2 "
-                        "(paragraphs separated by blank lines, or JSONL rows) to hold out a validation split")
+        raise UserError(
+            f"the pretraining corpus has {len(docs)} document(s); it needs at least 2 "
+            "(paragraphs separated by blank lines, or JSONL rows) to hold out a validation split"
+        )
     random.Random(recipe.seed).shuffle(docs)
     n_val = max(1, int(len(docs) * spec.validation_fraction))
     val_docs, train_docs = docs[:n_val], docs[n_val:]
     if spec.tokenizer.path:
         tokenizer = load_tokenizer(spec.tokenizer.path)
     elif accelerator.is_main_process:
-        tokenizer = train_tokenizer(train_docs + label_words(spec.corpus.scenarios), spec.tokenizer.vocab_size, out / "tokenizer",
-                                    split_digits=spec.tokenizer.split_digits)
+        tokenizer = train_tokenizer(
+            train_docs + label_words(spec.corpus.scenarios),
+            spec.tokenizer.vocab_size,
+            out / "tokenizer",
+            split_digits=spec.tokenizer.split_digits,
+        )
     accelerator.wait_for_everyone()
     if not spec.tokenizer.path and not accelerator.is_main_process:
         tokenizer = load_tokenizer(out / "tokenizer")
@@ -135,10 +159,20 @@ def pretrain(recipe: Recipe, run_dir: Path, accelerator: Any, resume: bool) -> P
     entropy = unigram_entropy(train_ids)
     core = recipe.model.core
     config = CoreConfig(
-        vocab_size=len(tokenizer), width=core.width, layers=core.layers, heads=core.heads,
-        context_length=recipe.pretrained_context, positions=core.positions, ffn=core.ffn,
-        ffn_mult=core.ffn_mult, norm=core.norm, tie_embeddings=core.tie_embeddings, dropout=core.dropout,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        width=core.width,
+        layers=core.layers,
+        heads=core.heads,
+        context_length=recipe.pretrained_context,
+        positions=core.positions,
+        ffn=core.ffn,
+        ffn_mult=core.ffn_mult,
+        norm=core.norm,
+        tie_embeddings=core.tie_embeddings,
+        dropout=core.dropout,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     import torch
 
@@ -147,13 +181,27 @@ def pretrain(recipe: Recipe, run_dir: Path, accelerator: Any, resume: bool) -> P
     _, n_params = count_trainable(model)
     accelerator.print(f"pretrain: {n_params:,} parameters, {len(train_ids):,} training tokens, block {spec.block_size}")
     result = train(
-        model, blocks(train_ids, spec.block_size, tokenizer.pad_token_id), blocks(val_ids, spec.block_size, tokenizer.pad_token_id),
-        spec.train, out, accelerator, seed=recipe.seed,
-        fingerprint={"stage": "pretrain", "pretrain": section_hash(result_settings(spec)), "model": section_hash(core),
-                     "processes": accelerator.num_processes, "content": content_fingerprint(spec)},
-        resume=resume or spec.cache, group_by_length=False, desc="pretrain",
+        model,
+        blocks(train_ids, spec.block_size, tokenizer.pad_token_id),
+        blocks(val_ids, spec.block_size, tokenizer.pad_token_id),
+        spec.train,
+        out,
+        accelerator,
+        seed=recipe.seed,
+        fingerprint={
+            "stage": "pretrain",
+            "pretrain": section_hash(result_settings(spec)),
+            "model": section_hash(core),
+            "processes": accelerator.num_processes,
+            "content": content_fingerprint(spec),
+        },
+        resume=resume or spec.cache,
+        group_by_length=False,
+        desc="pretrain",
     )
-    res = PretrainResult(out / "model", result.val_loss, entropy, result.tokens, result.steps, result.wall_time, False, n_params)
+    res = PretrainResult(
+        out / "model", result.val_loss, entropy, result.tokens, result.steps, result.wall_time, False, n_params
+    )
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(out / "model", safe_serialization=True)
         tokenizer.save_pretrained(out / "model")
@@ -173,7 +221,7 @@ def _encode(tokenizer: Any, docs: list[str]) -> list[int]:
 
 def blocks(ids: list[int], size: int, pad_id: int) -> TokenizedData:
     """Fixed-length blocks of the token stream; every position is scored (labels = inputs, shifted in the loss)."""
-    chunks = [ids[i:i + size] for i in range(0, len(ids) - size + 1, size)]
+    chunks = [ids[i : i + size] for i in range(0, len(ids) - size + 1, size)]
     return TokenizedData([{"input_ids": c, "labels": list(c)} for c in chunks], pad_id=pad_id)
 
 
@@ -188,5 +236,6 @@ def _code_version() -> str:
     """What else shapes a pretrained base: the code of the model, tokenizer, corpus, scenarios and loop."""
     from finetune.codehash import source_hash
 
-    return source_hash("finetune.model", "finetune.data.corpus", "finetune.scenarios", "finetune.train",
-                       "finetune.stages.pretrain")
+    return source_hash(
+        "finetune.model", "finetune.data.corpus", "finetune.scenarios", "finetune.train", "finetune.stages.pretrain"
+    )

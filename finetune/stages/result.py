@@ -3,6 +3,7 @@
 The report asks each stage for its section of report.json and for what its training cost; it never
 probes a result for attributes, so a new stage (or a renamed field) cannot silently drop out of the cost.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

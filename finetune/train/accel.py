@@ -4,6 +4,7 @@ Everything that accelerate would silently ignore or only fail on mid-run (bf16 o
 a CPU, FSDP or DeepSpeed without GPUs, a tracker whose package is missing) is
 checked here first and raised as a one-line ``UserError``.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -55,17 +56,23 @@ def validate_strategy(distributed: DistributedSpec, processes: int) -> None:
 
     cuda = torch.cuda.is_available()
     if distributed.config_file and not Path(distributed.config_file).is_file():
-        raise UserError(f"distributed.config_file {distributed.config_file} does not exist; "
-                        "write one with `accelerate config` or remove the key")
+        raise UserError(
+            f"distributed.config_file {distributed.config_file} does not exist; "
+            "write one with `accelerate config` or remove the key"
+        )
     if distributed.strategy == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
         raise UserError("distributed.strategy deepspeed needs the deepspeed package: pip install deepspeed")
     if distributed.strategy in ("fsdp", "deepspeed") and not cuda:
         # accelerate only shards on GPUs; on CPU it would quietly fall back to plain DDP.
-        raise UserError(f"distributed.strategy {distributed.strategy} needs CUDA GPUs (accelerate ignores it on CPU); "
-                        "use strategy: ddp or auto on this machine")
+        raise UserError(
+            f"distributed.strategy {distributed.strategy} needs CUDA GPUs (accelerate ignores it on CPU); "
+            "use strategy: ddp or auto on this machine"
+        )
     if cuda and processes > torch.cuda.device_count():
-        raise UserError(f"--processes {processes} is more than the {torch.cuda.device_count()} GPU(s) on this machine; "
-                        "use at most one process per GPU")
+        raise UserError(
+            f"--processes {processes} is more than the {torch.cuda.device_count()} GPU(s) on this machine; "
+            "use at most one process per GPU"
+        )
 
 
 def start_trackers(accelerator: Any, recipe: Any, run_dir: Any) -> None:
@@ -148,8 +155,14 @@ def _single_process_world() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "LOCAL_RANK": "0",
-                       "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1"}.items():
+    for key, value in {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_WORLD_SIZE": "1",
+    }.items():
         os.environ.setdefault(key, value)
 
 
@@ -160,17 +173,23 @@ def strategy_plugins(distributed: DistributedSpec) -> dict[str, Any]:
     if distributed.strategy == "fsdp":
         from accelerate.utils import FullyShardedDataParallelPlugin
 
-        return {"fsdp_plugin": FullyShardedDataParallelPlugin(
-            sharding_strategy=distributed.fsdp_sharding.upper(),
-            auto_wrap_policy="transformer_based_wrap" if distributed.fsdp_wrap == "transformer_block" else "size_based_wrap",
-            cpu_offload=distributed.cpu_offload,
-            use_orig_params=True,  # LoRA: frozen and trainable weights share a wrapped block
-        )}
+        return {
+            "fsdp_plugin": FullyShardedDataParallelPlugin(
+                sharding_strategy=distributed.fsdp_sharding.upper(),
+                auto_wrap_policy="transformer_based_wrap"
+                if distributed.fsdp_wrap == "transformer_block"
+                else "size_based_wrap",
+                cpu_offload=distributed.cpu_offload,
+                use_orig_params=True,  # LoRA: frozen and trainable weights share a wrapped block
+            )
+        }
     if distributed.strategy == "deepspeed":
         from accelerate.utils import DeepSpeedPlugin
 
-        return {"deepspeed_plugin": DeepSpeedPlugin(
-            zero_stage=distributed.zero_stage,
-            offload_optimizer_device="cpu" if distributed.cpu_offload else "none",
-        )}
+        return {
+            "deepspeed_plugin": DeepSpeedPlugin(
+                zero_stage=distributed.zero_stage,
+                offload_optimizer_device="cpu" if distributed.cpu_offload else "none",
+            )
+        }
     return {}

@@ -6,6 +6,7 @@ position. Every optimizer step consumes ``grad_accum * world_size`` micro-batche
 of the same global plan, so one process with accumulation 2 and two processes
 with accumulation 1 see the same examples in the same steps.
 """
+
 from __future__ import annotations
 
 import random
@@ -25,9 +26,9 @@ def micro_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, gr
         chunk = batch_size * 32
         grouped = []
         for start in range(0, len(order), chunk):
-            grouped.extend(sorted(order[start:start + chunk], key=lambda i: -lengths[i]))
+            grouped.extend(sorted(order[start : start + chunk], key=lambda i: -lengths[i]))
         order = grouped
-    batches = [order[i:i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
     if group_by_length:
         rng.shuffle(batches)
     return batches
@@ -35,7 +36,7 @@ def micro_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, gr
 
 def steps_for_epoch(batches: list[list[int]], per_step: int) -> list[list[list[int]]]:
     """Group micro-batches into optimizer steps (an incomplete last group is dropped)."""
-    return [batches[i:i + per_step] for i in range(0, len(batches) - per_step + 1, per_step)]
+    return [batches[i : i + per_step] for i in range(0, len(batches) - per_step + 1, per_step)]
 
 
 def collate(examples: list[Example], pad_id: int) -> dict[str, Any]:
@@ -62,5 +63,6 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, Any]:
         batch["choice_index"] = pad("choice_index", -1)
     if "loss_weight" in examples[0]:
         batch["loss_weight"] = torch.tensor(
-            [e["loss_weight"] + [0.0] * (longest - len(e["loss_weight"])) for e in examples], dtype=torch.float32)
+            [e["loss_weight"] + [0.0] * (longest - len(e["loss_weight"])) for e in examples], dtype=torch.float32
+        )
     return batch

@@ -8,6 +8,7 @@ every hash, so a flipped byte names its file instead of training on garbage.
 Folders on their way in or out (``.tmp-*``) are renamed first and removed
 after, and leftovers are cleaned at the next start.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,9 +47,12 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
     root = checkpoint_root(run_dir)
     if not root.is_dir():
         return []
-    done = [p for p in root.iterdir()
-            if p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit() and (p / MARKER).is_file()]
-    return sorted(done, key=lambda p: int(p.name[len(PREFIX):]))
+    done = [
+        p
+        for p in root.iterdir()
+        if p.name.startswith(PREFIX) and p.name[len(PREFIX) :].isdigit() and (p / MARKER).is_file()
+    ]
+    return sorted(done, key=lambda p: int(p.name[len(PREFIX) :]))
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -65,7 +69,7 @@ def clean_partial(run_dir: Path) -> None:
         if p.name.startswith(TMP):
             shutil.rmtree(p, ignore_errors=True)
         elif p.name.startswith(REPLACED):
-            original = root / p.name[len(REPLACED):]
+            original = root / p.name[len(REPLACED) :]
             if (original / MARKER).is_file():
                 shutil.rmtree(p, ignore_errors=True)
             else:
@@ -219,7 +223,9 @@ def load_checkpoint(path: Path, rank: int = 0) -> dict[str, Any]:
     if not isinstance(manifest, dict) or not all(isinstance(d, str) for d in manifest.values()):
         raise CheckpointError(f"checkpoint {path}: {MANIFEST} is not a map of file names to sha256 digests")
     if rng_name not in manifest:
-        raise CheckpointError(f"checkpoint {path} has no RNG state for rank {rank}: resume with the same number of processes")
+        raise CheckpointError(
+            f"checkpoint {path} has no RNG state for rank {rank}: resume with the same number of processes"
+        )
     unlisted = [name for name in REQUIRED if name not in manifest]
     if unlisted:
         raise CheckpointError(f"checkpoint {path}: {', '.join(unlisted)} not in its {MANIFEST}; it cannot be verified")
@@ -228,7 +234,9 @@ def load_checkpoint(path: Path, rank: int = 0) -> dict[str, Any]:
         if not file.is_file():
             raise CheckpointError(f"checkpoint file {file} is missing")
         if _sha256(file) != digest:
-            raise CheckpointError(f"checkpoint file {file} is corrupt (sha256 mismatch); delete {path} to use an older one")
+            raise CheckpointError(
+                f"checkpoint file {file} is corrupt (sha256 mismatch); delete {path} to use an older one"
+            )
     return {
         "weights": _read(path / "weights.safetensors", lambda f: load_file(str(f))),
         "optimizer": _read(path / "optimizer.pt", _safe_torch_load),

@@ -9,6 +9,7 @@ process it lands in.
 ``train()`` reads top to bottom like litgpt's ``fit()``: set up (optimizer, resume),
 then for each optimizer step: run it, guard it, log, evaluate, save, check for a stop.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -196,21 +197,45 @@ def train(
 # ---------------------------------------------------------------- set-up and resume
 
 
-def _set_up(model: torch.nn.Module, data: TokenizedData, spec: TrainSpec, run_dir: Path, accelerator: Any,
-            fingerprint: dict[str, Any], forward_kwargs: dict[str, Any] | None, desc: str) -> _Run:
+def _set_up(
+    model: torch.nn.Module,
+    data: TokenizedData,
+    spec: TrainSpec,
+    run_dir: Path,
+    accelerator: Any,
+    fingerprint: dict[str, Any],
+    forward_kwargs: dict[str, Any] | None,
+    desc: str,
+) -> _Run:
     """Plan the steps (refusing too little data), build the optimizer and clear half-written checkpoints."""
     run_dir.mkdir(parents=True, exist_ok=True)
     world = accelerator.num_processes
     _, total = plan_total_steps(len(data), spec, world)
-    accelerator.print(f"{desc}: global batch {spec.batch_size} per process x {spec.grad_accum} grad_accum x "
-                      f"{world} processes = {spec.batch_size * spec.grad_accum * world} sequences per step; {total} steps")
+    accelerator.print(
+        f"{desc}: global batch {spec.batch_size} per process x {spec.grad_accum} grad_accum x "
+        f"{world} processes = {spec.batch_size * spec.grad_accum * world} sequences per step; {total} steps"
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     # the saved position indexes a plan of batch_size x grad_accum steps; another shape would skip or replay data
-    fingerprint = {**fingerprint, "batch_size": spec.batch_size, "grad_accum": spec.grad_accum,
-                   "optimizer": spec.optimizer}
-    run = _Run(model=model, optimizer=make_optimizer(params, spec), params=params, accelerator=accelerator, spec=spec,
-               data=data, run_dir=run_dir, fingerprint=fingerprint, total=total, desc=desc,
-               forward_kwargs=forward_kwargs or {})
+    fingerprint = {
+        **fingerprint,
+        "batch_size": spec.batch_size,
+        "grad_accum": spec.grad_accum,
+        "optimizer": spec.optimizer,
+    }
+    run = _Run(
+        model=model,
+        optimizer=make_optimizer(params, spec),
+        params=params,
+        accelerator=accelerator,
+        spec=spec,
+        data=data,
+        run_dir=run_dir,
+        fingerprint=fingerprint,
+        total=total,
+        desc=desc,
+        forward_kwargs=forward_kwargs or {},
+    )
     if run.main:
         ckpt.clean_partial(run_dir)
     accelerator.wait_for_everyone()
@@ -244,8 +269,9 @@ def _prepare(run: _Run, progress: Progress) -> None:
     run.started = time.perf_counter()
 
 
-def _steps(progress: Progress, lengths: list[int], spec: TrainSpec, seed: int, group_by_length: bool,
-           world: int, total: int) -> Iterator[tuple[int, list[list[int]]]]:
+def _steps(
+    progress: Progress, lengths: list[int], spec: TrainSpec, seed: int, group_by_length: bool, world: int, total: int
+) -> Iterator[tuple[int, list[list[int]]]]:
     """(position, micro-batches) of each optimizer step still to run, from the saved position on.
 
     An epoch's plan is a pure function of (seed, epoch), so a resumed run rebuilds it and starts at
@@ -275,7 +301,7 @@ def _run_step(run: _Run, progress: Progress, step_batches: list[list[int]]) -> t
     lr = lr_at(progress.step, run.total, run.spec)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
-    loss_sum = _accumulate(run, progress, step_batches[run.rank::run.world], n_scored)
+    loss_sum = _accumulate(run, progress, step_batches[run.rank :: run.world], n_scored)
     loss = float(run.accelerator.reduce(loss_sum, reduction="sum")) / max(1, n_scored)
     norm = run.accelerator.clip_grad_norm_(run.params, run.spec.max_grad_norm or float("inf"))
     norm = float(norm) if norm is not None else 0.0
@@ -303,11 +329,22 @@ def _accumulate(run: _Run, progress: Progress, mine: list[list[int]], n_scored: 
     return loss_sum
 
 
-def batch_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], choice_ids: torch.Tensor | None,
-               forward_kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_loss(
+    model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    choice_ids: torch.Tensor | None,
+    forward_kwargs: dict[str, Any],
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(summed loss, scored weight) of one collated batch: the one place training and evaluation run the model."""
-    return scored_loss(model, _inputs(batch), batch["labels"], batch.get("choice_index"), choice_ids,
-                       batch.get("loss_weight"), forward_kwargs)
+    return scored_loss(
+        model,
+        _inputs(batch),
+        batch["labels"],
+        batch.get("choice_index"),
+        choice_ids,
+        batch.get("loss_weight"),
+        forward_kwargs,
+    )
 
 
 def _finite(loss: float, norm: float) -> bool:
@@ -321,8 +358,9 @@ def _count_tokens(progress: Progress, batch: dict[str, torch.Tensor]) -> None:
     progress.pad_tokens += batch["input_ids"].numel() - real
 
 
-def _advance(run: _Run, progress: Progress, pos: int, step_batches: list[list[int]],
-             loss: float, lr: float, norm: float) -> dict[str, Any]:
+def _advance(
+    run: _Run, progress: Progress, pos: int, step_batches: list[list[int]], loss: float, lr: float, norm: float
+) -> dict[str, Any]:
     """Count the step done (a non-finite one as skipped, naming it) and return its metrics record."""
     finite = _finite(loss, norm)
     if finite:
@@ -330,8 +368,9 @@ def _advance(run: _Run, progress: Progress, pos: int, step_batches: list[list[in
     else:
         progress.bad_streak += 1
         progress.skipped += 1
-        run.accelerator.print(f"step {progress.step + 1}: non-finite loss {loss} or grad norm {norm}; "
-                              "update skipped, weights unchanged")
+        run.accelerator.print(
+            f"step {progress.step + 1}: non-finite loss {loss} or grad norm {norm}; update skipped, weights unchanged"
+        )
     progress.step += 1
     progress.pos = pos + 1
     progress.samples += sum(len(mb) for mb in step_batches)
@@ -391,10 +430,23 @@ def _maybe_save_or_stop(run: _Run, progress: Progress, stop: Any, bar: Any) -> N
 def _save(run: _Run, progress: Progress) -> None:
     unwrapped = run.accelerator.unwrap_model(run.model)
     weights = {n: p for n, p in unwrapped.named_parameters() if p.requires_grad}
-    state = {"progress": progress.to_dict(), "fingerprint": run.fingerprint, "versions": package_versions(),
-             "total_steps": run.total}
-    ckpt.save_checkpoint(run.run_dir, progress.step, weights, run.optimizer.state_dict(), state, rank=run.rank,
-                         is_main=run.main, barrier=run.accelerator.wait_for_everyone, keep=run.spec.save_total_limit)
+    state = {
+        "progress": progress.to_dict(),
+        "fingerprint": run.fingerprint,
+        "versions": package_versions(),
+        "total_steps": run.total,
+    }
+    ckpt.save_checkpoint(
+        run.run_dir,
+        progress.step,
+        weights,
+        run.optimizer.state_dict(),
+        state,
+        rank=run.rank,
+        is_main=run.main,
+        barrier=run.accelerator.wait_for_everyone,
+        keep=run.spec.save_total_limit,
+    )
     run.saved_step = progress.step
 
 
@@ -412,9 +464,14 @@ def _result(run: _Run, progress: Progress) -> TrainResult:
     tokens = _sum_over_ranks(progress.tokens, run.accelerator)
     pad = _sum_over_ranks(progress.pad_tokens, run.accelerator)
     return TrainResult(
-        steps=progress.step, train_loss=run.last_loss, val_loss=run.val_loss, tokens=tokens,
-        padding_fraction=pad / max(1, tokens + pad), wall_time=time.perf_counter() - run.started,
-        skipped_steps=progress.skipped, history=run.history,
+        steps=progress.step,
+        train_loss=run.last_loss,
+        val_loss=run.val_loss,
+        tokens=tokens,
+        padding_fraction=pad / max(1, tokens + pad),
+        wall_time=time.perf_counter() - run.started,
+        skipped_steps=progress.skipped,
+        history=run.history,
     )
 
 
@@ -436,12 +493,13 @@ def evaluate_loss(model: torch.nn.Module, data: TokenizedData, batch_size: int, 
     was_training = model.training
     model.eval()
     choice_ids = _choice_tensor(data, accelerator.device)
-    idx = list(range(len(data.examples)))[accelerator.process_index::accelerator.num_processes]
+    idx = list(range(len(data.examples)))[accelerator.process_index :: accelerator.num_processes]
     total = torch.zeros((), device=accelerator.device)
     count = torch.zeros((), device=accelerator.device)
     for start in range(0, len(idx), batch_size):
-        batch = _to_device(collate([data.examples[i] for i in idx[start:start + batch_size]], data.pad_id),
-                           accelerator.device)
+        batch = _to_device(
+            collate([data.examples[i] for i in idx[start : start + batch_size]], data.pad_id), accelerator.device
+        )
         with accelerator.autocast():
             s, c = batch_loss(model, batch, choice_ids, {"use_cache": False})
         total += s
@@ -557,15 +615,26 @@ def _check_fingerprint(saved: dict[str, Any], now: dict[str, Any], where: Path) 
     files = describe_changes(saved.get("content") or {}, now.get("content") or {})
     if not differ and not files:
         return
-    settings = (f"{', '.join(differ)} changed since it was written ("
-                + "; ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differ) + ")") if differ else ""
+    settings = (
+        (
+            f"{', '.join(differ)} changed since it was written ("
+            + "; ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differ)
+            + ")"
+        )
+        if differ
+        else ""
+    )
     raise UserError(
-        f"cannot resume from {where}: " + "; ".join(x for x in (settings, *files) if x)
-        + "; use a new output folder or restore " + " and ".join(["the recipe"] * bool(differ) + ["the files"] * bool(files))
+        f"cannot resume from {where}: "
+        + "; ".join(x for x in (settings, *files) if x)
+        + "; use a new output folder or restore "
+        + " and ".join(["the recipe"] * bool(differ) + ["the files"] * bool(files))
     )
 
 
 def _progress_bar(total: int, initial: int, desc: str, disable: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, disable=disable, dynamic_ncols=True, leave=False, mininterval=1.0)
+    return tqdm(
+        total=total, initial=initial, desc=desc, disable=disable, dynamic_ncols=True, leave=False, mininterval=1.0
+    )

@@ -1,4 +1,5 @@
 """Learning rate as a pure function of the step, so a resume needs no scheduler state."""
+
 from __future__ import annotations
 
 import math

@@ -2,10 +2,15 @@
 
 Backed by finetune.metrics.classification; labels may be strings or integers.
 """
+
 import datasets
 import evaluate
 
-from finetune.metrics.classification import accuracy, brier, ece, f1, mcc
+from finetune.metrics.classification import accuracy
+from finetune.metrics.classification import brier
+from finetune.metrics.classification import ece
+from finetune.metrics.classification import f1
+from finetune.metrics.classification import mcc
 
 _DESCRIPTION = """\
 Classification scores on label lists: accuracy, macro and weighted F1, Matthews

@@ -1,13 +1,12 @@
 """Group fairness gaps as an evaluate module, backed by finetune.metrics.classification."""
+
 import itertools
 
 import datasets
 import evaluate
 
-from finetune.metrics.classification import (
-    demographic_parity_difference,
-    equal_opportunity_difference,
-)
+from finetune.metrics.classification import demographic_parity_difference
+from finetune.metrics.classification import equal_opportunity_difference
 
 _DESCRIPTION = """\
 Demographic parity difference (largest gap between groups in the rate of

@@ -1,8 +1,11 @@
 """Final-answer accuracy for numeric tasks as an evaluate module, backed by finetune.metrics.numeric."""
+
 import datasets
 import evaluate
 
-from finetune.metrics.numeric import exact_match, numeric_match, parse_number
+from finetune.metrics.numeric import exact_match
+from finetune.metrics.numeric import numeric_match
+from finetune.metrics.numeric import parse_number
 
 _DESCRIPTION = """\
 Parses the final number of each prediction (the number after "####" when present,

@@ -1,4 +1,5 @@
 """ROUGE-1/2/L as an evaluate module, backed by finetune.metrics.text.rouge (no Hub access)."""
+
 import datasets
 import evaluate
 
