@@ -198,8 +198,11 @@ def _finetune_key(recipe: Recipe, base: str, processes: int) -> str:
     sections = recipe.model_dump(mode="json", include={"seed", "model", "pretrain", "data", "method", "train"})
     paths = [base, recipe.model.tokenizer] + [s.path for s in (recipe.data.sources if recipe.data else [])]
     files = [_file_stats(Path(p)) for p in paths if p]
+    test_part = recipe.eval is None or recipe.eval.data is None  # with eval.data, files train on their test part
     blob = json.dumps(
-        {"recipe": sections, "base": base, "processes": processes, "files": files}, sort_keys=True, default=str
+        {"recipe": sections, "base": base, "processes": processes, "files": files, "test_part": test_part},
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -52,3 +52,33 @@ def test_eval_data_leaves_the_whole_training_file_to_train_and_validation(tmp_pa
     splits = report["finetune"]["data_stats"]["splits"]
     assert splits == {"mine": {"rows": 40, "train": 36, "validation": 4, "test": 0, "note": line}}
     assert f"- {line}" in (result.run_dir / "report.md").read_text()
+
+
+def test_dropping_eval_data_before_a_resume_is_refused(tmp_path):
+    """With eval.data the file's test part was trained on; a resume that carves it again would test on trained rows."""
+    import pytest
+
+    from bench.gpu_check import build_base
+    from finetune.errors import UserError
+
+    base = build_base(tmp_path / "base", width=32, layers=2, heads=4)
+    spec = {
+        "name": "split-resume",
+        "output": str(tmp_path / "run"),
+        "model": {"path": str(base)},
+        "data": {"sources": [{"path": str(_jsonl(tmp_path / "mine.jsonl", 40))}], "max_length": 64},
+        "method": {"kind": "lora", "r": 2},
+        "train": {"max_steps": 1, "batch_size": 4, "threads": 1},
+        "eval": {
+            "before": False,
+            "samples": 2,
+            "max_new_tokens": 2,
+            "task": "generation",
+            "data": {"path": str(_jsonl(tmp_path / "held.jsonl", 6, offset=100)), "split": "test"},
+        },
+    }
+    run(recipe_from_dict(spec))
+    del spec["eval"]["data"]
+    spec["eval"]["task"] = None
+    with pytest.raises(UserError, match="no_test_part"):
+        run(recipe_from_dict(spec), resume=True)

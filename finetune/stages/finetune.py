@@ -65,7 +65,8 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
         spec.max_length,
     )
     tokenizer = load_tokenizer(recipe.model.tokenizer or base, recipe.model.trust_remote_code, recipe.model.revision)
-    sources = load_sources(spec, recipe.seed, carve_test=recipe.eval is None or recipe.eval.data is None, say=say)
+    carve_test = recipe.eval is None or recipe.eval.data is None
+    sources = load_sources(spec, recipe.seed, carve_test=carve_test, say=say)
     require_training_rows(sources)
     cards = check_cards(sources, spec.require_card, say)
     scrub_counts = scrub_sources(sources, run_dir, accelerator.is_main_process) if spec.scrub_pii else {}
@@ -113,6 +114,8 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
         "processes": accelerator.num_processes,
         "content": content,
     }
+    if not carve_test:  # eval.data is the test set, so files keep their test part for training: other rows
+        fingerprint["no_test_part"] = True
     result = train(
         model,
         train_data,
