@@ -9,6 +9,7 @@ their own copy of the same model on the same batches, in alternating rounds in o
 under the same load; the load average is recorded beside each round. Writes
 bench/results/scored-loss-<date>.md and .json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +38,10 @@ def build_data(seed: int = 0) -> tuple[Any, int]:
     from finetune.scenarios import get
 
     risk = get("risk_assessment").generate(seed=seed, sizes={"train": 960, "validation": 8, "test": 8})["train"]
-    tutor = get("tutoring").generate(seed=seed, sizes={"train": 96, "validation": 8, "test": 8},
-                                     difficulty=1)["train"]
-    tok = train_tokenizer([r["input"] + " " + r["output"] for r in risk + tutor], 1024, Path(tempfile.mkdtemp()) / "tok")
+    tutor = get("tutoring").generate(seed=seed, sizes={"train": 96, "validation": 8, "test": 8}, difficulty=1)["train"]
+    tok = train_tokenizer(
+        [r["input"] + " " + r["output"] for r in risk + tutor], 1024, Path(tempfile.mkdtemp()) / "tok"
+    )
     spec = DataSpec(sources=[{"scenario": "risk_assessment"}], max_length=160, label_loss=True)
     merged = TokenizedData(examples=[], choice_sets=[], pad_id=tok.pad_token_id)
     for name, rows, weight in (("risk_assessment", risk, 1), ("tutoring", tutor, 2)):
@@ -64,13 +66,27 @@ def build_model(kind: str, vocab: int) -> torch.nn.Module:
     else:
         from transformers import LlamaConfig, LlamaForCausalLM
 
-        base = LlamaForCausalLM(LlamaConfig(vocab_size=32000, hidden_size=128, intermediate_size=344, num_hidden_layers=2,
-                                            num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256))
+        base = LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=32000,
+                hidden_size=128,
+                intermediate_size=344,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=4,
+                max_position_embeddings=256,
+            )
+        )
     return get_peft_model(base, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear")).train()
 
 
-def run_steps(model: torch.nn.Module, opt: torch.optim.Optimizer, batches: list[dict[str, torch.Tensor]],
-              choice_ids: torch.Tensor, variant: str) -> dict[str, float]:
+def run_steps(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    batches: list[dict[str, torch.Tensor]],
+    choice_ids: torch.Tensor,
+    variant: str,
+) -> dict[str, float]:
     """Forward, backward and step per batch; wall and CPU seconds, non-padding tokens, the mean step loss."""
     from finetune.model.loss import causal_lm_loss, scored_loss
 
@@ -88,8 +104,12 @@ def run_steps(model: torch.nn.Module, opt: torch.optim.Optimizer, batches: list[
         opt.zero_grad(set_to_none=True)
         tokens += int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel()
         losses.append(float(s / c))
-    return {"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu, "tokens": tokens,
-            "loss": statistics.fmean(losses)}
+    return {
+        "seconds": time.perf_counter() - wall,
+        "cpu_seconds": time.process_time() - cpu,
+        "tokens": tokens,
+        "loss": statistics.fmean(losses),
+    }
 
 
 def bench_model(kind: str, data: Any, vocab: int, steps: int, rounds: int) -> dict[str, Any]:
@@ -105,8 +125,8 @@ def bench_model(kind: str, data: Any, vocab: int, steps: int, rounds: int) -> di
         run_steps(runs[v], opts[v], batches[:steps], choice_ids, v)
     rows = []
     for r in range(rounds):
-        chunk = batches[steps * (r + 1): steps * (r + 2)]
-        for v in (("full", "scored") if r % 2 == 0 else ("scored", "full")):
+        chunk = batches[steps * (r + 1) : steps * (r + 2)]
+        for v in ("full", "scored") if r % 2 == 0 else ("scored", "full"):
             load = os.getloadavg()[0]
             rows.append({"round": r, "variant": v, "load": load, **run_steps(runs[v], opts[v], chunk, choice_ids, v)})
     return {"model": kind, "rows": rows, "summary": summarize(rows)}
@@ -116,9 +136,11 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for v in ("full", "scored"):
         mine = [r for r in rows if r["variant"] == v]
-        out[v] = {"tok_s": statistics.median(r["tokens"] / r["seconds"] for r in mine),
-                  "tok_cpu_s": statistics.median(r["tokens"] / r["cpu_seconds"] for r in mine),
-                  "loss": statistics.fmean(r["loss"] for r in mine)}
+        out[v] = {
+            "tok_s": statistics.median(r["tokens"] / r["seconds"] for r in mine),
+            "tok_cpu_s": statistics.median(r["tokens"] / r["cpu_seconds"] for r in mine),
+            "loss": statistics.fmean(r["loss"] for r in mine),
+        }
     out["ratio_wall"] = out["scored"]["tok_s"] / out["full"]["tok_s"]
     out["ratio_cpu"] = out["scored"]["tok_cpu_s"] / out["full"]["tok_cpu_s"]
     return out
@@ -128,22 +150,33 @@ def write(result: dict[str, Any]) -> Path:
     RESULTS.mkdir(exist_ok=True)
     stem = RESULTS / f"scored-loss-{result['date']}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    lines = [f"# Loss head A/B: full logits vs logits at scored positions ({result['date']})", "",
-             f"torch {torch.__version__}, {result['threads']} threads, fp32 GEMM ceiling {result['gemm']:.1f} GFLOP/s; "
-             f"load average {result['load_start']:.2f} at start, {result['load_end']:.2f} at end. LoRA r16 all-linear, "
-             f"batch 16, {result['steps']} steps per round, {result['rounds']} alternating rounds after a warm-up round; "
-             "medians of rounds.", "",
-             "| model | full tok/s (CPU) | scored tok/s (CPU) | ratio wall | ratio CPU | mean loss full / scored |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Loss head A/B: full logits vs logits at scored positions ({result['date']})",
+        "",
+        f"torch {torch.__version__}, {result['threads']} threads, fp32 GEMM ceiling {result['gemm']:.1f} GFLOP/s; "
+        f"load average {result['load_start']:.2f} at start, {result['load_end']:.2f} at end. LoRA r16 all-linear, "
+        f"batch 16, {result['steps']} steps per round, {result['rounds']} alternating rounds after a warm-up round; "
+        "medians of rounds.",
+        "",
+        "| model | full tok/s (CPU) | scored tok/s (CPU) | ratio wall | ratio CPU | mean loss full / scored |",
+        "|---|---|---|---|---|---|",
+    ]
     for m in result["models"]:
         s = m["summary"]
-        lines.append(f"| {m['model']} | {s['full']['tok_s']:.0f} ({s['full']['tok_cpu_s']:.0f}) | "
-                     f"{s['scored']['tok_s']:.0f} ({s['scored']['tok_cpu_s']:.0f}) | {s['ratio_wall']:.2f}x | "
-                     f"{s['ratio_cpu']:.2f}x | {s['full']['loss']:.4f} / {s['scored']['loss']:.4f} |")
+        lines.append(
+            f"| {m['model']} | {s['full']['tok_s']:.0f} ({s['full']['tok_cpu_s']:.0f}) | "
+            f"{s['scored']['tok_s']:.0f} ({s['scored']['tok_cpu_s']:.0f}) | {s['ratio_wall']:.2f}x | "
+            f"{s['ratio_cpu']:.2f}x | {s['full']['loss']:.4f} / {s['scored']['loss']:.4f} |"
+        )
     lines += ["", "Rounds (tokens/s wall, load average at the round's start):", ""]
     for m in result["models"]:
-        lines.append(f"- {m['model']}: " + "; ".join(
-            f"r{r['round']} {r['variant']} {r['tokens'] / r['seconds']:.0f} (load {r['load']:.1f})" for r in m["rows"]))
+        lines.append(
+            f"- {m['model']}: "
+            + "; ".join(
+                f"r{r['round']} {r['variant']} {r['tokens'] / r['seconds']:.0f} (load {r['load']:.1f})"
+                for r in m["rows"]
+            )
+        )
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return stem.with_suffix(".md")
 
@@ -158,9 +191,14 @@ def main() -> None:
     ap.add_argument("--models", default="core,llama32k")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    result: dict[str, Any] = {"date": dt.date.today().isoformat(), "threads": args.threads, "steps": args.steps,
-                              "rounds": args.rounds, "load_start": os.getloadavg()[0],
-                              "gemm": max(gemm_gflops().values())}
+    result: dict[str, Any] = {
+        "date": dt.date.today().isoformat(),
+        "threads": args.threads,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "load_start": os.getloadavg()[0],
+        "gemm": max(gemm_gflops().values()),
+    }
     data, vocab = build_data()
     result["models"] = [bench_model(kind, data, vocab, args.steps, args.rounds) for kind in args.models.split(",")]
     result["load_end"] = os.getloadavg()[0]

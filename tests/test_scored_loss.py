@@ -4,6 +4,7 @@ Each model is built locally (no download): our core, a tiny Llama and a tiny Gem
 soft-capping runs after the head). The batches mask their prompts, carry label decisions with their allowed
 sets, per-example weights, and a packed form (position_ids, no attention mask).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -25,18 +26,37 @@ def _core() -> torch.nn.Module:
 def _llama() -> torch.nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    return LlamaForCausalLM(LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                                        tie_word_embeddings=False))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            tie_word_embeddings=False,
+        )
+    )
 
 
 def _gemma3() -> torch.nn.Module:
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    config = Gemma3TextConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                              num_attention_heads=4, num_key_value_heads=2, head_dim=8, query_pre_attn_scalar=8,
-                              sliding_window=4, max_position_embeddings=64, final_logit_softcapping=2.0,
-                              attn_implementation="eager")
+    config = Gemma3TextConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        query_pre_attn_scalar=8,
+        sliding_window=4,
+        max_position_embeddings=64,
+        final_logit_softcapping=2.0,
+        attn_implementation="eager",
+    )
     return Gemma3ForCausalLM(config)
 
 
@@ -60,16 +80,21 @@ def _batch(packed: bool) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tenso
     if packed:
         cat = [torch.cat([r[i] for r in rows])[None] for i in range(4)]
         positions = torch.cat([torch.arange(len(r[0])) for r in rows])[None]
-        return {"input_ids": cat[0], "position_ids": positions}, {"labels": cat[1], "choice_index": cat[2],
-                                                                   "loss_weight": cat[3]}
+        return {"input_ids": cat[0], "position_ids": positions}, {
+            "labels": cat[1],
+            "choice_index": cat[2],
+            "loss_weight": cat[3],
+        }
     width = max(len(r[0]) for r in rows)
 
     def pad(i: int, value: float) -> torch.Tensor:
         return torch.stack([torch.cat([r[i], torch.full((width - len(r[i]),), value, dtype=r[i].dtype)]) for r in rows])
 
     mask = torch.stack([torch.cat([torch.ones(len(r[0])), torch.zeros(width - len(r[0]))]) for r in rows]).long()
-    return ({"input_ids": pad(0, 0), "attention_mask": mask},
-            {"labels": pad(1, -100), "choice_index": pad(2, -1), "loss_weight": pad(3, 0.0)})
+    return (
+        {"input_ids": pad(0, 0), "attention_mask": mask},
+        {"labels": pad(1, -100), "choice_index": pad(2, -1), "loss_weight": pad(3, 0.0)},
+    )
 
 
 CHOICES = torch.tensor([[7, 8]])
@@ -82,8 +107,9 @@ def _loss_and_grads(model, inputs, extra, weighted, fn, forward_kwargs):
         logits = model(**inputs, **forward_kwargs).logits
         total, count = causal_lm_loss(logits, extra["labels"], extra["choice_index"], CHOICES, weights)
     else:
-        total, count = scored_loss(model, inputs, extra["labels"], extra["choice_index"], CHOICES, weights,
-                                   forward_kwargs)
+        total, count = scored_loss(
+            model, inputs, extra["labels"], extra["choice_index"], CHOICES, weights, forward_kwargs
+        )
     loss = total / count
     loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
@@ -127,8 +153,10 @@ def test_lora_with_lora_on_the_head_equal_full_logits(name):
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(0)
-    model = get_peft_model(MODELS[name](), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "lm_head"],
-                                                      init_lora_weights=False)).train()
+    model = get_peft_model(
+        MODELS[name](),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "lm_head"], init_lora_weights=False),
+    ).train()
     inputs, extra = _batch(False)
     _assert_same(model, inputs, extra, True)
     assert any("lm_head" in n and "lora" in n for n, p in model.named_parameters() if p.requires_grad)
@@ -184,8 +212,13 @@ def test_evaluate_loss_uses_the_gathered_head():
     examples = []
     for i in range(3):
         n = int(inputs["attention_mask"][i].sum())
-        examples.append({"input_ids": inputs["input_ids"][i, :n].tolist(), "labels": extra["labels"][i, :n].tolist(),
-                         "choice_index": extra["choice_index"][i, :n].tolist()})
+        examples.append(
+            {
+                "input_ids": inputs["input_ids"][i, :n].tolist(),
+                "labels": extra["labels"][i, :n].tolist(),
+                "choice_index": extra["choice_index"][i, :n].tolist(),
+            }
+        )
     data = TokenizedData(examples=examples, choice_sets=[[7, 8]], pad_id=0)
     seen: list[int] = []
     handle = model.lm_head.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape[:-1].numel()))

@@ -4,6 +4,7 @@
 prompts and label loss most positions are never scored, and with a large vocabulary the head and the
 [batch, length, vocab] logits dominate a step's time and memory.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -64,7 +65,9 @@ def causal_lm_loss(
         count = count + counted(rmask)
     scored = int(mask.sum())
     if w is None and scored * 4 > mask.numel() * 3:  # mostly scored (pretraining): the flat view needs no gathered copy
-        total = total + F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
+        total = total + F.cross_entropy(
+            logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum"
+        )
     elif scored:
         total = total + summed(F.cross_entropy(logits[mask].float(), targets[mask], reduction="none"), mask)
     return total, count
@@ -98,7 +101,9 @@ def scored_loss(
         logits = model(**inputs, **kwargs).logits
     n = int(mask.sum())
     if not hooked["done"] or logits.shape[:2] != (1, n):
-        _warn_once(type(model).__name__, "does not apply its output head to the decoder's [batch, length, width] output")
+        _warn_once(
+            type(model).__name__, "does not apply its output head to the decoder's [batch, length, width] output"
+        )
         if hooked["done"]:  # the head saw gathered rows but the output is not theirs: run the full path
             logits = model(**inputs, **kwargs).logits
         return causal_lm_loss(logits, labels, choice_index, choice_ids, weights)
@@ -107,8 +112,9 @@ def scored_loss(
     rows = logits[0]  # [n, vocab], in the order of mask's True positions
     total = logits.new_zeros((), dtype=torch.float32)
     if restricted is not None and choice_ids is not None:
-        total = total + _restricted_term(rows, targets[mask], restricted[mask], w[mask] if w is not None else None,
-                                         choice_ids)
+        total = total + _restricted_term(
+            rows, targets[mask], restricted[mask], w[mask] if w is not None else None, choice_ids
+        )
     total = total + _chunked_cross_entropy(rows, targets[mask], w[mask] if w is not None else None)
     return total, _count(mask, restricted, w)
 
@@ -128,7 +134,11 @@ def _count(mask: torch.Tensor, restricted: torch.Tensor | None, w: torch.Tensor 
 
 
 def _restricted_term(
-    rows: torch.Tensor, targets: torch.Tensor, restricted: torch.Tensor, w: torch.Tensor | None, choice_ids: torch.Tensor
+    rows: torch.Tensor,
+    targets: torch.Tensor,
+    restricted: torch.Tensor,
+    w: torch.Tensor | None,
+    choice_ids: torch.Tensor,
 ) -> torch.Tensor:
     """The target scored against the other allowed labels only; reads k columns of a row, never copies the row."""
     sel = (restricted >= 0).nonzero().squeeze(1)
@@ -157,7 +167,7 @@ def _chunked_cross_entropy(
     grad = torch.is_grad_enabled()
     total = rows.new_zeros((), dtype=torch.float32)
     for i in range(0, n, step):
-        part = (rows[i:i + step], targets[i:i + step], w[i:i + step] if w is not None else None)
+        part = (rows[i : i + step], targets[i : i + step], w[i : i + step] if w is not None else None)
         total = total + (checkpoint(_ce_sum, *part, use_reentrant=False) if grad else _ce_sum(*part))
     return total
 
