@@ -9,3 +9,36 @@ os.environ["FT_CACHE"] = os.path.join(_tmp, "ft")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# Modules whose tests start processes or train end to end (each test seconds to a minute): the `slow`
+# marker lets `pytest -m "not slow"` be the quick loop, while the README's command still runs everything.
+SLOW_MODULES = {
+    "test_distributed.py",
+    "test_reliability_resume.py",
+    "test_precision_and_trackers.py",
+    "test_bench_smoke.py",
+    "test_install.py",
+    "test_pipeline.py",
+    "test_cli.py",
+    "test_reliability_checkpoint.py",
+    "test_reliability_runs.py",
+    "test_reliability_fingerprint.py",
+    "test_data_splits_run.py",
+    "test_code_health.py",
+    "test_light_commands.py",
+}
+# single tests elsewhere that start a fresh interpreter (seconds of imports each)
+SLOW_TESTS = {
+    "test_ft_eval_on_user_csv",
+    "test_ft_eval_bad_field_is_one_line_exit_2",
+    "test_adapter_loads_with_plain_peft_in_fresh_process",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    for item in items:
+        if item.path.name in SLOW_MODULES or item.originalname in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
