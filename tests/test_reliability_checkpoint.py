@@ -61,7 +61,9 @@ def _save(run_dir: Path, step: int, keep: int = 2) -> Path:
 
 def _reseal(folder: Path) -> None:
     """Recompute the manifest, as an attacker who can write the folder would."""
-    manifest = {p.name: ckpt._sha256(p) for p in sorted(folder.iterdir()) if p.name not in (ckpt.MANIFEST, ckpt.MARKER)}
+    manifest = {
+        p.name: ckpt.hash_file(p) for p in sorted(folder.iterdir()) if p.name not in (ckpt.MANIFEST, ckpt.MARKER)
+    }
     (folder / ckpt.MANIFEST).write_text(json.dumps(manifest))
 
 

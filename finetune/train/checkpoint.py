@@ -12,7 +12,6 @@ after, and leftovers are cleaned at the next start.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import random
@@ -25,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from finetune.errors import UserError
+from finetune.fingerprint import hash_file  # always reads the bytes: a checkpoint is verified, not trusted
 
 MARKER = "COMPLETE"
 MANIFEST = "MANIFEST.json"
@@ -132,7 +132,7 @@ def save_checkpoint(
             save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / "weights.safetensors"))
             torch.save(optimizer_state, tmp / "optimizer.pt")
             (tmp / "state.json").write_text(json.dumps(state, indent=1, sort_keys=True))
-            manifest = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
+            manifest = {p.name: hash_file(p) for p in sorted(tmp.iterdir())}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
             for p in tmp.iterdir():
                 _fsync(p)
@@ -233,7 +233,7 @@ def load_checkpoint(path: Path, rank: int = 0) -> dict[str, Any]:
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"checkpoint file {file} is missing")
-        if _sha256(file) != digest:
+        if hash_file(file) != digest:
             raise CheckpointError(
                 f"checkpoint file {file} is corrupt (sha256 mismatch); delete {path} to use an older one"
             )
@@ -259,14 +259,6 @@ def _read(file: Path, loader: Callable[[Path], Any]) -> Any:
             f"checkpoint file {file} cannot be loaded safely ({type(exc).__name__}: {first[:200]}); "
             "it was not written by ft or has been tampered with"
         ) from None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync(path: Path) -> None:
