@@ -18,28 +18,31 @@ def _jsonl(path, n, offset=0):
     return path
 
 
-def test_eval_data_leaves_the_whole_training_file_to_train_and_validation(tmp_path, capsys):
-    """Also: the base-model evaluation that eval.before adds is announced as the extra time it is."""
+def _spec(tmp_path, name, before):
+    """A tiny LoRA run on a 40-row user file, scored on a separate 6-row eval.data file."""
     from bench.gpu_check import build_base
 
     base = build_base(tmp_path / "base", width=32, layers=2, heads=4)
-    recipe = recipe_from_dict(
-        {
-            "name": "split-run",
-            "output": str(tmp_path / "run"),
-            "model": {"path": str(base)},
-            "data": {"sources": [{"path": str(_jsonl(tmp_path / "mine.jsonl", 40))}], "max_length": 64},
-            "method": {"kind": "lora", "r": 2},
-            "train": {"max_steps": 1, "batch_size": 4, "threads": 1},
-            "eval": {
-                "before": True,
-                "samples": 2,
-                "max_new_tokens": 2,
-                "task": "generation",
-                "data": {"path": str(_jsonl(tmp_path / "held.jsonl", 6, offset=100)), "split": "test"},
-            },
-        }
-    )
+    return {
+        "name": name,
+        "output": str(tmp_path / "run"),
+        "model": {"path": str(base)},
+        "data": {"sources": [{"path": str(_jsonl(tmp_path / "mine.jsonl", 40))}], "max_length": 64},
+        "method": {"kind": "lora", "r": 2},
+        "train": {"max_steps": 1, "batch_size": 4, "threads": 1},
+        "eval": {
+            "before": before,
+            "samples": 2,
+            "max_new_tokens": 2,
+            "task": "generation",
+            "data": {"path": str(_jsonl(tmp_path / "held.jsonl", 6, offset=100)), "split": "test"},
+        },
+    }
+
+
+def test_eval_data_leaves_the_whole_training_file_to_train_and_validation(tmp_path, capsys):
+    """Also: the base-model evaluation that eval.before adds is announced as the extra time it is."""
+    recipe = recipe_from_dict(_spec(tmp_path, "split-run", before=True))
     result = run(recipe)
     line = (
         "data mine.jsonl: 40 rows -> train 36 / validation 4 (split: all, validation_fraction 0.1; "
@@ -58,25 +61,9 @@ def test_dropping_eval_data_before_a_resume_is_refused(tmp_path):
     """With eval.data the file's test part was trained on; a resume that carves it again would test on trained rows."""
     import pytest
 
-    from bench.gpu_check import build_base
     from finetune.errors import UserError
 
-    base = build_base(tmp_path / "base", width=32, layers=2, heads=4)
-    spec = {
-        "name": "split-resume",
-        "output": str(tmp_path / "run"),
-        "model": {"path": str(base)},
-        "data": {"sources": [{"path": str(_jsonl(tmp_path / "mine.jsonl", 40))}], "max_length": 64},
-        "method": {"kind": "lora", "r": 2},
-        "train": {"max_steps": 1, "batch_size": 4, "threads": 1},
-        "eval": {
-            "before": False,
-            "samples": 2,
-            "max_new_tokens": 2,
-            "task": "generation",
-            "data": {"path": str(_jsonl(tmp_path / "held.jsonl", 6, offset=100)), "split": "test"},
-        },
-    }
+    spec = _spec(tmp_path, "split-resume", before=False)
     run(recipe_from_dict(spec))
     del spec["eval"]["data"]
     spec["eval"]["task"] = None
