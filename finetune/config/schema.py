@@ -292,6 +292,30 @@ def _scenario_shorthand_schema(schema: dict[str, Any]) -> None:
     }
 
 
+class ReplaySpec(Strict):
+    """General text trained beside the task with a plain language-model loss, so the model keeps what it knew."""
+
+    text: Optional[str] = Field(
+        None, description="plain-text file (paragraphs split by blank lines) or JSONL with a text field to replay"
+    )
+    corpus: Optional[Literal["pretrain"]] = Field(
+        None, description="pretrain: replay the training split of this recipe's pretraining corpus (needs pretrain)"
+    )
+    fraction: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="share of the training sequences that are replayed general text, blocks of data.max_length "
+        "tokens with every token scored (0: no replay)",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ReplaySpec":
+        if (self.text is None) == (self.corpus is None):
+            raise ValueError("data.replay needs exactly one of text: FILE or corpus: pretrain")
+        return self
+
+
 class DataSpec(Strict):
     model_config = ConfigDict(json_schema_extra=_scenario_shorthand_schema)
 
@@ -329,6 +353,9 @@ class DataSpec(Strict):
         description="classification rows in training: weighted scales each example's loss by n / (classes x "
         "its class's count); oversample repeats rarer classes' examples up to the largest class "
         "(seeded); none trains at the data's own prior",
+    )
+    replay: Optional[ReplaySpec] = Field(
+        None, description="mix general text into training against forgetting, e.g. {corpus: pretrain, fraction: 0.05}"
     )
 
     @model_validator(mode="before")
@@ -372,6 +399,24 @@ class MethodSpec(Strict):
 
 
 # ---------------------------------------------------------------- evaluation
+class RetentionSpec(Strict):
+    """What fine-tuning cost: general ability measured on the base and on the tuned model."""
+
+    enabled: Union[bool, Literal["auto"]] = Field(
+        "auto", description="auto: on when the recipe fine-tunes (a base model exists to compare with)"
+    )
+    text: Optional[str] = Field(
+        None,
+        description="general text for the perplexity probe (plain text or JSONL with a text field); default: the "
+        "held-out split of the pretraining corpus when this recipe pretrains, else the text shipped with ft",
+    )
+    scenarios: list[ScenarioName] = Field(
+        default_factory=list, description="other scenarios whose test metrics are measured as off-target probes"
+    )
+    samples: int = Field(50, ge=1, description="test examples per off-target scenario")
+    tokens: int = Field(65536, ge=64, description="general-text tokens scored at most (the perplexity probe)")
+
+
 class EvalSpec(Strict):
     before: bool = Field(True, description="evaluate the base model first")
     after: bool = Field(True, description="evaluate the fine-tuned model")
@@ -404,6 +449,10 @@ class EvalSpec(Strict):
         "argmax",
         description="constrained labels: argmax of the label scores, or per-class log-score offsets tuned on "
         "the validation split to maximise MCC (two labels) or macro-F1 (more); the report states the rule",
+    )
+    retention: RetentionSpec = Field(
+        default_factory=RetentionSpec,
+        description="general-text perplexity and off-target scenarios before and after: what fine-tuning cost",
     )
 
 
@@ -468,6 +517,8 @@ class Recipe(Strict):
             raise ValueError("data needs at least one source (data.scenario or data.sources)")
         if self.eval and self.eval.data is None and self.data is None:
             raise ValueError("eval needs data: data.sources with scenarios or eval.data")
+        if self.data is not None and self.data.replay and self.data.replay.corpus and not self.pretrain:
+            raise ValueError("data.replay.corpus: pretrain needs a pretrain section; give data.replay.text: FILE")
         context = self.pretrained_context
         if context and self.data is not None and self.data.max_length > context:
             raise ValueError(
