@@ -26,7 +26,7 @@ from finetune.errors import UserError
 
 Row = dict[str, Any]
 SPLITS = ("train", "validation", "test")
-OUR_FIELDS = ("input", "output", "messages", "text", "label", "group")
+OUR_FIELDS = ("input", "output", "messages", "text", "label", "group", "prompt", "chosen", "rejected")
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 ROLES = ("system", "user", "assistant")
 
@@ -75,7 +75,7 @@ def _load_source(spec: DataSpec, index: int, source: SourceSpec, seed: int, carv
 
         scenario = scenarios.get(source.scenario)
     if scenario is not None and not source.path:
-        splits = _generate(scenario, index, source, seed)
+        splits = _generate(scenario, index, source, seed, spec.shape == "preference")
         checked, skipped = {}, 0
         for split in SPLITS:
             checked[split], n = check_rows(splits.get(split, []), spec, f"scenario {scenario.name}, {split}")
@@ -115,15 +115,23 @@ def _load_source(spec: DataSpec, index: int, source: SourceSpec, seed: int, carv
     )
 
 
-def _generate(scenario: Any, index: int, source: SourceSpec, seed: int) -> dict[str, list[Row]]:
-    """Bad options are the user's to fix; bind first so a TypeError inside the generator stays a bug."""
+def _generate(scenario: Any, index: int, source: SourceSpec, seed: int, pairs: bool = False) -> dict[str, list[Row]]:
+    """Bad options are the user's to fix; bind first so a TypeError inside the generator stays a bug.
+
+    ``pairs``: the scenario's preference pairs (data.shape: preference) instead of its rows.
+    """
     where = f"data.sources[{index}].options"
+    make = scenario.generate
+    if pairs:
+        make = scenario.preference_pairs
+        if make is None:
+            raise UserError(f"data.sources[{index}]: scenario {scenario.name} has no preference pairs; use a file")
     try:
-        inspect.signature(scenario.generate).bind(seed=seed, sizes=source.sizes, **source.options)
+        inspect.signature(make).bind(seed=seed, sizes=source.sizes, **source.options)
     except TypeError as exc:
         raise UserError(f"{where}: {exc} (scenario {scenario.name})") from None
     try:
-        return scenario.generate(seed=seed, sizes=source.sizes, **source.options)
+        return make(seed=seed, sizes=source.sizes, **source.options)
     except UserError:
         raise
     except ValueError as exc:
@@ -417,6 +425,10 @@ def _as_shape(row: Row, shape: str) -> Row:
     """Instruction rows (e.g. generated ones) used as chat become one user turn and one assistant turn."""
     if shape == "instruction" and row.get("input") is None and "output" in row:
         return {**row, "input": ""}
+    if shape == "preference":
+        from finetune.data.preference import as_sft_row, row_problem
+
+        return row if row_problem(row) else as_sft_row(row)  # evaluation reads the chosen side as the reference
     if shape == "chat" and "messages" not in row and isinstance(row.get("output"), str):
         turns = [{"role": "user", "content": row.get("input") or ""}, {"role": "assistant", "content": row["output"]}]
         return {**row, "messages": turns}
@@ -430,6 +442,10 @@ def row_problem(row: Row, shape: str) -> str | None:
         return None if isinstance(text, str) and text.strip() else "needs a non-empty string 'text'"
     if shape == "chat":
         return _messages_problem(row.get("messages"))
+    if shape == "preference":
+        from finetune.data.preference import row_problem as pair_problem
+
+        return pair_problem(row)
     output = row.get("output")
     if not isinstance(output, str) or not output.strip():
         return "needs a non-empty string 'output'"

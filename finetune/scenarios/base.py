@@ -40,6 +40,8 @@ class Scenario:
     evaluate: Callable[..., dict[str, float]]  # evaluate(predictions, rows, label_probs=None)
     formats: dict[str, str] = field(default_factory=dict)  # real format name -> data card name
     default_sizes: dict[str, int] = field(default_factory=lambda: {"train": 800, "validation": 100, "test": 100})
+    # preference_pairs(seed=0, sizes=None, **options) -> Splits of prompt/chosen/rejected rows (data.shape: preference)
+    preference_pairs: Callable[..., Splits] | None = None
 
     def read_file(self, path: str | Path, fmt: str | None = None) -> list[Row]:
         return self.read(Path(path), fmt)

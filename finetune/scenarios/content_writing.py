@@ -428,6 +428,46 @@ def generate(seed: int = 0, sizes: dict[str, int] | None = None, product_share: 
     return fill_splits("content_writing", sizes, SCENARIO.default_sizes, lambda split: _row(rng, split, product_share))
 
 
+# ---------------------------------------------------------------- preference pairs
+
+
+def _flawed(row: Row, rng: random.Random) -> tuple[str, str] | None:
+    """(a description with a slot missing or a value the input did not give, which), checked with the evaluator's
+    own ``mentions`` and ``hallucinated``; None when this draw does not give one."""
+    slots = row["slots"]
+    describe = _describe_product if row["kind"] == "product" else _describe_restaurant
+    optional = [a for a in slots if a not in ("name", "category")]
+    if optional and rng.random() < 0.5:
+        dropped = rng.choice(optional)
+        text = describe({a: v for a, v in slots.items() if a != dropped}, rng)
+        return (text, "missing_slot") if not mentions(text, dropped, slots[dropped]) else None
+    attrs = _PRODUCT_ATTRS if row["kind"] == "product" else _RESTAURANT_ATTRS
+    absent = [a for a in attrs if a not in slots and a in _FORMS]
+    if not absent:
+        return None
+    extra = rng.choice(absent)
+    text = describe({**slots, extra: rng.choice(tuple(_FORMS[extra]))}, rng)
+    return (text, "hallucinated_slot") if hallucinated(text, slots) else None
+
+
+def _pair(row: Row, rng: random.Random) -> Row:
+    for _ in range(20):
+        flawed = _flawed(row, rng)
+        if flawed is not None:
+            break
+    else:
+        raise ValueError("content_writing: cannot draw a flawed description for a preference pair")
+    text, kind = flawed
+    return {**row, "prompt": row["input"], "chosen": row["output"], "rejected": text, "rejected_kind": kind}
+
+
+def preference_pairs(seed: int = 0, sizes: dict[str, int] | None = None, product_share: float = 0.3) -> Splits:
+    """The generated rows as pairs with ground truth by construction: the reference description is preferred to one
+    that leaves out a given slot or states a value the attributes did not give (``rejected_kind``)."""
+    rng = random.Random(f"{seed}:pairs")
+    return {split: [_pair(r, rng) for r in rows] for split, rows in generate(seed, sizes, product_share).items()}
+
+
 # ---------------------------------------------------------------- real format
 
 
@@ -549,4 +589,5 @@ SCENARIO = Scenario(
     evaluate=evaluate,
     formats={"e2e": "e2e"},
     default_sizes={"train": 800, "validation": 100, "test": 100},
+    preference_pairs=preference_pairs,
 )

@@ -393,6 +393,46 @@ def generate(seed: int = 0, sizes: dict[str, int] | None = None) -> Splits:
     return fill_splits("medical_records", sizes, SCENARIO.default_sizes, lambda split: _visit(rng, split))
 
 
+# ---------------------------------------------------------------- preference pairs
+
+
+def _wrong_dose(note: str, rng: random.Random) -> str | None:
+    """The note with one listed drug's dose changed to another of its doses (or doubled when it has one)."""
+    present = [d for d in _DRUGS if re.search(rf"\b{d} \d+ ", note)]
+    if not present:
+        return None
+    drug = rng.choice(present)
+    dose = int(re.search(rf"\b{drug} (\d+) ", note).group(1))
+    others = [d for d in _DRUGS[drug][0] if d != dose] or [dose * 2]
+    return re.sub(rf"\b{drug} {dose} ", f"{drug} {rng.choice(others)} ", note, count=1)
+
+
+def _unmentioned_drug(row: Row, rng: random.Random) -> str | None:
+    """The note with a dosed drug added to MEDICATIONS that the visit never mentions."""
+    absent = [d for d in _DRUGS if d not in row["input"].lower()]
+    if not absent or "MEDICATIONS: " not in row["output"]:
+        return None
+    drug = rng.choice(absent)
+    return row["output"].replace("MEDICATIONS: ", f"MEDICATIONS: {_dose_str(drug, rng.choice(_DRUGS[drug][0]))}; ", 1)
+
+
+def _pair(row: Row, rng: random.Random) -> Row:
+    """Chosen: the reference note; rejected: the same note with a wrong dose or an unmentioned medication."""
+    wrong = _wrong_dose(row["output"], rng) if rng.random() < 0.5 else None
+    kind = "wrong_dose" if wrong else "unmentioned_medication"
+    rejected = wrong or _unmentioned_drug(row, rng)
+    if rejected is None or rejected == row["output"]:
+        raise ValueError("medical_records: cannot corrupt a note for a preference pair")  # never for generated notes
+    return {**row, "prompt": row["input"], "chosen": row["output"], "rejected": rejected, "rejected_kind": kind}
+
+
+def preference_pairs(seed: int = 0, sizes: dict[str, int] | None = None) -> Splits:
+    """The generated visits as pairs with ground truth by construction: the reference note is preferred to the same
+    note with one medication's dose changed or a medication the visit never mentions added (``rejected_kind``)."""
+    rng = random.Random(f"{seed}:pairs")
+    return {split: [_pair(r, rng) for r in rows] for split, rows in generate(seed, sizes).items()}
+
+
 # ---------------------------------------------------------------- medication mentions
 
 _FREQUENCIES: tuple[tuple[str, str], ...] = (
@@ -588,4 +628,5 @@ SCENARIO = Scenario(
     evaluate=evaluate,
     formats={"mts_dialog": "mts_dialog", "aci_bench": "aci_bench"},
     default_sizes={"train": 800, "validation": 100, "test": 100},
+    preference_pairs=preference_pairs,
 )

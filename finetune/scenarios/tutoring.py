@@ -210,6 +210,58 @@ def generate(seed: int = 0, sizes: dict[str, int] | None = None, mode: str = "so
     return fill_splits("tutoring", sizes, SCENARIO.default_sizes, make)
 
 
+# ---------------------------------------------------------------- preference pairs
+
+
+def _wrong_final(solution: str, answer: float, rng: random.Random) -> str:
+    """The worked steps with a different number after ``####``: the rejected side of a solve pair."""
+    value = int(answer)
+    wrong = value + rng.choice([d for d in (-2, -1, 1, 2, 10) if value + d >= 0])
+    head, _, _ = solution.rpartition("#### ")
+    return f"{head}#### {wrong}"
+
+
+def _pair(p: _Problem, mode: str, difficulty: int, rng: random.Random) -> Row | None:
+    """A hint request whose chosen reply guides and whose rejected reply is the worked answer that tells it; or a
+    solve request whose chosen reply is the right worked answer and whose rejected one ends in a wrong number."""
+    row = _row(p, mode, difficulty)
+    if row is None:
+        return None
+    solution = "\n".join(p.lines + [f"#### {p.value}"])
+    rejected = solution if mode == "hint" else _wrong_final(solution, row["answer"], rng)
+    return {**row, "prompt": row["input"], "chosen": row["output"], "rejected": rejected}
+
+
+def preference_pairs(
+    seed: int = 0, sizes: dict[str, int] | None = None, difficulty: int = 1, solve_share: float = 0.5
+) -> Splits:
+    """Tutoring pairs with ground truth by construction: hint requests (chosen: the hint that does not state the final
+    number; rejected: the worked answer, which does), and for ``solve_share`` of the rows solve requests (chosen: the
+    right worked answer; rejected: the same steps ending in a wrong number), so tuning away from telling keeps the
+    solving. Rows keep ``input``/``output`` (the chosen side), ``answer`` and ``mode``: the evaluator scores them."""
+    if difficulty not in (1, 2, 3):
+        raise ValueError(f"tutoring: difficulty must be 1, 2 or 3, got {difficulty!r}")
+    if not isinstance(solve_share, (int, float)) or not 0.0 <= solve_share <= 1.0:
+        raise ValueError(f"tutoring: solve_share must be a number from 0 to 1, got {solve_share!r}")
+    rng = random.Random(f"{seed}:pairs")
+
+    def make(split: str) -> Row:
+        names, nouns = (HELDOUT_NAMES, HELDOUT_NOUNS) if split == "test" else (TRAIN_NAMES, TRAIN_NOUNS)
+        mode = "solve" if rng.random() < solve_share else "hint"
+        while True:
+            p = _problem(rng, rng.choice(names), rng.choice(nouns), difficulty)
+            row = _pair(p, mode, difficulty, rng) if p else None
+            if row:
+                return row
+
+    return fill_splits("tutoring", sizes, SCENARIO.default_sizes, make)
+
+
+def telling_rate(replies: list[str], answers: list[float]) -> float:
+    """Share of replies that state the final answer (any number in them equal to it): a tutor giving it away."""
+    return sum(_tells(r, float(a)) for r, a in zip(replies, answers)) / max(len(replies), 1)
+
+
 # ---------------------------------------------------------------- real format
 
 
@@ -316,7 +368,7 @@ def _hint_scores(predictions: list[str], rows: list[Row]) -> dict[str, float]:
     from finetune.metrics.text import rouge
 
     return {
-        "telling_rate": sum(_tells(p, float(r["answer"])) for p, r in zip(predictions, rows)) / len(rows),
+        "telling_rate": telling_rate(predictions, [r["answer"] for r in rows]),
         "question_rate": sum(p.strip().endswith("?") for p in predictions) / len(rows),
         "hint_rougeL": rouge(predictions, [r["output"] for r in rows])["rougeL"],
     }
@@ -348,4 +400,5 @@ SCENARIO = Scenario(
     evaluate=evaluate,
     formats={"gsm8k": "gsm8k"},
     default_sizes={"train": 800, "validation": 100, "test": 100},
+    preference_pairs=preference_pairs,
 )
