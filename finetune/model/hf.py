@@ -51,6 +51,9 @@ def load_config(path: str, *, trust_remote_code: bool = False, revision: str | N
 
 
 def _source(path: str) -> str:
+    from finetune.model.gguf_import import resolve_model_path
+
+    path = resolve_model_path(path)  # a .gguf file: its converted folder (converted once, cached by content)
     folder = Path(path).expanduser()
     if folder.exists():
         check_model_folder(folder)

@@ -72,6 +72,9 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False, revision: 
     """Load a tokenizer folder (or hub id); make sure it can pad, since batching needs it."""
     from transformers import AutoTokenizer
 
+    from finetune.model.gguf_import import resolve_model_path
+
+    path = resolve_model_path(str(path))  # a .gguf file: the tokenizer of its converted folder
     try:
         tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code, revision=revision)
     except (OSError, ValueError) as exc:
