@@ -76,22 +76,24 @@ def import_gguf(path: str | Path, out: str | Path | None = None, say: Say = prin
 
     ``out`` (``ft import FILE --out DIR``) must be new or empty, or hold this very file's import already.
     """
+    from finetune.fingerprint import file_sha256
+
     source = _check_file(Path(path).expanduser())
-    info = read_info(source)
-    cached = cache_dir(info["sha256"])
+    sha256 = file_sha256(source)  # remembered by (path, stat): a cache hit reads neither weights nor metadata
+    cached = cache_dir(sha256)
     target = Path(out).expanduser() if out else cached
-    with _locked(info["sha256"]):
-        if _complete(target, info["sha256"]):
-            say(f"model {source.name}: converted earlier from GGUF (sha256 {info['sha256'][:12]}…), using {target}")
+    with _locked(sha256):
+        if _complete(target, sha256):
+            say(f"model {source.name}: converted earlier from GGUF (sha256 {sha256[:12]}…), using {target}")
             return target
         _clear_leftovers(target, ours=out is None)
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise UserError(f"--out {target} already holds files; choose a new or empty folder")
-        if _complete(cached, info["sha256"]):
+        if _complete(cached, sha256):
             _place(lambda tmp: shutil.copytree(cached, tmp, dirs_exist_ok=True), target)
             say(f"model {source.name}: copied its earlier conversion {cached} to {target}")
         else:
-            _convert(source, info, target, say)
+            _convert(source, read_info(source, sha256), target, say)
     return target
 
 
@@ -121,14 +123,14 @@ def _check_file(path: Path) -> Path:
     return path.resolve()
 
 
-def read_info(path: Path) -> dict[str, Any]:
+def read_info(path: Path, sha256: str | None = None) -> dict[str, Any]:
     """What the file says it is (architecture, name, licence, quantization) and its sha256: the run card's source."""
     from finetune.fingerprint import file_sha256
 
     meta = _read_metadata(path)
     info: dict[str, Any] = {
         "source_file": str(path),
-        "sha256": file_sha256(path),
+        "sha256": sha256 or file_sha256(path),
         "size_bytes": path.stat().st_size,
         "architecture": meta.get("general.architecture"),
         "name": meta.get("general.name") or meta.get("general.basename"),
@@ -141,19 +143,32 @@ def read_info(path: Path) -> dict[str, Any]:
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:
-    """The general.* keys; a file gguf cannot parse is a one-line error naming it."""
-    import gguf
+    """The general.* keys; a file that cannot be parsed is a one-line error naming it.
 
+    transformers' reader skips the vocabulary's string arrays (seconds on a 262k-token file, where
+    gguf.GGUFReader decodes every entry: two minutes on a busy machine); gguf's is the fallback.
+    """
     try:
-        reader = gguf.GGUFReader(str(path))
-        fields = {key: reader.fields[key].contents() for key in _METADATA_KEYS if key in reader.fields}
-    except Exception as exc:  # gguf raises ValueError, struct.error, IndexError, ... on damaged files
+        fields = _general_keys(path)
+    except Exception as exc:  # ValueError, struct.error, IndexError, UnicodeDecodeError, ... on damaged files
         raise UserError(
             f"{path} is not a readable GGUF file ({_first_line(exc)}); re-download or re-export it"
         ) from None
     if not fields.get("general.architecture"):
         raise UserError(f"{path} has no general.architecture in its metadata; it is not a model GGUF file")
     return fields
+
+
+def _general_keys(path: Path) -> dict[str, Any]:
+    try:
+        from transformers.integrations.gguf import read_gguf_metadata
+    except ImportError:
+        import gguf
+
+        reader = gguf.GGUFReader(str(path))
+        return {key: reader.fields[key].contents() for key in _METADATA_KEYS if key in reader.fields}
+    metadata, _ = read_gguf_metadata(str(path))
+    return {key: metadata[key] for key in _METADATA_KEYS if key in metadata}
 
 
 def _file_type_name(value: Any) -> str | None:
