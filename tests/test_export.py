@@ -1,5 +1,5 @@
 """`ft export`: GGUF files that transformers reads back with the source's logits (our core, a tiny Llama,
-a tiny Gemma 3, a LoRA merged on the way), q8_0 within a measured bound, the tokenizer in the metadata,
+a tiny Gemma 3, a LoRA or DoRA adapter merged on the way), q8_0 within a measured bound, the tokenizer in the metadata,
 refused core settings, a standalone safetensors folder, and the output guards."""
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from transformers import (
 
 from finetune.config.schema import MethodSpec
 from finetune.errors import UserError
-from finetune.export import export_model
-from finetune.export import gguf_writer
+from finetune.export import export_model, gguf_writer
 from finetune.methods import load_trained, prepare, save_trained
 from finetune.model import hf
 from finetune.model.core import CoreConfig, CoreForCausalLM
@@ -29,7 +28,7 @@ from finetune.model.tokenizer import train_tokenizer
 
 PROMPTS = [f"the clerk files report {i * 7} on day {i % 31}, then a nurse checks it." for i in range(8)]
 F32_TOL, F16_TOL = 1e-4, 2e-2
-Q8_TOL = 0.05  # measured: 0.005-0.02 on these models (Q8_0 keeps ~8 bits per weight, one scale per 32)
+Q8_TOL = 0.05  # measured: 4e-3 (core, Llama), 1.4e-2 (Gemma 3) on logits up to 0.8 (8-bit weights, a scale per 32)
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +96,15 @@ def sources(tokenizer, tmp_path_factory):
     for kind in ("core", "llama", "gemma3"):
         model = build(kind, tokenizer)
         out[kind] = (hf.save_model(model, tokenizer, root / kind), model)
-    lora = prepare(hf.load_model(str(out["core"][0])), MethodSpec(kind="lora", r=4))
-    torch.manual_seed(2)
-    with torch.no_grad():  # a trained-looking adapter: B is zero at init, which would make the merge a no-op
-        for name, param in lora.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.3)
-    out["lora"] = (save_trained(lora.eval(), tokenizer, root / "lora", {"ft_template.json": "{}"}), lora.eval())
+    for method in ("lora", "dora"):
+        adapter = prepare(hf.load_model(str(out["core"][0])), MethodSpec(kind=method, r=4))
+        torch.manual_seed(2)
+        with torch.no_grad():  # a trained-looking adapter: B is zero at init, which would make the merge a no-op
+            for name, param in adapter.named_parameters():
+                if "lora_B" in name:
+                    param.normal_(0, 0.3)
+        folder = save_trained(adapter.eval(), tokenizer, root / method, {"ft_template.json": "{}"})
+        out[method] = (folder, adapter.eval())
     return out
 
 
@@ -128,6 +129,7 @@ def load_gguf(path):
         ("llama", "f16", F16_TOL),
         ("lora", "f32", F32_TOL),
         ("lora", "f16", F16_TOL),
+        ("dora", "f32", F32_TOL),
         ("gemma3", "f32", F32_TOL),
     ],
 )
