@@ -9,6 +9,10 @@ os.environ["FT_CACHE"] = os.path.join(_tmp, "ft")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests use tiny models: one thread does their small matrix products as fast as two, and two threads
+# per process oversubscribe the cores (16x slower generation measured under load). Set before torch
+# is imported; processes a test starts inherit it (`ft run --processes N` sets its children's own).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 # Modules whose tests start processes or train end to end (each test seconds to a minute): the `slow`
