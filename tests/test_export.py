@@ -268,3 +268,17 @@ def test_cli_exports_a_run_and_refuses_with_exit_2(sources, tokenizer, tmp_path)
         cli.app, ["export", str(run), "--format", "gguf", "--dtype", "q4", "--out", str(tmp_path / "s.gguf")]
     )
     assert result.exit_code == 2 and "--dtype 'q4' does not apply to --format gguf" in result.output
+
+
+def test_pre_tokenizer_is_named_for_llama_cpp_or_refused():
+    from finetune.export.gguf_vocab import pre_tokenizer_name
+
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}
+    digits = {"type": "Digits", "individual_digits": True}
+    assert pre_tokenizer_name({"pre_tokenizer": byte_level}, "m") == "gpt-2"
+    sequence = {"type": "Sequence", "pretokenizers": [digits, byte_level]}
+    assert pre_tokenizer_name({"pre_tokenizer": sequence}, "m") == "refact"
+    with pytest.raises(UserError, match="m: the tokenizer's pre-tokenizer \\(Whitespace\\) is not one llama.cpp names"):
+        pre_tokenizer_name({"pre_tokenizer": {"type": "Whitespace"}}, "m")
+    with pytest.raises(UserError, match="adds a prefix space"):
+        pre_tokenizer_name({"pre_tokenizer": {**byte_level, "add_prefix_space": True}}, "m")

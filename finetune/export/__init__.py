@@ -36,7 +36,8 @@ def export_model(
     if fmt == "gguf":
         from finetune.export.gguf_writer import describe, write_gguf
 
-        return write_gguf(describe(model, str(source)), tokenizer, dtype or DEFAULT_GGUF_DTYPE, out, _name(source))
+        described = describe(model, str(source))
+        return write_gguf(described, tokenizer, dtype or DEFAULT_GGUF_DTYPE, out, _name(source), str(source))
     return write_folder(model, tokenizer, source, out, dtype)
 
 

@@ -167,8 +167,10 @@ def _tensors(model: Any, arch: str, adjust: Callable[[str, Any], Any], where: st
     return out
 
 
-def write_gguf(described: GgufModel, tokenizer: Any, dtype: str, out: Path, name: str) -> Path:
-    """The file at ``out``, written beside it under a temporary name and renamed once complete."""
+def write_gguf(described: GgufModel, tokenizer: Any, dtype: str, out: Path, name: str, where: str) -> Path:
+    """The file at ``out``, written beside it under a temporary name and renamed once complete.
+
+    ``name`` becomes general.name; ``where`` (the source folder) is what error messages point at."""
     import gguf
 
     if dtype not in DTYPES:
@@ -183,7 +185,7 @@ def write_gguf(described: GgufModel, tokenizer: Any, dtype: str, out: Path, name
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         from finetune.export.gguf_vocab import add_tokenizer
 
-        add_tokenizer(writer, tokenizer, described.hparams["add_vocab_size"], name)
+        add_tokenizer(writer, tokenizer, described.hparams["add_vocab_size"], where)
         for tensor_name, array in described.tensors.items():
             data, raw_dtype = encode(array, dtype)
             writer.add_tensor(tensor_name, data, raw_dtype=raw_dtype)
