@@ -129,7 +129,7 @@ def _assert_same(model, inputs, extra, weighted, forward_kwargs=None):
 def _head_rows(model, inputs, extra) -> list[int]:
     """Rows of hidden states the output head computed logits for, per call."""
     seen: list[int] = []
-    head = loss_mod._output_head(model)
+    head = loss_mod.output_head(model)
     handle = head.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape[:-1].numel()))
     try:
         scored_loss(model, inputs, extra["labels"], extra["choice_index"], CHOICES, extra["loss_weight"])

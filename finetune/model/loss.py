@@ -92,12 +92,12 @@ def scored_loss(
     kwargs = forward_kwargs or {}
     targets = F.pad(labels[:, 1:], (0, 1), value=-100)
     mask = targets != -100
-    head = _output_head(model)
+    head = output_head(model)
     if _mostly_scored(mask, weights) or head is None:
         if head is None:
             _warn_once(type(model).__name__, "has no output head that ft can find (get_output_embeddings)")
         return causal_lm_loss(model(**inputs, **kwargs).logits, labels, choice_index, choice_ids, weights)
-    with _head_sees_only(head, mask) as hooked:
+    with head_sees_only(head, mask) as hooked:
         logits = model(**inputs, **kwargs).logits
     n = int(mask.sum())
     if not hooked["done"] or logits.shape[:2] != (1, n):
@@ -172,7 +172,7 @@ def _chunked_cross_entropy(
     return total
 
 
-def _output_head(model: torch.nn.Module) -> torch.nn.Module | None:
+def output_head(model: torch.nn.Module) -> torch.nn.Module | None:
     """The module that turns hidden states into logits, through DDP/DeepSpeed (.module) and peft wrappers."""
     inner = getattr(model, "module", model)
     get = getattr(inner, "get_output_embeddings", None)
@@ -184,7 +184,7 @@ def _output_head(model: torch.nn.Module) -> torch.nn.Module | None:
 
 
 @contextmanager
-def _head_sees_only(head: torch.nn.Module, mask: torch.Tensor) -> Iterator[dict[str, bool]]:
+def head_sees_only(head: torch.nn.Module, mask: torch.Tensor) -> Iterator[dict[str, bool]]:
     """While open, the head's first call with [batch, length, width] input gets only the rows where mask is set."""
     state = {"done": False}
 

@@ -1,0 +1,120 @@
+"""Constrained label scoring: one forward pass per prompt when the labels' first tokens differ, the output head
+only where a label is scored, and the same probabilities as scoring every (prompt, label) sequence in full."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from finetune.data.format import encode_plain
+from finetune.eval.label_scores import label_probs
+from finetune.model.loss import output_head
+from finetune.model.tokenizer import load_tokenizer, train_tokenizer
+
+TEXTS = [f"Sentence {i}: the market rose {i} points and the patient felt good, or bad." for i in range(200)]
+PROMPTS = ["the patient felt", "the market", "Sentence 12: the market rose 4 points and", "or"]
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tok")
+    train_tokenizer(TEXTS, 320, out)
+    return load_tokenizer(out)
+
+
+def _core(vocab: int) -> torch.nn.Module:
+    from finetune.model.core import CoreConfig, CoreForCausalLM
+
+    return CoreForCausalLM(CoreConfig(vocab_size=vocab, width=32, layers=2, heads=4, context_length=64))
+
+
+def _llama(vocab: int) -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    return LlamaForCausalLM(config)
+
+
+def _gemma3(vocab: int) -> torch.nn.Module:
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        query_pre_attn_scalar=8,
+        sliding_window=4,
+        max_position_embeddings=64,
+        final_logit_softcapping=2.0,
+        attn_implementation="eager",
+    )
+    return Gemma3ForCausalLM(config)
+
+
+def _reference(model, tok, prompt: str, labels: list[str]) -> dict[str, float]:
+    """Each (prompt, label) sequence alone, full logits: the first token decides when first tokens differ."""
+    ids = encode_plain(tok, prompt)
+    label_ids = {c: encode_plain(tok, c) for c in labels}
+    by_first = len({tuple(v[:1]) for v in label_ids.values()}) == len(labels)
+    scores = []
+    with torch.no_grad():
+        for c in labels:
+            want = label_ids[c][:1] if by_first else label_ids[c]
+            logp = torch.log_softmax(model(input_ids=torch.tensor([ids + want])).logits[0].float(), -1)
+            scores.append(sum(float(logp[len(ids) - 1 + j, t]) for j, t in enumerate(want)))
+    return dict(zip(labels, torch.softmax(torch.tensor(scores), 0).tolist()))
+
+
+def _choices(tok) -> list[list[str]]:
+    """Rows whose labels differ in the first token, and one whose labels share it (scored on all tokens)."""
+    shared = ["the market", "the patient"]
+    assert encode_plain(tok, shared[0])[0] == encode_plain(tok, shared[1])[0]
+    return [["good", "bad"], ["rose", "fell", "flat"], shared, ["points", "Sentence", "or", "good"]]
+
+
+@pytest.mark.parametrize("build", [_core, _llama, _gemma3], ids=["core", "llama", "gemma3"])
+def test_probabilities_equal_scoring_each_label_in_full(tok, build):
+    torch.manual_seed(0)
+    model = build(len(tok)).eval()
+    choices = _choices(tok)
+    got = label_probs(model, tok, PROMPTS, choices, batch_size=3, progress=False)
+    for prompt, cs, probs in zip(PROMPTS, choices, got):
+        want = _reference(model, tok, prompt, cs)
+        assert list(probs) == cs
+        for c in cs:
+            assert probs[c] == pytest.approx(want[c], abs=1e-5)
+
+
+def test_one_pass_per_prompt_and_the_head_sees_one_row_each(tok):
+    """77 labels (BANKING77's intents) cost one forward per prompt, and the head a [prompts, vocab] product."""
+    torch.manual_seed(0)
+    model = _core(len(tok)).eval()
+    words = sorted({w for t in TEXTS for w in t.replace(":", " ").replace(",", " ").split()})
+    labels = [w for w in words if len(encode_plain(tok, w)) >= 1]
+    firsts: dict[int, str] = {}
+    for w in labels:
+        firsts.setdefault(encode_plain(tok, w)[0], w)
+    labels = list(firsts.values())
+    assert len(labels) >= 20
+    calls: list[int] = []
+    head_rows: list[int] = []
+    model.register_forward_pre_hook(lambda _m, args, kwargs: calls.append(1), with_kwargs=True)
+    output_head(model).register_forward_hook(lambda _m, args, out: head_rows.append(out.shape[-2]))
+    probs = label_probs(model, tok, PROMPTS, [labels] * len(PROMPTS), batch_size=32, progress=False)
+    assert len(calls) == 1  # four prompts, one batch: not 4 x len(labels) sequences
+    assert head_rows == [len(PROMPTS)]  # one scored position per prompt
+    for p in probs:
+        assert abs(sum(p.values()) - 1) < 1e-6
+    assert probs[0] == pytest.approx(_reference(model, tok, PROMPTS[0], labels), abs=1e-5)
