@@ -37,6 +37,7 @@ SLOW_TESTS = {
     "test_ft_eval_on_user_csv",
     "test_ft_eval_bad_field_is_one_line_exit_2",
     "test_adapter_loads_with_plain_peft_in_fresh_process",
+    "test_mixed_run_is_identical_after_kill_and_resume",
 }
 
 
