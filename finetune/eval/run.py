@@ -35,14 +35,12 @@ def eval_sets(data: DataSpec | None, spec: EvalSpec, seed: int) -> list[EvalSet]
         loaded = load_sources(DataSpec(sources=[spec.data]), seed)
     else:
         loaded = load_sources(data, seed)
+    from finetune.data.overlap import dropped_ids, evaluated_rows, without
+
+    dropped = dropped_ids(data, spec, seed, loaded)  # eval.overlap: drop, test rows training data holds
     out = []
-    for src in loaded:
-        rows = (
-            [r for split in ("train", "validation", "test") for r in src.splits[split]]
-            if spec.data
-            else src.splits["test"]
-        )
-        rows = rows[: spec.samples]
+    for src, drop in zip(loaded, dropped):
+        rows = without(evaluated_rows(src, whole=spec.data is not None), drop)[: spec.samples]
         if not rows:
             raise UserError(f"evaluation data {src.name} has no rows")
         if src.scenario and not (spec.data and spec.task):

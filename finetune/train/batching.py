@@ -17,10 +17,16 @@ import torch
 from finetune.data.tokenized import Example
 
 
-def micro_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, group_by_length: bool) -> list[list[int]]:
-    """Micro-batches of indices for one epoch; grouping by length cuts padding."""
+def micro_batches(
+    lengths: list[int], batch_size: int, seed: int, epoch: int, group_by_length: bool, pool: list[int] | None = None
+) -> list[list[int]]:
+    """Micro-batches of indices for one epoch; grouping by length cuts padding.
+
+    ``pool`` is the epoch's draw when sources are mixed by proportion (finetune/data/mixing.py); by default
+    every example once.
+    """
     rng = random.Random(f"{seed}:{epoch}")
-    order = list(range(len(lengths)))
+    order = list(range(len(lengths))) if pool is None else list(pool)
     rng.shuffle(order)
     if group_by_length:
         chunk = batch_size * 32
