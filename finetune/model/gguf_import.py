@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -46,12 +47,17 @@ _METADATA_KEYS = (
 Say = Callable[[str], Any]
 
 
+def _note(message: str) -> None:
+    """Notes go to stderr when no one says where: `ft generate MODEL.gguf ...` keeps stdout for the completion."""
+    print(message, file=sys.stderr)
+
+
 def is_gguf(path: str | Path | None) -> bool:
     """Whether a model path names a GGUF file (by its suffix: a folder of that name is an error later)."""
     return bool(path) and str(path).lower().endswith(".gguf")
 
 
-def resolve_model_path(path: str, say: Say = print) -> str:
+def resolve_model_path(path: str, say: Say = _note) -> str:
     """``path`` as loaders take it: a .gguf file becomes its converted folder (converted now if needed)."""
     if not is_gguf(path):
         return path
@@ -71,7 +77,7 @@ def resolve_for_run(path: str, run_dir: Path, accelerator: Any) -> Path:
     return folder
 
 
-def import_gguf(path: str | Path, out: str | Path | None = None, say: Say = print) -> Path:
+def import_gguf(path: str | Path, out: str | Path | None = None, say: Say = _note) -> Path:
     """The Hugging Face folder of the GGUF file ``path``: the cached one, or ``out`` when given.
 
     ``out`` (``ft import FILE --out DIR``) must be new or empty, or hold this very file's import already.
