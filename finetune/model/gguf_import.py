@@ -72,7 +72,8 @@ def resolve_for_run(path: str, run_dir: Path, accelerator: Any) -> Path:
     if accelerator.is_main_process:
         from finetune.rundir import RUN_FILE, read_run_info, write_json
 
-        provenance = {**(source_info(folder) or {}), "converted_folder": str(folder)}
+        this_file = str(Path(path).expanduser().resolve())  # the same bytes may have been converted from elsewhere
+        provenance = {**(source_info(folder) or {}), "source_file": this_file, "converted_folder": str(folder)}
         write_json(run_dir / RUN_FILE, {**read_run_info(run_dir), "base_model": provenance})
     return folder
 
