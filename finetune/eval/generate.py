@@ -45,7 +45,6 @@ def generate(
     ``progress`` None shows a bar on the main process only.
     """
     model.eval()
-    device = next(model.parameters()).device
     context = model_context(model)
     if context is not None and max_new_tokens >= context:
         raise UserError(
@@ -56,28 +55,41 @@ def generate(
     encoded, cut = fit_left([_ids(tokenizer, p) for p in prompts], limit)
     _count(stats, cut, len(prompts), limit, context, f"max_new_tokens {max_new_tokens}")
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # similar lengths share a batch
-    pad = _pad_id(tokenizer)
     out: list[str] = [""] * len(encoded)
     with _bar(len(encoded), "generate", progress) as bar:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            ids, mask = _left_padded([encoded[i] for i in idx], pad, device)
             kwargs: dict[str, Any] = {"do_sample": do_sample}
             if do_sample:
                 kwargs.update(temperature=temperature, top_p=top_p)
-            tokens = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                max_new_tokens=max_new_tokens,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=pad,
-                use_cache=True,
-                **kwargs,
-            )
-            for i, row in zip(idx, tokens[:, ids.shape[1] :]):
+            tokens = generate_batch(model, tokenizer, [encoded[i] for i in idx], max_new_tokens, **kwargs)
+            for i, row in zip(idx, tokens):
                 out[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
             bar.update(len(idx))
     return out
+
+
+@torch.no_grad()
+def generate_batch(
+    model: Any, tokenizer: Any, encoded: list[list[int]], max_new_tokens: int, **kwargs: Any
+) -> torch.Tensor:
+    """The new tokens of one left-padded batch of prompt ids (rows that ended early are padded).
+
+    The one place ``model.generate`` is called, so ``generate`` and the server (``finetune.serve``,
+    which passes per-row logits processors and stopping criteria in ``kwargs``) decode alike.
+    """
+    model.eval()
+    ids, mask = _left_padded(encoded, _pad_id(tokenizer), next(model.parameters()).device)
+    tokens = model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=_pad_id(tokenizer),
+        use_cache=True,
+        **kwargs,
+    )
+    return tokens[:, ids.shape[1] :]
 
 
 @torch.no_grad()
