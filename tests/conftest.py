@@ -18,6 +18,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Modules whose tests start processes or train end to end (each test seconds to a minute): the `slow`
 # marker lets `pytest -m "not slow"` be the quick loop, while the README's command still runs everything.
 SLOW_MODULES = {
+    "test_preference_run.py",
     "test_distributed.py",
     "test_reliability_resume.py",
     "test_precision_and_trackers.py",
@@ -37,6 +38,7 @@ SLOW_TESTS = {
     "test_ft_eval_on_user_csv",
     "test_ft_eval_bad_field_is_one_line_exit_2",
     "test_adapter_loads_with_plain_peft_in_fresh_process",
+    "test_ft_serve_answers_the_openai_client_like_ft_generate_and_stops_on_sigterm",
     "test_mixed_run_is_identical_after_kill_and_resume",
 }
 
