@@ -191,19 +191,29 @@ def _row(p: _Problem, mode: str, difficulty: int) -> Row | None:
     }
 
 
-def generate(seed: int = 0, sizes: dict[str, int] | None = None, mode: str = "solve", difficulty: int = 1) -> Splits:
-    """Templated word problems; test rows use only held-out names and nouns."""
-    if mode not in MODES:
-        raise ValueError(f"tutoring: mode must be 'solve' or 'hint', got {mode!r}")
+def generate(
+    seed: int = 0,
+    sizes: dict[str, int] | None = None,
+    mode: str = "solve",
+    difficulty: int = 1,
+    hint_share: float = 0.3,
+) -> Splits:
+    """Templated word problems; test rows use only held-out names and nouns. ``mode: mixed`` draws hint requests
+    for ``hint_share`` of the rows and solve requests for the rest (one source, one evaluation of both)."""
+    if mode not in (*MODES, "mixed"):
+        raise ValueError(f"tutoring: mode must be 'solve', 'hint' or 'mixed', got {mode!r}")
+    if not isinstance(hint_share, (int, float)) or not 0.0 <= hint_share <= 1.0:
+        raise ValueError(f"tutoring: hint_share must be a number from 0 to 1, got {hint_share!r}")
     if difficulty not in (1, 2, 3):
         raise ValueError(f"tutoring: difficulty must be 1, 2 or 3, got {difficulty!r}")
     rng = random.Random(seed)
 
     def make(split: str) -> Row:
         names, nouns = (HELDOUT_NAMES, HELDOUT_NOUNS) if split == "test" else (TRAIN_NAMES, TRAIN_NOUNS)
+        this = mode if mode != "mixed" else ("hint" if rng.random() < hint_share else "solve")
         while True:
             p = _problem(rng, rng.choice(names), rng.choice(nouns), difficulty)
-            row = _row(p, mode, difficulty) if p else None
+            row = _row(p, this, difficulty) if p else None
             if row:
                 return row
 

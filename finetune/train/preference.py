@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import torch
 import torch.nn.functional as F
 
-from finetune.model.loss import _head_sees_only, _output_head
+from finetune.model.loss import head_sees_only, output_head
 
 STAT_KEYS = ("pairs", "correct", "margin", "chosen_logps", "rejected_logps", "chosen_rewards", "rejected_rewards")
 
@@ -45,10 +45,10 @@ def sequence_logps(
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask") if k in batch}
     kwargs = forward_kwargs or {}
     rows_of = mask.nonzero()[:, 0]
-    head = _output_head(model)
+    head = output_head(model)
     per_token, logits = None, None
     if head is not None:
-        with _head_sees_only(head, mask) as hooked:
+        with head_sees_only(head, mask) as hooked:
             logits = model(**inputs, **kwargs).logits
         if hooked["done"] and logits.shape[:2] == (1, int(mask.sum())):
             per_token = -F.cross_entropy(logits[0].float(), targets[mask], reduction="none")
