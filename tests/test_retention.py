@@ -142,3 +142,18 @@ def test_padding_is_masked_in_the_perplexity(run):
     padded = perplexity(model, blocks, 3, "cpu")
     assert padded["tokens"] == one_by_one["tokens"] == 5 + 2 + 3
     assert padded["loss"] == pytest.approx(one_by_one["loss"], abs=1e-5)
+
+
+def test_forgetting_study_checks_the_literatures_expectations():
+    from bench.forgetting import render, verdicts
+
+    def row(ppl_after, task_after):
+        return {"task": "tutoring", "task_before": 0.0, "task_after": task_after, "ppl_before": 10.0,
+                "ppl_after": ppl_after, "tokens_scored": 100, "replay": {}, "wall_s": 1.0, "load_at_start": 0.5}  # fmt: skip
+
+    rows = {"full_replay0": row(14.0, 0.30), "full_replay5": row(12.0, 0.29), "lora_replay0": row(11.0, 0.2)}
+    met = {e: ok for e, _, ok in verdicts(rows)}
+    assert list(met.values()) == [True, True, True]  # 4.0 > 1.0; 4.0 -> 2.0 is a 50% cut; task -0.01
+    rows["full_replay5"] = row(13.0, 0.25)  # a 25% cut, the task 0.05 lower
+    assert [ok for _, _, ok in verdicts(rows)] == [True, False, False]
+    assert "| full_replay0 | 0.000 | 0.300 | 10.000 | 14.000 | +4.000 (+40.0%) |" in render(rows, [])
