@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from finetune.config.load import dump_recipe, recipe_hash, without_retired_keys
+from finetune.config.load import dump_recipe, recipe_hash, stable_dump, without_retired_keys
 from finetune.config.schema import Recipe
 from finetune.errors import UserError
 
@@ -188,7 +188,7 @@ def check_resumable(recipe: Recipe, run_dir: Path) -> None:
     if not isinstance(old, dict):
         return
     old = without_retired_keys(old)  # keys an older ft wrote under pretrain.train, never used
-    new = recipe.model_dump(mode="json")
+    new = stable_dump(recipe)  # fields added since the run was written count only when set
     changes: list[str] = []
     for key in RESUME_SECTIONS:
         changes += changed_fields(old.get(key), new.get(key), key)

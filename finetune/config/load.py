@@ -258,12 +258,48 @@ def nested_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+# Fields added after runs were written: while at their defaults they are left out of recipe and section hashes
+# and of the recipe a resume compares, so a run written before keeps its hash and resumes. A new field goes here
+# (tests/test_config.py::test_a_recipe_written_before_keeps_its_hash fails until it does).
+ADDED_FIELDS: dict[str, frozenset[str]] = {
+    "DataSpec": frozenset({"examples_per_epoch", "mix_by", "replay"}),
+    "EvalSpec": frozenset({"overlap", "retention"}),
+    "Fields": frozenset({"chosen", "prompt", "rejected"}),
+    "MethodSpec": frozenset({"beta", "loss_type", "objective", "orpo_lambda", "precompute_reference"}),
+    "Recipe": frozenset({"scale"}),
+    "SourceSpec": frozenset({"proportion"}),
+}
+
+
+def stable_dump(model: BaseModel) -> dict[str, Any]:
+    """``model_dump(mode="json")`` without the ADDED_FIELDS that are at their defaults (see above)."""
+    return _without_new_defaults(model, model.model_dump(mode="json"))
+
+
+def _without_new_defaults(value: Any, dumped: Any) -> Any:
+    if isinstance(value, BaseModel) and isinstance(dumped, dict):
+        added = ADDED_FIELDS.get(type(value).__name__, frozenset())
+        out = {}
+        for name, field in type(value).model_fields.items():
+            if name not in dumped:
+                continue
+            current = getattr(value, name)
+            if name in added and current == field.get_default(call_default_factory=True):
+                continue
+            out[name] = _without_new_defaults(current, dumped[name])
+        return out
+    if isinstance(value, (list, tuple)) and isinstance(dumped, list) and len(value) == len(dumped):
+        return [_without_new_defaults(v, d) for v, d in zip(value, dumped)]
+    return dumped
+
+
 def recipe_hash(recipe: Recipe) -> str:
     """Stable hash of the resolved recipe (key order and YAML formatting do not matter).
 
-    The retired pretrain.train keys count at their old values, so a recipe keeps the hash it had before.
+    The retired pretrain.train keys count at their old values, and fields added since at their defaults do not
+    count, so a recipe keeps the hash it had before.
     """
-    data = recipe.model_dump(mode="json")
+    data = stable_dump(recipe)
     if data.get("pretrain") is not None:
         data["pretrain"] = with_retired_keys(data["pretrain"])
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -286,7 +322,7 @@ def without_retired_keys(recipe: dict[str, Any]) -> dict[str, Any]:
 
 def section_hash(section: BaseModel | dict | None, *extra: Any) -> str:
     """Hash of part of a recipe (used to key caches such as a pretrained base model)."""
-    payload = section.model_dump(mode="json") if isinstance(section, BaseModel) else section
+    payload = stable_dump(section) if isinstance(section, BaseModel) else section
     canonical = json.dumps([payload, *extra], sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
