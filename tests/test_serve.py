@@ -226,6 +226,45 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(engine):
     assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 2
 
 
+def test_a_failing_batch_is_a_500_and_the_next_one_is_served(engine):
+    import dataclasses
+
+    from finetune.serve.engine import Engine
+
+    class FailsOnce(Engine):
+        failed = False
+
+        def run(self, jobs):
+            if not FailsOnce.failed:
+                FailsOnce.failed = True
+                raise RuntimeError("out of memory")
+            super().run(jobs)
+
+    flaky = FailsOnce(**{f.name: getattr(engine, f.name) for f in dataclasses.fields(engine)})
+
+    async def twice(client, app):
+        body = {"model": "tiny-chat", "prompt": "the", "max_tokens": 2}
+        return await client.post("/v1/completions", json=body), await client.post("/v1/completions", json=body)
+
+    first, second = with_client(flaky, twice)
+    assert first.status_code == 500 and first.json()["error"]["type"] == "server_error"
+    assert "out of memory" in first.json()["error"]["message"]
+    assert second.status_code == 200
+
+
+def test_a_taken_port_is_one_line_naming_the_fix():
+    from finetune.errors import UserError
+    from finetune.serve import bind
+
+    taken = bind("127.0.0.1", 0)
+    taken.listen()
+    try:
+        with pytest.raises(UserError, match=r"cannot listen on 127.0.0.1:\d+ .*pass a free --port"):
+            bind("127.0.0.1", taken.getsockname()[1])
+    finally:
+        taken.close()
+
+
 # ---------------------------------------------------------------- the real server
 
 

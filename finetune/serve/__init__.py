@@ -30,6 +30,7 @@ def serve(
     max_batch: int = 16,
     window_ms: float = 10.0,
     default_max_tokens: int = 256,
+    threads: int = 0,
 ) -> None:
     """Serve ``model_dir`` until SIGTERM or Ctrl-C; in-flight requests are answered before it returns."""
     _require_extra()
@@ -39,7 +40,7 @@ def serve(
     from finetune.serve.engine import load_engine
 
     sock = bind(host, port)  # before loading: a taken port is said at once
-    engine = load_engine(model_dir, name, source)
+    engine = load_engine(model_dir, name, source, threads)
     app = create_app(engine, max_batch=max_batch, window_s=window_ms / 1000, default_max_tokens=default_max_tokens)
     server = uvicorn.Server(uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=10))
     bound = sock.getsockname()[1]
