@@ -146,6 +146,32 @@ def validate(
 
 
 @app.command()
+def scale(
+    recipe: Path = typer.Argument(..., help="recipe YAML with a scale: section"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="dotted key=value overrides"),
+    budget: Optional[float] = typer.Option(None, "--budget", min=0.01, help="minutes; no run starts past them"),
+) -> None:
+    """Scaling laws: pretrain a grid of sizes x token budgets (cached, resumable), fit, predict a larger run."""
+
+    def go() -> None:
+        from finetune.config.load import load_recipe
+        from finetune.errors import EXIT_STOPPED, StopRequested
+        from finetune.scale.main import scale as run_scale
+        from finetune.scale.report import console_lines
+
+        try:
+            summary = run_scale(load_recipe(recipe, overrides or []), budget)
+        except StopRequested as exc:
+            typer.secho(
+                f"stopped: {exc}. Continue with: ft scale {recipe} (finished runs are reused)", err=True, fg="yellow"
+            )
+            raise typer.Exit(EXIT_STOPPED) from None
+        typer.echo("\n".join(console_lines(summary)))
+
+    _guard(go)
+
+
+@app.command()
 def schema() -> None:
     """Print the recipe's JSON Schema, for editors: ft schema > recipe.schema.json."""
 
@@ -193,12 +219,24 @@ def eval_cmd(
     out: Optional[Path] = typer.Option(
         None, "--out", help="folder for eval.json and predictions.jsonl (every row's answer)"
     ),
+    harness: Optional[str] = typer.Option(
+        None,
+        "--harness",
+        help="lm-evaluation-harness on ft's shipped scenario tasks (comma-separated, 'ft' for all; --samples "
+        "documents each); a finished run folder as --model gets harness.json and the table in its report",
+    ),
 ) -> None:
     """Evaluate a model on a scenario or on your own file, and print the metrics."""
 
     def go() -> None:
-        from finetune.commands import evaluate_command
+        from finetune.commands import evaluate_command, harness_command
+        from finetune.errors import UserError
 
+        if harness is not None:
+            if scenario or data:
+                raise UserError("--harness runs its own shipped tasks; drop --scenario/--data")
+            harness_command(model, harness, samples, out)
+            return
         evaluate_command(
             model,
             scenario,
@@ -234,6 +272,38 @@ def generate(
 
 
 @app.command()
+def serve(
+    model: Path = typer.Argument(..., help="model folder, adapter folder or run folder"),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="port to listen on (0: any free port)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on; 0.0.0.0 opens it to the network"),
+    name: Optional[str] = typer.Option(None, "--name", help="the model id clients send (default: the folder's name)"),
+    source: Optional[str] = typer.Option(None, "--source", help="which training source's template renders chats"),
+    max_batch: int = typer.Option(16, "--max-batch", min=1, help="most requests decoded together"),
+    window_ms: float = typer.Option(10.0, "--window-ms", min=0, help="how long a batch waits for more requests"),
+    threads: int = typer.Option(0, "--threads", min=0, help="torch threads for decoding (0: torch's default)"),
+) -> None:
+    """Serve a model with an OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models)."""
+
+    def go() -> None:
+        from finetune.commands import resolve_model_dir
+        from finetune.serve import serve as serve_model
+
+        folder = resolve_model_dir(model)
+        serve_model(
+            folder,
+            name=name or model.resolve().name,
+            host=host,
+            port=port,
+            source=source,
+            max_batch=max_batch,
+            window_ms=window_ms,
+            threads=threads,
+        )
+
+    _guard(go)
+
+
+@app.command()
 def merge(
     run_dir: Path = typer.Argument(..., help="run folder (or adapter folder)"),
     out: Path = typer.Option(..., "--out", help="a new (or empty) folder for the merged model"),
@@ -254,14 +324,57 @@ def merge(
     _guard(go)
 
 
+@app.command("import")
+def import_cmd(
+    gguf_file: Path = typer.Argument(..., help="a .gguf model file (llama.cpp's format)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="a new (or empty) folder; default: ft's cache"),
+) -> None:
+    """Convert a GGUF file into a Hugging Face model folder (safetensors, tokenizer, config) once."""
+
+    def go() -> None:
+        from finetune.model.gguf_import import import_gguf
+
+        typer.echo(f"model folder: {import_gguf(gguf_file, out=out, say=typer.echo)}")
+
+    _guard(go)
+
+
 @app.command()
-def report(run_dir: Path = typer.Argument(..., help="a finished run folder")) -> None:
-    """Print a run's report as tables."""
+def report(
+    run_dir: Path = typer.Argument(..., help="a finished run folder"),
+    open_page: bool = typer.Option(False, "--open", help="also open report.html in the default browser"),
+) -> None:
+    """Print a run's report as tables (--open: and show report.html)."""
 
     def go() -> None:
         from finetune.report import print_report
 
         print_report(run_dir)
+        if open_page:
+            from finetune.report_html import open_report
+
+            open_report(run_dir)
+
+    _guard(go)
+
+
+@app.command()
+def export(
+    model: Path = typer.Argument(..., help="run folder, model folder or adapter folder (an adapter is merged first)"),
+    fmt: str = typer.Option(..., "--format", help="gguf (llama.cpp, Ollama) | safetensors (standalone HF folder)"),
+    out: Path = typer.Option(..., "--out", help="gguf: the file to write; safetensors: a new (or empty) folder"),
+    dtype: Optional[str] = typer.Option(
+        None, "--dtype", help="gguf: f32 | f16 (default) | q8_0; safetensors: f32 | f16 | bf16 (default: as saved)"
+    ),
+    force: bool = typer.Option(False, "--force", help="replace an existing --out (never a run or the source)"),
+) -> None:
+    """Export a trained model to GGUF or to a standalone safetensors folder (LoRA/DoRA merged, core as Llama)."""
+
+    def go() -> None:
+        from finetune.commands import resolve_model_dir
+        from finetune.export import export_model
+
+        typer.echo(f"exported to {export_model(resolve_model_dir(model), fmt, out, dtype, force=force)}")
 
     _guard(go)
 

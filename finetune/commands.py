@@ -87,6 +87,52 @@ def evaluate_command(
     _keep_rows(sets, result, out)
 
 
+def harness_command(
+    model: Path, tasks: str, samples: int | None, out: Path | None, bootstrap_iters: int | None = None
+) -> None:
+    """`ft eval --harness`: lm_eval's scoring of ft's shipped scenario tasks; on a finished run, into its report."""
+    from finetune.eval.harness import FILE, run_harness, task_names
+    from finetune.report import print_metrics
+    from finetune.rundir import lock_run_dir, read_run_info, release_run_dir, write_json
+
+    names = task_names(tasks)
+    model = Path(model)
+    run_dir = model if (model / "run.json").is_file() else None
+    if run_dir is not None:
+        status = read_run_info(run_dir).get("status")
+        if status != "done":
+            raise UserError(f"{run_dir}: run status is {status}; harness results go into a finished run's report")
+        lock_run_dir(run_dir)  # a `ft run --resume` must not rewrite the report under us
+    try:
+        from finetune.methods import load_for_eval
+
+        folder = resolve_model_dir(model)
+        net, tokenizer, _ = load_for_eval(folder)
+        extra = {} if bootstrap_iters is None else {"bootstrap_iters": bootstrap_iters}
+        result = run_harness(net, tokenizer, names, limit=samples, model=str(folder), **extra)
+        for task, scored in result["tasks"].items():
+            print_metrics(
+                f"{task} ({scored['documents']} of {scored['of']} documents)",
+                {metric: m["value"] for metric, m in scored["metrics"].items()},
+            )
+        target = run_dir or out
+        if target is None:
+            print(f"harness results: not kept; give a run folder as --model, or --out DIR for DIR/{FILE}")
+            return
+        if target.exists() and not target.is_dir():
+            raise UserError(f"--out {target}: is a file; give a folder for {FILE}")
+        target.mkdir(parents=True, exist_ok=True)
+        write_json(target / FILE, result)
+        if run_dir is not None and (run_dir / "report.json").is_file():
+            from finetune.report_html import refresh_reports
+
+            refresh_reports(run_dir, result)
+        print(f"harness results: {target / FILE}")
+    finally:
+        if run_dir is not None:
+            release_run_dir(run_dir)
+
+
 def _keep_rows(sets: list[Any], result: dict[str, Any], out: Path | None) -> None:
     """Confusion matrices on the console; with ``out``, eval.json and predictions.jsonl written there."""
     from finetune.eval.predictions import (

@@ -114,6 +114,10 @@ def _stages(recipe: Recipe, resume: bool, accelerator: Any, stop: Any, run_dir: 
     base_model = (
         stages["pretrain"].model_dir if recipe.pretrain else Path(recipe.model.path) if recipe.model.path else None
     )
+    if base_model is not None and not recipe.pretrain:  # a .gguf base: its converted folder, provenance in run.json
+        from finetune.model.gguf_import import resolve_for_run
+
+        base_model = resolve_for_run(str(base_model), run_dir, accelerator)
 
     if recipe.method:
         stop.check()
@@ -138,8 +142,10 @@ def _stages(recipe: Recipe, resume: bool, accelerator: Any, stop: Any, run_dir: 
     report = None
     if accelerator.is_main_process:
         from finetune.report import write_report
+        from finetune.report_html import write_html
 
         report = write_report(recipe, run_dir, stages)
+        write_html(run_dir)
         close_run_dir(run_dir, model_dir=str(final_model), processes=accelerator.num_processes)
     end_trackers(accelerator)
     accelerator.wait_for_everyone()
@@ -197,6 +203,8 @@ def _finetune_key(recipe: Recipe, base: str, processes: int) -> str:
 
     sections = recipe.model_dump(mode="json", include={"seed", "model", "pretrain", "data", "method", "train"})
     paths = [base, recipe.model.tokenizer] + [s.path for s in (recipe.data.sources if recipe.data else [])]
+    if recipe.data and recipe.data.replay and recipe.data.replay.text:  # a rewritten replay file trains again
+        paths.append(recipe.data.replay.text)
     files = [_file_stats(Path(p)) for p in paths if p]
     test_part = recipe.eval is None or recipe.eval.data is None  # with eval.data, files train on their test part
     blob = json.dumps(

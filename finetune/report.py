@@ -13,7 +13,7 @@ from typing import Any
 
 from finetune.config.load import recipe_hash
 from finetune.config.schema import Recipe
-from finetune.rundir import package_versions
+from finetune.rundir import package_versions, read_run_info
 from finetune.stages.result import StageResult, TrainingCost
 
 # The GPU-hours estimate: the run's FLOPs on this reference at this utilisation.
@@ -34,6 +34,10 @@ def write_report(recipe: Recipe, run_dir: Path, stages: dict[str, StageResult]) 
     curve = plot_losses(run_dir, pretrain.model_dir.parent if pretrain else None, finetune_unit=unit)
     if curve:
         report["loss_curve"] = curve.name
+    if recipe.method is not None and recipe.method.objective != "sft":
+        pairs = plot_preference(run_dir)
+        if pairs:
+            report["preference_curve"] = pairs.name
     write_json(run_dir / "report.json", report)
     md = run_dir / "report.md"
     md.write_text(render_markdown(report), encoding="utf-8")
@@ -49,11 +53,16 @@ def build_report(recipe: Recipe, run_dir: Path, stages: dict[str, StageResult]) 
         "run_dir": str(run_dir),
         "versions": package_versions(),
     }
+    base = read_run_info(run_dir).get("base_model")  # a .gguf base: its file, sha256 and licence terms
+    if isinstance(base, dict):
+        report["base_model"] = base
     for name, stage in stages.items():
         report[name] = stage.report_dict()
     report["cost"] = cost(stages)
     if "eval" in report and (classes := _class_tables(run_dir)):
         report["eval"]["classes"] = classes
+    if (run_dir / "harness.json").is_file():  # `ft eval --harness` on this run folder (see report_html)
+        report["harness"] = json.loads((run_dir / "harness.json").read_text(encoding="utf-8"))
     return report
 
 
@@ -106,7 +115,11 @@ def plot_losses(run_dir: Path, pretrain_dir: Path | None, finetune_unit: str = "
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(logs), figsize=(6 * len(logs), 4), squeeze=False)
+    general = _general_ppl(run_dir / "metrics.jsonl")
+    panels = len(logs) + bool(general)
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
+    if general:
+        _plot_general(axes[0][-1], general)
     for ax, (title, path) in zip(axes[0], logs):
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
@@ -127,6 +140,94 @@ def plot_losses(run_dir: Path, pretrain_dir: Path | None, finetune_unit: str = "
     return out
 
 
+def plot_preference(run_dir: Path) -> Path | None:
+    """Chosen and rejected completions' summed log-probs against step (train, and validation where logged)."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    if not any("chosen_logps" in r for r in rows):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, style in (
+        ("chosen_logps", "-"),
+        ("rejected_logps", "-"),
+        ("val_chosen_logps", "o-"),
+        ("val_rejected_logps", "o-"),
+    ):
+        points = [(r["step"], r[key]) for r in rows if key in r]
+        if points:
+            ax.plot(*zip(*points), style, label=key.replace("_logps", "").replace("_", " "))
+    ax.set_title("preference pairs")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("completion log-prob (nats, summed)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out = run_dir / "preference_curve.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def _preference_lines(f: dict[str, Any]) -> list[str]:
+    """Held-out pair numbers of a dpo / orpo fine-tuning (its losses are per pair, not per token)."""
+    p = f.get("preference") or {}
+    if f.get("objective", "sft") == "sft" or not p:
+        return []
+    return [
+        f"- objective **{f['objective']}** (losses above are nats per pair): held-out reward accuracy "
+        f"**{_f(p.get('val_reward_accuracy'))}**, mean reward margin {_f(p.get('val_reward_margin'))}; "
+        f"completion log-probs chosen {_f(p.get('val_chosen_logps'))}, rejected {_f(p.get('val_rejected_logps'))}"
+    ]
+
+
+def _general_ppl(path: Path) -> list[tuple[int, float]]:
+    """(step, general-text perplexity) the fine-tuning logged with its validation losses (eval.retention, eval_every)."""
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [(r["step"], r["general_ppl"]) for r in rows if "general_ppl" in r]
+
+
+def _plot_general(ax: Any, points: list[tuple[int, float]]) -> None:
+    ax.plot(*zip(*points), "o-", color="tab:red", label="general-text perplexity")
+    ax.set_title("fine-tune: what it cost")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("perplexity on general text")
+    ax.grid(alpha=0.3)
+    ax.legend()
+
+
+def _cost_section(ev: dict[str, Any]) -> list[str]:
+    """'What it cost': the task's gain beside the general-text perplexity and off-target scenarios (eval.retention)."""
+    from finetune.eval.retention import cost_rows
+
+    retention = ev.get("retention") or {}
+    if not retention.get("after"):
+        return []
+    out = [
+        "## What it cost",
+        "",
+        f"General text: {retention.get('text')}. Kept: the share of the base's ability left "
+        "(before / after for perplexity, after / before for a metric).",
+        "",
+        "| kind | set | metric | before | after | change | kept |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in cost_rows(ev):
+        change = "" if r["change"] is None else f"{r['change']:+.3f}"
+        if r["metric"] == "ppl" and r["relative"] is not None:
+            change += f" ({100 * r['relative']:+.1f}%)"
+        kept = "" if r["kept"] is None else f"{100 * r['kept']:.1f}%"
+        out.append(
+            f"| {r['kind']} | {r['name']} | {r['metric']} | {_f(r['before'])} | {_f(r['after'])} | {change} | {kept} |"
+        )
+    return out + [""]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     out = [
         f"# Run `{report['name']}`",
@@ -134,10 +235,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Recipe hash `{report['recipe_hash']}`, seed {report['seed']}, written {report['written']}.",
         "",
     ]
+    if report.get("base_model"):
+        out += [_base_model_line(report["base_model"]), ""]
     if "eval" in report:
         out += ["## Results: before and after fine-tuning", ""]
         out += _metric_tables(report["eval"])
+        out += _cost_section(report["eval"])
         out += _class_sections(report["eval"].get("classes", {}))
+    if report.get("harness"):
+        out += _harness_lines(report["harness"])
     if "pretrain" in report:
         p = report["pretrain"]
         out += [
@@ -156,14 +262,18 @@ def render_markdown(report: dict[str, Any]) -> str:
             "",
             f"- method **{f.get('method')}**: {f.get('trainable_params', 0):,} trainable of {f.get('total_params', 0):,} parameters",
             f"- held-out loss before {_f(f.get('base_val_loss'))} -> after **{_f(f.get('val_loss'))}**",
+            *_preference_lines(f),
             f"- {f.get('steps')} steps, {f.get('tokens', 0):,} tokens, padding {100 * f.get('padding_fraction', 0):.1f}% of batch tokens",
             *(f"- {split['note']}" for split in f.get("data_stats", {}).get("splits", {}).values()),
             f"- data cards: {_cards(f.get('cards', {}))}",
             f"- PII scrubbed: {_counts(f.get('scrub_counts'))}; rows skipped: {f.get('skipped_rows', 0)}",
             "",
         ]
+        out += _overlap_section(f.get("data_stats", {}).get("overlap"))
     if report.get("loss_curve"):
         out += [f"![loss curve]({report['loss_curve']})", ""]
+    if report.get("preference_curve"):
+        out += [f"![chosen and rejected log-probs]({report['preference_curve']})", ""]
     if "eval" in report and report["eval"].get("samples"):
         out += ["## Sample generations", ""]
         for source, samples in report["eval"]["samples"].items():
@@ -208,6 +318,25 @@ def _metric_tables(ev: dict[str, Any]) -> list[str]:
         out += _decision_lines(ev, source, "- ")
         out.append("")
     return out
+
+
+def _harness_lines(harness: dict[str, Any]) -> list[str]:
+    """lm-evaluation-harness results on this run's model (harness.json), in lm_eval's own scoring."""
+    out = [
+        "## lm-evaluation-harness",
+        "",
+        f"lm_eval {harness.get('lm_eval')} on `{harness.get('model')}`; prompt: {harness.get('prompt')}.",
+        "",
+        "| task | metric | value | stderr | documents |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for task, result in harness.get("tasks", {}).items():
+        for metric, m in result.get("metrics", {}).items():
+            err = "" if m.get("stderr") is None else f"{m['stderr']:.4f}"
+            out.append(
+                f"| {task} | {metric} | {_f(m['value'])} | {err} | {result.get('documents')} of {result.get('of')} |"
+            )
+    return out + [""]
 
 
 def _decision_lines(ev: dict[str, Any], source: str, bullet: str = "") -> list[str]:
@@ -256,6 +385,8 @@ def print_report(run_dir: Path) -> None:
         print_metrics(source, after, ev.get("before", {}).get(source), console)
         for line in _decision_lines(ev, source)[1:]:
             console.print(line, markup=False)
+    for line in _cost_section(ev)[2:]:
+        console.print(line, markup=False)
     print_class_tables(ev.get("classes", {}), console)
     c = report["cost"]
     console.print(
@@ -288,8 +419,47 @@ def print_metrics(
     (console or Console()).print(table)
 
 
+def _base_model_line(base: dict[str, Any]) -> str:
+    """Where an imported base came from and under which terms: what a user of the tuned model must know."""
+    return (
+        f"Base model converted from GGUF `{base.get('source_file')}` (sha256 `{base.get('sha256')}`, "
+        f"{base.get('name') or base.get('architecture')}, {base.get('quantization') or 'unknown type'}); "
+        f"licence: {base.get('terms')}."
+    )
+
+
 def _f(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else str(v))
+
+
+def _overlap_section(overlap: dict[str, Any] | None) -> list[str]:
+    """'Train/test overlap': rows per (training source, test set) sharing a 13-gram or their whole text, examples."""
+    if not overlap or not overlap.get("pairs"):
+        return []
+    action = overlap.get("action", "report")
+    out = [
+        "## Train/test overlap",
+        "",
+        f"Test rows sharing a {overlap['ngram']}-gram (lower-cased, punctuation and spaces collapsed) or their whole "
+        "text with a training source; "
+        + ("they were left out of the evaluation (eval.overlap: drop)." if action == "drop" else "kept and scored.")
+        + " Row numbers in overlap.json.",
+        "",
+        "| training source | test set | test rows | overlapping | 13-gram | exact |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    out += [
+        f"| {p['train']} | {p['test']} | {p['test_rows']} | {p['rows']} | {p['ngram_rows']} | {p['exact_rows']} |"
+        for p in overlap["pairs"]
+    ]
+    out.append("")
+    for p in overlap["pairs"]:
+        for e in p["examples"]:
+            shared = f' (shared: "{_short(e["shared"], 120)}")' if e.get("shared") else ""
+            out.append(
+                f"- {p['test']} row {e['test_row']} / {p['train']}, {e['kind']}{shared}: {_short(e['test'], 160)}"
+            )
+    return out + [""]
 
 
 def _short(text: str, n: int = 240) -> str:

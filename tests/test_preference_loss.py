@@ -149,7 +149,9 @@ class _CharTokenizer:
     """One id per character: enough for the pair encoder's arithmetic."""
 
     def __call__(self, texts, add_special_tokens=False, **_):
-        return {"input_ids": [[ord(c) for c in t] for t in texts] if isinstance(texts, list) else [ord(c) for c in texts]}
+        return {
+            "input_ids": [[ord(c) for c in t] for t in texts] if isinstance(texts, list) else [ord(c) for c in texts]
+        }
 
     def __len__(self):
         return 256
@@ -171,7 +173,8 @@ def test_pairs_mask_the_prompt_share_its_cut_and_collate_chosen_first():
     assert cut["input_ids"][: n_prompt - 4] == cut["rejected_input_ids"][: n_prompt - 4]
     assert encode_pair(template, _CharTokenizer(), row, n_prompt, "drop", stats) is None
     batch = collate_pairs([whole, {**whole, "ref_chosen": -1.0, "ref_rejected": -2.0}], pad_id=0)
-    assert batch["input_ids"].shape[0] == 4 and batch["input_ids"][0].tolist()[: len(whole["input_ids"])] == (
-        whole["input_ids"]
+    assert (
+        batch["input_ids"].shape[0] == 4
+        and batch["input_ids"][0].tolist()[: len(whole["input_ids"])] == (whole["input_ids"])
     )
     assert row_problem({**row, "rejected": "yes"}).startswith("'chosen' and 'rejected' are the same")

@@ -179,6 +179,15 @@ class Fields(Strict):
     group: Optional[str] = Field(
         None, description="your column holding a group attribute, for fairness gaps in evaluation"
     )
+    prompt: Optional[str] = Field(
+        None, description="your column holding a preference row's prompt: text or chat messages (shape: preference)"
+    )
+    chosen: Optional[str] = Field(
+        None, description="your column holding the preferred completion of the prompt (shape: preference)"
+    )
+    rejected: Optional[str] = Field(
+        None, description="your column holding the dispreferred completion of the prompt (shape: preference)"
+    )
 
 
 class SourceSpec(Strict):
@@ -217,12 +226,33 @@ class SourceSpec(Strict):
     instruction: Optional[str] = Field(None, description="instruction text put before every input")
     card: Optional[str] = Field(None, description="data card name for this source")
     weight: int = Field(1, ge=1, description="repeat this source's training rows N times")
+    proportion: Optional[float] = Field(
+        None,
+        gt=0,
+        le=1,
+        description="this source's share of each epoch's training draws (of examples, or of tokens with "
+        "data.mix_by: tokens), drawn by seed without replacement until the source is used up, then again; "
+        "every training source then needs one and they sum to 1; instead of weight",
+    )
 
     @model_validator(mode="after")
     def _scenario_or_path(self) -> "SourceSpec":
         if not self.scenario and not self.path:
             raise ValueError("a data source needs a scenario or a path")
         return self
+
+    @model_validator(mode="after")
+    def _proportion_or_weight(self) -> "SourceSpec":
+        if self.proportion is not None and self.weight != 1:
+            raise ValueError(
+                "proportion and weight are both set; use one (proportion: a share of each epoch; weight: repeats)"
+            )
+        return self
+
+    @property
+    def trains(self) -> bool:
+        """Whether the source gives training rows (a local file declared validation or test gives none)."""
+        return not (self.is_file and self.split in ("validation", "test"))
 
     @model_validator(mode="after")
     def _split_and_format_fit(self) -> "SourceSpec":
@@ -320,10 +350,11 @@ class DataSpec(Strict):
     model_config = ConfigDict(json_schema_extra=_scenario_shorthand_schema)
 
     sources: list[SourceSpec] = Field(default_factory=list, description="scenario generators and/or files, mixed")
-    shape: Literal["instruction", "chat", "text"] = Field(
+    shape: Literal["instruction", "chat", "text", "preference"] = Field(
         "instruction",
         description="instruction: input -> output, the output trained; chat: messages, the assistant "
-        "turns trained; text: plain text, all of it trained",
+        "turns trained; text: plain text, all of it trained; preference: prompt, chosen, rejected "
+        "(method.objective dpo or orpo), only the completions scored",
     )
     max_length: int = Field(256, ge=8, description="longest training example in tokens, prompt and answer together")
     truncation: Literal["truncate", "drop"] = Field(
@@ -354,6 +385,17 @@ class DataSpec(Strict):
         "its class's count); oversample repeats rarer classes' examples up to the largest class "
         "(seeded); none trains at the data's own prior",
     )
+    mix_by: Literal["examples", "tokens"] = Field(
+        "examples",
+        description="with sources[].proportion: examples makes each proportion a share of the examples drawn per "
+        "epoch; tokens a share of their tokens (a source of long rows then gives fewer rows)",
+    )
+    examples_per_epoch: Optional[int] = Field(
+        None,
+        ge=1,
+        description="with sources[].proportion: training examples drawn per epoch (train.epochs counts these); "
+        "default the sum of the training sources' sizes",
+    )
     replay: Optional[ReplaySpec] = Field(
         None, description="mix general text into training against forgetting, e.g. {corpus: pretrain, fraction: 0.05}"
     )
@@ -369,6 +411,28 @@ class DataSpec(Strict):
             value.setdefault("sources", [])
             value["sources"] = [{"scenario": n} for n in names] + list(value["sources"])
         return value
+
+    @model_validator(mode="after")
+    def _proportions_fit(self) -> "DataSpec":
+        """Proportions are all or nothing over the training sources and sum to 1, so no share is left implicit."""
+        given = [i for i, s in enumerate(self.sources) if s.proportion is not None]
+        if not given:
+            if self.mix_by != "examples" or self.examples_per_epoch is not None:
+                raise ValueError("mix_by and examples_per_epoch need sources[].proportion on the training sources")
+            return self
+        for i, s in enumerate(self.sources):
+            if s.trains and s.proportion is None:
+                raise ValueError(f"sources[{i}].proportion is missing; give every training source one, or none")
+            if not s.trains and s.proportion is not None:
+                raise ValueError(f"sources[{i}].proportion: a split: {s.split} file gives no training rows; drop it")
+        if self.packing or self.class_balance == "oversample":
+            what = "packing: true" if self.packing else "class_balance: oversample"
+            raise ValueError(f"sources[].proportion cannot be combined with {what} yet; drop one of them")
+        total = sum(self.sources[i].proportion for i in given)
+        if abs(total - 1) > 1e-6:
+            parts = " + ".join(f"sources[{i}] {self.sources[i].proportion:g}" for i in given)
+            raise ValueError(f"sources[].proportion values sum to {total:g} ({parts}), not 1; make them add up to 1")
+        return self
 
 
 # ---------------------------------------------------------------- method
@@ -390,6 +454,23 @@ class MethodSpec(Strict):
         "default", description="module names for the adapter; default: attention projections of known architectures"
     )
     freeze: FreezeSpec = Field(default_factory=FreezeSpec, description="parts kept frozen (kind: full)")
+    objective: Literal["sft", "dpo", "orpo"] = Field(
+        "sft",
+        description="sft: next-token loss on the answers; dpo / orpo: preference tuning on data.shape: preference "
+        "rows (dpo against a reference: the base with the adapter disabled, or a frozen copy for kind full)",
+    )
+    beta: float = Field(
+        0.1, gt=0, description="objective dpo: strength of the pull towards the reference (DPO's beta, IPO's tau)"
+    )
+    loss_type: Literal["sigmoid", "ipo"] = Field(
+        "sigmoid", description="objective dpo: sigmoid (DPO) or ipo (squared loss on per-token log-ratio margins)"
+    )
+    orpo_lambda: float = Field(0.1, gt=0, description="objective orpo: weight of the odds-ratio term beside the NLL")
+    precompute_reference: bool = Field(
+        False,
+        description="objective dpo: compute the reference log-probs once before training, so training holds "
+        "one model (kind full keeps no frozen copy)",
+    )
 
     @model_validator(mode="after")
     def _freeze_is_full_only(self) -> "MethodSpec":
@@ -450,6 +531,12 @@ class EvalSpec(Strict):
         description="constrained labels: argmax of the label scores, or per-class log-score offsets tuned on "
         "the validation split to maximise MCC (two labels) or macro-F1 (more); the report states the rule",
     )
+    overlap: Literal["report", "drop"] = Field(
+        "report",
+        description="test rows sharing a 13-gram (after lower-casing, dropping punctuation and collapsing spaces) or "
+        "their whole text with a training row: report counts them in overlap.json and the report; drop also leaves "
+        "them out of the evaluation",
+    )
     retention: RetentionSpec = Field(
         default_factory=RetentionSpec,
         description="general-text perplexity and off-target scenarios before and after: what fine-tuning cost",
@@ -475,6 +562,50 @@ class DistributedSpec(Strict):
     config_file: Optional[str] = Field(None, description="an accelerate config file instead of the options above")
 
 
+# ---------------------------------------------------------------- scaling laws (ft scale)
+class ScalePoint(Strict):
+    """One model shape and token budget: the larger run a fitted law predicts before it is made."""
+
+    depth: int = Field(..., ge=1, le=128, description="transformer blocks of the predicted run (model.core.layers)")
+    width: int = Field(..., ge=8, le=16384, description="model width of the predicted run (model.core.width)")
+    tokens: int = Field(..., ge=1, description="training tokens of the predicted run")
+
+
+class ScaleSpec(Strict):
+    """ft scale: a grid of pretraining runs (model sizes x token budgets) and the scaling laws fitted to them."""
+
+    depths: Optional[list[int]] = Field(
+        None, description="model.core.layers of the grid's models (with widths: every depth x width pair)"
+    )
+    widths: Optional[list[int]] = Field(
+        None, description="model.core.width of the grid's models, each divisible by model.core.heads"
+    )
+    cores: Optional[list[CoreSpec]] = Field(
+        None, description="the grid's models as whole core specs, instead of depths x widths"
+    )
+    tokens: list[int] = Field(
+        ...,
+        min_length=2,
+        description="training tokens per run, each rounded to whole optimizer steps (pretrain.train.batch_size x "
+        "pretrain.block_size); every model is trained at every budget, its lr schedule ending at that budget",
+    )
+    predict: Optional[ScalePoint] = Field(
+        None, description="a larger run: the fitted law predicts its loss, then it is trained and measured beside it"
+    )
+    budget_minutes: Optional[float] = Field(
+        None, gt=0, description="wall-clock limit: no run starts that would end past it (ft scale --budget overrides)"
+    )
+    bootstrap: int = Field(200, ge=0, le=10000, description="bootstrap resamples of the runs for confidence intervals")
+
+    @model_validator(mode="after")
+    def _one_grid(self) -> "ScaleSpec":
+        if self.cores is not None and (self.depths is not None or self.widths is not None):
+            raise ValueError("give scale.cores or scale.depths with scale.widths, not both")
+        if self.cores is None and (not self.depths or not self.widths):
+            raise ValueError("scale needs depths and widths (a grid), or cores (a list of core specs)")
+        return self
+
+
 # ---------------------------------------------------------------- the recipe
 class Recipe(Strict):
     name: str = Field(..., min_length=1, description="run name")
@@ -497,6 +628,10 @@ class Recipe(Strict):
     distributed: DistributedSpec = Field(
         default_factory=DistributedSpec, description="how several processes share the work (ft run --processes N)"
     )
+    scale: Optional[ScaleSpec] = Field(
+        None,
+        description="ft scale: pretraining runs over model sizes and token budgets, and scaling laws fitted to them",
+    )
 
     @field_validator("name")
     @classmethod
@@ -504,6 +639,19 @@ class Recipe(Strict):
         if "/" in value or "\\" in value or value.startswith("."):
             raise ValueError("name must not contain path separators or start with a dot")
         return value
+
+    @model_validator(mode="after")
+    def _scale_fits(self) -> "Recipe":
+        if self.scale is None:
+            return self
+        if not (self.pretrain and self.model.core):
+            raise ValueError("scale needs model.core and a pretrain section (the settings every run shares)")
+        heads = self.model.core.heads
+        widths = list(self.scale.widths or []) + ([self.scale.predict.width] if self.scale.predict else [])
+        odd = [w for w in widths if w % heads]
+        if odd:
+            raise ValueError(f"scale width(s) {odd} not divisible by model.core.heads {heads}")
+        return self
 
     @model_validator(mode="after")
     def _stages_fit(self) -> "Recipe":
@@ -525,6 +673,20 @@ class Recipe(Strict):
                 f"data.max_length {self.data.max_length} exceeds the context of the model this "
                 f"recipe pretrains ({context}); raise model.core.context_length or lower data.max_length"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _objective_fits_data(self) -> "Recipe":
+        if self.method is None or self.data is None:
+            return self
+        preference = self.data.shape == "preference"
+        if preference != (self.method.objective != "sft"):
+            raise ValueError(
+                "data.shape: preference goes with method.objective dpo or orpo, and they with it "
+                f"(now shape {self.data.shape}, objective {self.method.objective})"
+            )
+        if preference and self.data.packing:
+            raise ValueError("data.packing does not apply to preference pairs; set data.packing: false")
         return self
 
     @property

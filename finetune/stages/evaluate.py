@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.config.schema import Recipe
+from finetune.eval.retention import enabled as retention_enabled
 from finetune.stages.result import StageResult
 
 RESULT_FILE = "eval.json"
@@ -23,6 +24,7 @@ class EvalResult(StageResult):
     decisions: dict[str, dict[str, Any]] = field(default_factory=dict)  # before/after -> set -> the decision rule
     warnings: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # before/after -> set -> class warnings
     truncated_prompts: dict[str, dict[str, int]] = field(default_factory=dict)  # before/after -> set -> rows cut to fit
+    retention: dict[str, Any] = field(default_factory=dict)  # source, before/after -> probe -> metrics (eval.retention)
 
     def summary(self) -> dict[str, Any]:
         """Every metric as "set.metric.before|after"."""
@@ -30,6 +32,9 @@ class EvalResult(StageResult):
         for when, by_set in (("before", self.before), ("after", self.after)):
             for source, metrics in by_set.items():
                 out.update({f"{source}.{k}.{when}": v for k, v in metrics.items()})
+        for when in ("before", "after"):
+            for probe, metrics in (self.retention.get(when) or {}).items():
+                out.update({f"retention.{probe}.{k}.{when}": v for k, v in metrics.items()})
         return out
 
     def report_dict(self) -> dict[str, Any]:
@@ -58,8 +63,13 @@ def _evaluate(
     spec = recipe.eval
     shape = recipe.data.shape if recipe.data else "instruction"
     sets = eval_sets(recipe.data, spec, recipe.seed)
+    if shape == "preference":  # pairs render as their prompts do (instruction or chat), scored on the chosen side
+        from finetune.data.preference import template_shape
+
+        shape = template_shape(sets[0].rows)
     tuned = recipe.method is not None and final is not None
     before = after = None
+    probe = _Retention(recipe, say) if tuned and retention_enabled(recipe) else None
     if spec.before and tuned or not tuned:
         model = load_model(base, trust_remote_code=recipe.model.trust_remote_code, revision=recipe.model.revision).to(
             device
@@ -73,12 +83,18 @@ def _evaluate(
             else "evaluate: model"
         )
         before = evaluate_model(model, tokenizer, templates_for(tokenizer, sets, shape, None), sets, spec)
+        if probe:
+            probe.measure("before", model, tokenizer, device)
         del model
+    if probe and "before" not in probe.results:  # eval.before: false still measures what the base could do
+        probe.measure_base(base, device)
     if tuned and spec.after:
         model, tokenizer, saved = load_for_eval(final, trust_remote_code=recipe.model.trust_remote_code)
         model.to(device)
         say("evaluate: fine-tuned model")
         after = evaluate_model(model, tokenizer, templates_for(tokenizer, sets, shape, saved), sets, spec)
+        if probe:
+            probe.measure("after", model, tokenizer, device)
     if not tuned:  # nothing was trained: the one evaluation is the model's result
         before, after = None, before
     if predictions is not None:  # every row's answer, beside eval.json
@@ -91,6 +107,7 @@ def _evaluate(
         samples=samples(sets, before, after),
         examples_per_s=(after or before)["examples_per_s"],
         truncated_prompts={w: r.get("truncated_prompts", {}) for w, r in (("before", before), ("after", after)) if r},
+        retention=probe.report() if probe else {},
         **_rules_and_warnings(before, after, say),
     )
 
@@ -111,3 +128,38 @@ def _rules_and_warnings(before: dict[str, Any] | None, after: dict[str, Any] | N
             for line in lines:
                 say(f"{name} ({when}): {line}")
     return out
+
+
+class _Retention:
+    """eval.retention for one run: the probe text and off-target sets loaded once, measured on each model."""
+
+    def __init__(self, recipe: Recipe, say: Any) -> None:
+        from finetune.eval.retention import general_text, scenario_sets
+
+        self.recipe, self.say = recipe, say
+        self.text = general_text(recipe)
+        self.sets = scenario_sets(recipe)
+        self.results: dict[str, dict[str, Any]] = {}
+
+    def measure(self, when: str, model: Any, tokenizer: Any, device: Any) -> None:
+        from finetune.eval.retention import GENERAL, measure
+
+        self.results[when] = measure(model, tokenizer, self.recipe, self.text, self.sets, device)
+        general = self.results[when][GENERAL]
+        self.say(
+            f"retention ({when}): perplexity {general['ppl']:.3f} on {general['tokens']:,} tokens of {self.text.source}"
+            + "".join(f"; {s.name} probed" for s in self.sets)
+        )
+
+    def measure_base(self, base: str, device: Any) -> None:
+        from finetune.model.hf import load_model
+        from finetune.model.tokenizer import load_tokenizer
+
+        model_spec = self.recipe.model
+        model = load_model(base, trust_remote_code=model_spec.trust_remote_code, revision=model_spec.revision)
+        tokenizer = load_tokenizer(model_spec.tokenizer or base, model_spec.trust_remote_code, model_spec.revision)
+        self.measure("before", model.to(device), tokenizer, device)
+
+    def report(self) -> dict[str, Any]:
+        """eval.json's retention section: where the text came from and each model's probes."""
+        return {"text": self.text.source, "scenarios": [s.name for s in self.sets], **self.results}

@@ -8,6 +8,7 @@ training did.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from finetune.config.load import section_hash
 from finetune.config.schema import Recipe
 from finetune.data.tokenized import TokenizedData
 from finetune.errors import UserError
+from finetune.stages import preference as pref
 from finetune.stages.result import StageResult, TrainingCost
 
 
@@ -37,9 +39,13 @@ class FinetuneResult(StageResult):
     scrub_counts: dict[str, int] = field(default_factory=dict)
     cards: dict[str, str | None] = field(default_factory=dict)
     data_stats: dict[str, Any] = field(default_factory=dict)
+    objective: str = "sft"
+    preference: dict[str, float] = field(default_factory=dict)  # the last validation pass's pair numbers (dpo, orpo)
+    replay: dict[str, Any] = field(default_factory=dict)  # data.replay: rows, fraction, tokens, source
 
     def summary(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in ("model_dir", "data_stats", "cards", "scrub_counts")}
+        skip = ("model_dir", "data_stats", "cards", "scrub_counts", "replay")
+        return {k: v for k, v in asdict(self).items() if k not in skip}
 
     def report_dict(self) -> dict[str, Any]:
         """Every field: also what run.json records, from which a resumed run rebuilds this result."""
@@ -68,18 +74,28 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
     carve_test = recipe.eval is None or recipe.eval.data is None
     sources = load_sources(spec, recipe.seed, carve_test=carve_test, say=say)
     require_training_rows(sources)
+    overlap = check_overlap(recipe, sources, run_dir, accelerator.is_main_process, say)
     cards = check_cards(sources, spec.require_card, say)
     scrub_counts = scrub_sources(sources, run_dir, accelerator.is_main_process) if spec.scrub_pii else {}
-    templates = {s.name: Template.for_tokenizer(tokenizer, s.system, s.instruction, spec.shape) for s in sources}
+    templates = {
+        s.name: Template.for_tokenizer(tokenizer, s.system, s.instruction, pref.template_shape(spec.shape, s))
+        for s in sources
+    }
     cache = _token_cache()
-    train_data, train_stats = tokenize_split(sources, "train", templates, tokenizer, spec, cache)
-    val_data, val_stats = tokenize_split(sources, "validation", templates, tokenizer, spec, cache)
+    split = pref.tokenize_pairs_split if spec.shape == "preference" else tokenize_split
+    bounds: list[int] = []  # where each source's training examples end, for data.sources[].proportion
+    extra = {} if spec.shape == "preference" else {"bounds": bounds}
+    train_data, train_stats = split(sources, "train", templates, tokenizer, spec, cache, **extra)
+    val_data, val_stats = split(sources, "validation", templates, tokenizer, spec, cache)
     if spec.loss_average == "example":
         from finetune.data.tokenized import weigh_examples
 
         train_data, val_data = weigh_examples(train_data), weigh_examples(val_data)
     if spec.class_balance != "none":  # training split only: the validation loss stays at the data's own prior
         train_data = _balance(train_data, spec.class_balance, recipe.seed, _label_names(sources, tokenizer), say)
+    replayed: dict[str, Any] = {}
+    if spec.replay and spec.replay.fraction > 0:  # after weighing and balancing: replay rows get weights of their own
+        train_data, replayed = _replay(recipe, tokenizer, train_data, say)
     for name, stats in train_stats.items():
         say(
             f"data {name}: {stats['examples']} training examples, {stats['truncated']} truncated, "
@@ -95,13 +111,21 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
         from finetune.data.pack import pack
 
         train_data = pack(train_data, spec.max_length)
+    ref = pref.frozen_copy(recipe, model) if spec.shape == "preference" else None
     model = methods.prepare(model, recipe.method)
     if recipe.train.gradient_checkpointing:
         _enable_checkpointing(model)
     trainable, total = methods.count_trainable(model)
     say(f"method {recipe.method.kind}: {methods.describe(model)}")
     model.to(accelerator.device)
-    base_val = evaluate_loss(model, val_data, recipe.train.batch_size, accelerator) if len(val_data) else None
+    objective = None
+    if spec.shape == "preference":
+        objective, (train_data, val_data) = pref.make_objective(
+            recipe, model, ref, [train_data, val_data], accelerator, say
+        )
+    base_val = (
+        evaluate_loss(model, val_data, recipe.train.batch_size, accelerator, objective) if len(val_data) else None
+    )
     with accelerator.main_process_first():  # one process reads a new base's weights; the others hit its cache
         content = content_fingerprint(recipe, base)
     fingerprint = {
@@ -116,6 +140,7 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
     }
     if not carve_test:  # eval.data is the test set, so files keep their test part for training: other rows
         fingerprint["no_test_part"] = True
+    mixture = _mixture(spec, sources, bounds, train_data, say)
     result = train(
         model,
         train_data,
@@ -129,6 +154,9 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
         group_by_length=not packing,
         forward_kwargs=forward_kwargs,
         desc="fine-tune",
+        mixture=mixture,
+        objective=objective,
+        probe=_general_probe(recipe, tokenizer, accelerator),
     )
     out = run_dir / "model"
     if accelerator.is_main_process:
@@ -163,7 +191,12 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
             "train": train_stats,
             "validation": val_stats,
             "splits": {s.name: {**s.split_counts, "note": s.split_note} for s in sources if s.split_note},
+            "overlap": _overlap_summary(overlap),
+            **({"mixture": mixture.to_dict()} if mixture else {}),
         },
+        objective=recipe.method.objective,
+        preference=dict(objective.val_stats) if objective is not None else {},
+        replay=replayed,
     )
 
 
@@ -176,10 +209,51 @@ def content_fingerprint(recipe: Recipe, base: str) -> dict[str, str]:
     content: dict[str, str] = {}
     for source in recipe.data.sources:
         content.update(source_digests(source.path, "data file"))
+    if recipe.data.replay and recipe.data.replay.text:
+        content.update(source_digests(recipe.data.replay.text, "replay file"))
     content.update(model_digests(base, "base model file"))
     if recipe.model.tokenizer:
         content.update(model_digests(recipe.model.tokenizer, "tokenizer file"))
     return content
+
+
+def _replay(recipe: Recipe, tokenizer: Any, train_data: TokenizedData, say: Any) -> tuple[TokenizedData, dict]:
+    """data.replay: general-text rows appended to the training examples (see data/replay.py)."""
+    from finetune.data.general_text import token_stream
+    from finetune.data.replay import describe, mix_replay, replay_documents
+
+    spec = recipe.data
+    if spec.shape == "preference":
+        raise UserError("data.replay applies to instruction, chat and text data, not shape: preference; remove it")
+    docs, source = replay_documents(recipe)
+    mixed, stats = mix_replay(
+        train_data,
+        token_stream(tokenizer, docs),
+        spec.replay.fraction,
+        spec.max_length,
+        recipe.seed,
+        per_example=spec.loss_average == "example",
+    )
+    say(describe(stats, source))
+    return mixed, {**stats, "source": source}
+
+
+def _general_probe(recipe: Recipe, tokenizer: Any, accelerator: Any) -> Any:
+    """With train.eval_every and eval.retention on: general-text perplexity logged beside each validation loss."""
+    from finetune.eval.retention import enabled, general_blocks, general_text
+    from finetune.train.loop import evaluate_loss
+
+    if not recipe.train.eval_every or not enabled(recipe):
+        return None
+    blocks = general_blocks(general_text(recipe), tokenizer)
+    if not len(blocks):
+        return None
+
+    def probe(model: Any) -> dict[str, float]:
+        loss = evaluate_loss(model, blocks, recipe.train.batch_size, accelerator)
+        return {"general_loss": loss, "general_ppl": math.exp(min(loss, 50.0))}
+
+    return probe
 
 
 def check_cards(sources: list[Any], require: bool, say: Any) -> dict[str, str | None]:
@@ -213,8 +287,13 @@ def scrub_sources(sources: list[Any], run_dir: Path, is_main: bool) -> dict[str,
     return dict(total)
 
 
-def tokenize_split(sources, split, templates, tokenizer, spec, cache) -> tuple[TokenizedData, dict[str, Any]]:
-    """Tokenize one split of every source and merge them (label sets renumbered into one registry)."""
+def tokenize_split(
+    sources, split, templates, tokenizer, spec, cache, bounds: list[int] | None = None
+) -> tuple[TokenizedData, dict[str, Any]]:
+    """Tokenize one split of every source and merge them (label sets renumbered into one registry).
+
+    ``bounds`` (if given) receives where each source's examples end in the merged list.
+    """
     from finetune.data.tokenize import tokenize_rows
 
     merged = TokenizedData(examples=[], choice_sets=[], pad_id=tokenizer.pad_token_id)
@@ -224,10 +303,54 @@ def tokenize_split(sources, split, templates, tokenizer, spec, cache) -> tuple[T
         data, stats[s.name] = tokenize_rows(rows, templates[s.name], tokenizer, spec, cache)
         repeat = s.weight if split == "train" else 1
         merged.examples.extend(_renumber(data, merged.choice_sets) * repeat)
+        if bounds is not None:
+            bounds.append(len(merged.examples))
     if any("choice_index" in e for e in merged.examples):
         for e in merged.examples:
             e.setdefault("choice_index", [-1] * len(e["input_ids"]))
     return merged, stats
+
+
+def check_overlap(recipe: Recipe, sources: list[Any], run_dir: Path, is_main: bool, say: Any) -> dict[str, Any]:
+    """Test rows that training rows already hold (13-grams, whole text): overlap.json, a warning per test set."""
+    from finetune.data import overlap
+
+    result = overlap.check_recipe(recipe, sources)
+    if is_main:
+        overlap.write(result, run_dir)
+    for line in overlap.summary_lines(result):
+        say(line)
+    return result
+
+
+def _overlap_summary(result: dict[str, Any]) -> dict[str, Any]:
+    """What the report shows: overlap.json less the row numbers (they stay in the file)."""
+    return {**result, "tests": [{k: v for k, v in t.items() if k != "ids"} for t in result["tests"]]}
+
+
+def _mixture(spec: Any, sources: list[Any], bounds: list[int], train_data: TokenizedData, say: Any) -> Any:
+    """data.sources[].proportion: each epoch's draw per source (finetune/data/mixing.py); None without proportions."""
+    if not any(s.proportion is not None for s in spec.sources):
+        return None
+    from finetune.data.mixing import plan_mixture
+
+    if not bounds or bounds[-1] != len(train_data):  # rows added or merged after tokenizing belong to no source
+        raise UserError(
+            "data.sources[].proportion cannot be combined with data.packing, class_balance: oversample, data.replay "
+            "or shape: preference yet; remove the proportions (weight repeats a source) or those settings"
+        )
+    starts = [0, *bounds[:-1]]
+    trains = [i for i, s in enumerate(spec.sources) if s.trains]
+    mixture = plan_mixture(
+        names=[sources[i].name for i in trains],
+        groups=[list(range(starts[i], bounds[i])) for i in trains],
+        proportions=[spec.sources[i].proportion for i in trains],
+        lengths=[len(e["input_ids"]) for e in train_data.examples],
+        by=spec.mix_by,
+        per_epoch=spec.examples_per_epoch,
+    )
+    say(mixture.describe())
+    return mixture
 
 
 def _renumber(data: TokenizedData, sets: list[list[int]]) -> list[dict[str, list[int]]]:

@@ -23,6 +23,7 @@ from typing import Any, Iterator
 import torch
 
 from finetune.config.schema import TrainSpec
+from finetune.data.mixing import Mixture
 from finetune.data.pack import packed_inputs
 from finetune.data.tokenized import TokenizedData, count_label_tokens
 from finetune.errors import StopRequested, UserError
@@ -99,6 +100,8 @@ class _Run:
     desc: str
     forward_kwargs: dict[str, Any] = field(default_factory=dict)
     choice_ids: torch.Tensor | None = None
+    objective: Any = None  # a preference objective (train/preference.py); None: the SFT loss
+    probe: Any = None  # model -> numbers logged beside each validation loss (eval.retention's general perplexity)
     terms: list[int] = field(default_factory=list)  # scored terms per example: each step's loss normaliser
     saved_step: int = -1  # the step of the newest checkpoint this call wrote or resumed from
     last_loss: float | None = None  # the last finite training loss
@@ -173,17 +176,28 @@ def train(
     group_by_length: bool = True,
     forward_kwargs: dict[str, Any] | None = None,
     desc: str = "train",
+    mixture: Mixture | None = None,
+    objective: Any = None,
+    probe: Any = None,
 ) -> TrainResult:
-    """Train ``model`` in place; checkpoints and metrics.jsonl go to ``run_dir``."""
-    run = _set_up(model, data, spec, run_dir, accelerator, fingerprint, forward_kwargs, desc)
+    """Train ``model`` in place; checkpoints and metrics.jsonl go to ``run_dir``.
+
+    With a ``mixture`` each epoch trains on its draw of the sources (data.sources[].proportion), not on every example.
+    An ``objective`` (train/preference.py) replaces the SFT loss: it collates and scores pairs, one term each.
+    """
+    run = _set_up(model, data, spec, run_dir, accelerator, fingerprint, forward_kwargs, desc, mixture)
+    run.objective = objective
+    run.probe = probe  # probe(model) -> {name: number}, measured with every validation loss and logged on its line
     progress = _resume(run) if resume else Progress()
     _prepare(run, progress)
     lengths = [len(e["input_ids"]) for e in data.examples]
     bar = _progress_bar(run.total, progress.step, desc, disable=not run.main)
     with _StopFlag() as stop:
-        for pos, step_batches in _steps(progress, lengths, spec, seed, group_by_length, run.world, run.total):
+        for pos, step_batches in _steps(progress, lengths, spec, seed, group_by_length, run.world, run.total, mixture):
             loss, lr, norm = _run_step(run, progress, step_batches)
             record = _advance(run, progress, pos, step_batches, loss, lr, norm)
+            if run.objective is not None:
+                record.update(run.objective.take_stats(run.accelerator))
             _guard(run, progress, record)
             run.history.append(record)
             _log(run, progress, record, bar)
@@ -206,11 +220,12 @@ def _set_up(
     fingerprint: dict[str, Any],
     forward_kwargs: dict[str, Any] | None,
     desc: str,
+    mixture: Mixture | None = None,
 ) -> _Run:
     """Plan the steps (refusing too little data), build the optimizer and clear half-written checkpoints."""
     run_dir.mkdir(parents=True, exist_ok=True)
     world = accelerator.num_processes
-    _, total = plan_total_steps(len(data), spec, world)
+    _, total = plan_total_steps(mixture.per_epoch if mixture else len(data), spec, world)
     accelerator.print(
         f"{desc}: global batch {spec.batch_size} per process x {spec.grad_accum} grad_accum x "
         f"{world} processes = {spec.batch_size * spec.grad_accum * world} sequences per step; {total} steps"
@@ -265,12 +280,20 @@ def _prepare(run: _Run, progress: Progress) -> None:
     if run.main:
         _truncate_metrics(run.metrics_path, progress.step)
     run.choice_ids = _choice_tensor(run.data, run.accelerator.device)
-    run.terms = [count_label_tokens([e]) for e in run.data.examples]
+    count = run.objective.terms if run.objective is not None else lambda e: count_label_tokens([e])
+    run.terms = [count(e) for e in run.data.examples]
     run.started = time.perf_counter()
 
 
 def _steps(
-    progress: Progress, lengths: list[int], spec: TrainSpec, seed: int, group_by_length: bool, world: int, total: int
+    progress: Progress,
+    lengths: list[int],
+    spec: TrainSpec,
+    seed: int,
+    group_by_length: bool,
+    world: int,
+    total: int,
+    mixture: Mixture | None = None,
 ) -> Iterator[tuple[int, list[list[int]]]]:
     """(position, micro-batches) of each optimizer step still to run, from the saved position on.
 
@@ -279,7 +302,8 @@ def _steps(
     next step is asked for, so a checkpoint closing an epoch holds (epoch, end of its plan).
     """
     while progress.step < total:
-        batches = micro_batches(lengths, spec.batch_size, seed, progress.epoch, group_by_length)
+        pool = mixture.epoch_indices(seed, progress.epoch) if mixture else None
+        batches = micro_batches(lengths, spec.batch_size, seed, progress.epoch, group_by_length, pool)
         plan = steps_for_epoch(batches, spec.grad_accum * world)
         for pos in range(progress.pos, len(plan)):
             if progress.step >= total:
@@ -319,10 +343,14 @@ def _accumulate(run: _Run, progress: Progress, mine: list[list[int]], n_scored: 
     accelerator = run.accelerator
     loss_sum = torch.zeros((), device=accelerator.device)
     for i, mb in enumerate(mine):
-        batch = _to_device(collate([run.data.examples[j] for j in mb], run.data.pad_id), accelerator.device)
+        examples = [run.data.examples[j] for j in mb]
+        batch = _to_device(_collate(run.objective, examples, run.data.pad_id), accelerator.device)
         sync = contextlib.nullcontext() if i == len(mine) - 1 else accelerator.no_sync(run.model)
         with sync, accelerator.autocast():
-            s, _ = batch_loss(run.model, batch, run.choice_ids, run.forward_kwargs)
+            if run.objective is None:
+                s, _ = batch_loss(run.model, batch, run.choice_ids, run.forward_kwargs)
+            else:
+                s = run.objective.loss(run.model, batch, accelerator.unwrap_model)
             accelerator.backward(s * (run.world / max(1, n_scored)))
         loss_sum += s.detach()
         _count_tokens(progress, batch)
@@ -345,6 +373,11 @@ def batch_loss(
         batch.get("loss_weight"),
         forward_kwargs,
     )
+
+
+def _collate(objective: Any, examples: list[Any], pad_id: int) -> dict[str, torch.Tensor]:
+    """The objective's batch (pairs: chosen rows then rejected rows), or the SFT batch."""
+    return objective.collate(examples, pad_id) if objective is not None else collate(examples, pad_id)
 
 
 def _finite(loss: float, norm: float) -> bool:
@@ -412,7 +445,7 @@ def _maybe_eval(run: _Run, progress: Progress, val: TokenizedData | None) -> Non
     every = run.spec.eval_every
     if val is None or not every or progress.step % every != 0 or progress.step >= run.total:
         return
-    run.val_loss = evaluate_loss(run.model, val, run.spec.batch_size, run.accelerator)
+    run.val_loss = evaluate_loss(run.model, val, run.spec.batch_size, run.accelerator, run.objective)
     _append_val(run, progress.step)
 
 
@@ -453,7 +486,7 @@ def _save(run: _Run, progress: Progress) -> None:
 def _finish(run: _Run, progress: Progress, val: TokenizedData | None) -> None:
     """Final validation loss and a checkpoint of the last step, unless one is there already."""
     if val is not None:
-        run.val_loss = evaluate_loss(run.model, val, run.spec.batch_size, run.accelerator)
+        run.val_loss = evaluate_loss(run.model, val, run.spec.batch_size, run.accelerator, run.objective)
         if not (run.main and _logged_val(run.metrics_path, progress.step)):  # a finished run resumed logged it already
             _append_val(run, progress.step)
     if run.saved_step != progress.step:  # evaluation changes no state: a checkpoint of this step is already final
@@ -477,6 +510,10 @@ def _result(run: _Run, progress: Progress) -> TrainResult:
 
 def _append_val(run: _Run, step: int) -> None:
     record = {"step": step, "val_loss": run.val_loss, "val_ppl": _ppl(run.val_loss)}
+    if run.objective is not None:  # the pair numbers of that validation pass; perplexity means nothing for pairs
+        record = {"step": step, "val_loss": run.val_loss, **run.objective.val_stats}
+    if run.probe is not None:
+        record.update(run.probe(run.model))
     _append(run.metrics_path, record, run.main, run.accelerator, run.desc)
 
 
@@ -488,8 +525,13 @@ def _sum_over_ranks(value: int, accelerator: Any) -> int:
 
 
 @torch.no_grad()
-def evaluate_loss(model: torch.nn.Module, data: TokenizedData, batch_size: int, accelerator: Any) -> float:
-    """Token-weighted mean loss over ``data``, sharded across processes."""
+def evaluate_loss(
+    model: torch.nn.Module, data: TokenizedData, batch_size: int, accelerator: Any, objective: Any = None
+) -> float:
+    """Token-weighted mean loss over ``data``, sharded across processes; with ``objective``, its mean loss per pair
+    (its reward accuracy and margins then in ``objective.val_stats``)."""
+    if objective is not None:
+        return _evaluate_objective(model, data, batch_size, accelerator, objective)
     was_training = model.training
     model.eval()
     choice_ids = _choice_tensor(data, accelerator.device)
@@ -508,6 +550,25 @@ def evaluate_loss(model: torch.nn.Module, data: TokenizedData, batch_size: int, 
     total = accelerator.reduce(total, reduction="sum")
     count = accelerator.reduce(count, reduction="sum")
     return float(total / count.clamp(min=1))
+
+
+def _evaluate_objective(
+    model: torch.nn.Module, data: TokenizedData, batch_size: int, accelerator: Any, objective: Any
+) -> float:
+    was_training = model.training
+    model.eval()
+    idx = list(range(len(data.examples)))[accelerator.process_index :: accelerator.num_processes]
+    total = torch.zeros((), device=accelerator.device)
+    objective.reset_stats()
+    for start in range(0, len(idx), batch_size):
+        examples = [data.examples[i] for i in idx[start : start + batch_size]]
+        batch = _to_device(objective.collate(examples, data.pad_id), accelerator.device)
+        with accelerator.autocast():
+            total += objective.loss(model, batch, accelerator.unwrap_model)
+    model.train(was_training)
+    total = accelerator.reduce(total, reduction="sum")
+    objective.val_stats = objective.take_stats(accelerator, prefix="val_")
+    return float(total) / max(1, len(data.examples))
 
 
 # ---------------------------------------------------------------- small pieces
