@@ -101,6 +101,7 @@ def test_evaluate_model_warns_on_one_class_and_tuned_rule_lifts_it(monkeypatch):
     """Evaluator level, label scores fixed: argmax predicts "good" for every row, the tuned rule does not."""
     from finetune.config.schema import EvalSpec
     from finetune.eval import generate as gen
+    from finetune.eval import label_scores
     from finetune.eval.run import EvalSet, evaluate_model
     from finetune.scenarios import risk_assessment as risk
 
@@ -128,7 +129,9 @@ def test_evaluate_model_warns_on_one_class_and_tuned_rule_lifts_it(monkeypatch):
 
     monkeypatch.setattr(gen, "generate", lambda model, tok, prompts, **kw: ["good"] * len(prompts))
     monkeypatch.setattr(
-        gen, "label_probs", lambda model, tok, prompts, choices, batch_size=32: _binary([float(p) for p in prompts])
+        label_scores,
+        "label_probs",
+        lambda model, tok, prompts, choices, batch_size=32: _binary([float(p) for p in prompts]),
     )
     sets = [EvalSet("risk", test, None, None, risk.evaluate, val)]
     plain = evaluate_model(None, None, {"risk": Template()}, sets, EvalSpec(decision="argmax"))

@@ -9,8 +9,9 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from finetune.eval.generate import generate, label_probs
+from finetune.eval.generate import generate
 from finetune.eval.generic import evaluator, parse_label, with_choices
+from finetune.eval.label_scores import label_probs
 from finetune.model.core import CoreConfig, CoreForCausalLM
 from finetune.model.tokenizer import load_tokenizer, train_tokenizer
 

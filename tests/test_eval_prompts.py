@@ -15,7 +15,8 @@ import torch
 from finetune.commands import generate_command
 from finetune.data.format import Template
 from finetune.errors import UserError
-from finetune.eval.generate import generate, label_probs
+from finetune.eval.generate import generate
+from finetune.eval.label_scores import label_probs
 from finetune.model.core import CoreConfig, CoreForCausalLM
 from finetune.model.tokenizer import load_tokenizer, train_tokenizer
 

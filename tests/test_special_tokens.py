@@ -22,7 +22,8 @@ from finetune.data.format import (
     encode_pieces,
     encode_text,
 )
-from finetune.eval.generate import generate, label_probs
+from finetune.eval.generate import generate
+from finetune.eval.label_scores import label_probs
 from finetune.model.core import CoreConfig, CoreForCausalLM
 from finetune.model.tokenizer import load_tokenizer, train_tokenizer
 

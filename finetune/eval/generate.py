@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
-from bisect import bisect_right
-from itertools import accumulate
 from typing import Any, Sequence
 
 import torch
 
-from finetune.data.format import encode_plain, encode_text
+from finetune.data.format import encode_text
 from finetune.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -90,62 +88,6 @@ def generate_batch(
         **kwargs,
     )
     return tokens[:, ids.shape[1] :]
-
-
-@torch.no_grad()
-def label_probs(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[PromptLike],
-    choices: list[list[str]],
-    batch_size: int = 32,
-    stats: dict[str, int] | None = None,
-    progress: bool | None = None,
-) -> list[dict[str, float]]:
-    """Constrained classification: P(label | prompt), renormalised over the labels.
-
-    Scored on each label's first token when those differ (the decision), else on the summed
-    log-likelihood of all the label's tokens. A prompt is cut from the left to fit the context
-    with its longest label; ``stats["truncated"]`` counts such prompts.
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    # When the labels' first tokens differ, that token is the decision (it is what the label loss
-    # trains); the remaining tokens only spell the label out, so they are not scored.
-    label_ids = {c: encode_plain(tokenizer, c) for cs in choices for c in cs}
-    decided_by_first = [len({tuple(label_ids[c][:1]) for c in cs}) == len(cs) for cs in choices]
-    context = model_context(model)
-    room = [max((len(label_ids[c]) for c in cs), default=0) for cs in choices]
-    encoded, cut = [], 0
-    for p, need in zip(prompts, room):
-        fitted, n = fit_left([_ids(tokenizer, p)], None if context is None else max(context - need, 1))
-        encoded.append(fitted[0])
-        cut += n
-    _count(stats, cut, len(prompts), None, context, "its labels")
-    pairs = [(i, c) for i, cs in enumerate(choices) for c in cs]
-    scores: dict[tuple[int, str], float] = {}
-    pad = _pad_id(tokenizer)
-    ends = list(accumulate(len(cs) for cs in choices))  # a row is scored once its last label is
-    with _bar(len(choices), "score labels", progress) as bar:
-        for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start : start + batch_size]
-            seqs = [encoded[i] + label_ids[c] for i, c in chunk]
-            spans = [(len(encoded[i]), len(encoded[i]) + len(label_ids[c])) for i, c in chunk]
-            longest = max(map(len, seqs))
-            ids = torch.tensor([s + [pad] * (longest - len(s)) for s in seqs], device=device)
-            mask = torch.tensor([[1] * len(s) + [0] * (longest - len(s)) for s in seqs], device=device)
-            logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float(), -1)
-            for row, ((i, choice), (a, b)) in enumerate(zip(chunk, spans)):
-                b = a + 1 if decided_by_first[i] else b
-                targets = ids[row, a:b]
-                scores[(i, choice)] = float(logp[row, a - 1 : b - 1].gather(1, targets[:, None]).sum())
-            bar.update(bisect_right(ends, start + len(chunk)) - bisect_right(ends, start))
-    out = []
-    for i, cs in enumerate(choices):
-        vals = torch.tensor([scores[(i, c)] for c in cs])
-        probs = torch.softmax(vals, 0).tolist()
-        out.append(dict(zip(cs, probs)))
-    return out
 
 
 def model_context(model: Any) -> int | None:

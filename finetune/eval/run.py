@@ -90,7 +90,8 @@ def evaluate_model(
     model: Any, tokenizer: Any, templates: dict[str, Any], sets: list[EvalSet], spec: EvalSpec
 ) -> dict[str, Any]:
     """Metrics, predictions and speed per eval set for one model."""
-    from finetune.eval.generate import generate, label_probs
+    from finetune.eval.generate import generate
+    from finetune.eval.label_scores import label_probs
 
     results: dict[str, Any] = {"metrics": {}, "predictions": {}, "examples_per_s": {}, "decisions": {}, "warnings": {}}
     for s in sets:
@@ -142,7 +143,7 @@ def _tuned(
 ) -> tuple[list[dict[str, float]], dict[str, Any]]:
     """Offsets chosen on the validation rows' label scores, applied to the test rows' scores before scoring."""
     from finetune.eval.decision import apply_offsets, tune_offsets
-    from finetune.eval.generate import label_probs
+    from finetune.eval.label_scores import label_probs
 
     if not s.validation:
         return probs, {"rule": "tuned", "tuned": None, "rows": 0, "why": "no labelled validation rows were found"}
