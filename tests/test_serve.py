@@ -117,13 +117,22 @@ def test_visible_text_holds_back_what_may_become_a_stop_string():
     assert visible("x STOP y", ["zz", "STOP"], False, False) == ("x ", True)
 
 
-def test_row_sampling_keeps_each_rows_temperature_and_top_p():
-    scores = torch.tensor([[0.0, 1.0, 3.0, 2.0]] * 3)
-    rows = [RowSpec(4, temperature=0.0), RowSpec(4, temperature=1.0, top_p=0.5), RowSpec(4, temperature=2.0)]
-    out = RowSampling(rows)(torch.zeros(3, 1, dtype=torch.long), scores.clone())
-    assert torch.isinf(out[0]).tolist() == [True, True, False, True]  # greedy: the argmax alone
-    assert torch.isinf(out[1]).tolist() == [True, True, False, True]  # p(argmax) = 0.64 >= top_p 0.5
-    assert torch.allclose(out[2], scores[2] / 2)  # temperature 2, nucleus 1: every token, flattened
+def test_row_sampling_keeps_each_rows_temperature_top_p_and_seed():
+    scores = torch.tensor([[0.0, 1.0, 3.0, 2.0]] * 4)
+    rows = [
+        RowSpec(4, temperature=0.0),
+        RowSpec(4, temperature=1.0, top_p=0.85, seed=1),
+        RowSpec(4, temperature=5.0, seed=1),
+        RowSpec(4, temperature=5.0, seed=2),
+    ]
+    sampler, again = RowSampling(rows), RowSampling(rows)
+    ids = torch.zeros(4, 1, dtype=torch.long)
+    picks = [sampler(ids, scores).argmax(-1).tolist() for _ in range(200)]
+    assert picks == [again(ids, scores).argmax(-1).tolist() for _ in range(200)]  # a seed repeats its draws
+    assert torch.equal(sampler(ids, scores)[0], scores[0])  # greedy: untouched
+    assert {p[1] for p in picks} == {2, 3}  # top_p 0.85: p(2) 0.64 + p(3) 0.24 reach it; 0 and 1 never drawn
+    assert len({p[2] for p in picks}) == 4  # temperature 5 flattens: every token comes up
+    assert [p[2] for p in picks] != [p[3] for p in picks]  # another seed, other draws
 
 
 def test_rows_of_one_batch_keep_their_own_length_stop_and_sampling(engine):
@@ -132,7 +141,7 @@ def test_rows_of_one_batch_keep_their_own_length_stop_and_sampling(engine):
         chat_body("the market rose 3", max_tokens=10),
         chat_body("the market rose 4", max_tokens=3),
         chat_body("the market rose 3", max_tokens=8, stop=[" patient"]),
-        chat_body("the market rose 5", max_tokens=12, temperature=1.5, top_p=0.9),
+        chat_body("the market rose 5", max_tokens=12, temperature=1.5, top_p=0.9, seed=7),
         chat_body("the market", max_tokens=20),
         chat_body("the market rose 4", max_tokens=8),
         chat_body("the market rose 3", max_tokens=8, stop="felt"),
@@ -151,7 +160,7 @@ def test_rows_of_one_batch_keep_their_own_length_stop_and_sampling(engine):
 
     alone = with_client(engine, one_by_one)
     content = [r["choices"][0]["message"]["content"] for r in together]
-    for k in (0, 1, 2, 4, 5, 6, 7):  # greedy rows: the same answer alone or batched
+    for k in range(len(asks)):  # greedy rows, and the seeded sampled row 3: the same answer alone or batched
         assert content[k] == alone[k]["choices"][0]["message"]["content"], k
     assert content[0].startswith("points and the patient felt ")
     assert together[0]["choices"][0]["finish_reason"] == "stop"  # eos, before max_tokens

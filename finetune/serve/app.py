@@ -57,7 +57,6 @@ class Sampling(BaseModel):
             ("frequency_penalty", self.frequency_penalty != 0, "frequency_penalty is not supported; leave it 0"),
             ("logprobs", self.logprobs not in (None, False), "logprobs are not supported"),
             ("logit_bias", bool(self.logit_bias), "logit_bias is not supported"),
-            ("seed", self.seed is not None, "seed is not supported: requests share a batch and its random stream"),
         ]
         return next(((param, msg) for param, bad, msg in checks if bad), None)
 
@@ -209,7 +208,7 @@ def _check(req: Sampling, engine: Engine) -> None:
 
 
 def _spec(req: Sampling, max_tokens: int, strip: bool) -> RowSpec:
-    return RowSpec(max_tokens, req.temperature, req.top_p, req.stops(), strip=strip, stream=req.stream)
+    return RowSpec(max_tokens, req.temperature, req.top_p, req.stops(), req.seed, strip=strip, stream=req.stream)
 
 
 def _usage_wanted(req: Sampling) -> bool:

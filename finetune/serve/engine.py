@@ -82,15 +82,15 @@ class Engine:
             on_delta=lambda i, text: jobs[i].send(text),
             cancelled=lambda i: jobs[i].cancelled,
         )
-        kwargs: dict[str, Any] = {"do_sample": False}
-        if any(s.temperature > 0 for s in specs):  # greedy rows stay greedy inside a sampled batch
-            processors = LogitsProcessorList([RowSampling(specs)])
-            kwargs = {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "logits_processor": processors}
+        kwargs: dict[str, Any] = {}
+        if any(s.temperature > 0 for s in specs):  # sampled rows draw their own tokens; greedy ones stay greedy
+            kwargs["logits_processor"] = LogitsProcessorList([RowSampling(specs)])
         generate_batch(
             self.model,
             self.tokenizer,
             [job.ids for job in jobs],
             max(s.max_tokens for s in specs),
+            do_sample=False,
             stopping_criteria=StoppingCriteriaList([tracker]),
             **kwargs,
         )

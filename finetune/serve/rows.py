@@ -23,6 +23,7 @@ class RowSpec:
     temperature: float = 0.0  # 0: greedy, as OpenAI's temperature 0
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
+    seed: int | None = None  # the row's own random stream: the same seed, the same sampled answer
     strip: bool = False  # chat content is shown stripped, as `ft generate` prints it
     stream: bool = False
 
@@ -35,25 +36,40 @@ class RowResult:
 
 
 class RowSampling(LogitsProcessor):
-    """Each row's temperature and nucleus (top_p); a greedy row (temperature 0) keeps only its argmax.
+    """Draws each sampled row's next token with its own temperature, top_p and random generator.
 
-    Sampling a one-hot distribution returns its argmax, so greedy rows answer exactly as greedy decoding
-    even when they share a batch with sampled rows.
+    The drawn token is returned as the row's only finite score, so transformers' greedy step takes it;
+    greedy rows (temperature 0) pass through untouched and answer exactly as plain greedy decoding, even
+    beside sampled rows. A row's own generator (seeded by the request's ``seed``) makes its draws
+    independent of whatever else shares the batch.
     """
 
     def __init__(self, rows: Sequence[RowSpec]) -> None:
-        self.temperatures = [r.temperature for r in rows]
-        self.top_ps = [r.top_p for r in rows]
+        self.rows = list(rows)
+        self.generators: dict[int, torch.Generator] = {}
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        temps = torch.tensor(self.temperatures, dtype=scores.dtype, device=scores.device)
-        top_p = torch.tensor(self.top_ps, dtype=scores.dtype, device=scores.device)
-        shaped = nucleus(scores / temps.clamp_min(1e-6)[:, None], top_p)
-        greedy = temps <= 0
-        if bool(greedy.any()):
-            one_hot = torch.full_like(scores, float("-inf")).scatter_(1, scores.argmax(-1, keepdim=True), 0.0)
-            shaped = torch.where(greedy[:, None], one_hot, shaped)
-        return shaped
+        out = scores.clone()
+        for i, row in enumerate(self.rows):
+            if row.temperature <= 0:
+                continue
+            top_p = torch.tensor([row.top_p], dtype=scores.dtype, device=scores.device)
+            probs = nucleus(scores[i : i + 1] / row.temperature, top_p).softmax(dim=-1)
+            token = torch.multinomial(probs, 1, generator=self._generator(i, scores.device))
+            out[i] = float("-inf")
+            out[i, token] = 0.0
+        return out
+
+    def _generator(self, i: int, device: torch.device) -> torch.Generator:
+        if i not in self.generators:
+            generator = torch.Generator(device=device)
+            seed = self.rows[i].seed
+            if seed is None:
+                generator.seed()  # fresh entropy: unseeded requests differ from each other
+            else:
+                generator.manual_seed(seed)
+            self.generators[i] = generator
+        return self.generators[i]
 
 
 def nucleus(scores: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
