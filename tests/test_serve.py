@@ -135,6 +135,23 @@ def test_row_sampling_keeps_each_rows_temperature_top_p_and_seed():
     assert [p[2] for p in picks] != [p[3] for p in picks]  # another seed, other draws
 
 
+def test_chat_renders_as_training_did(engine):
+    """One user message renders as `ft generate` renders its text; a longer chat keeps every turn."""
+    from finetune.serve.engine import PromptError, chat_prompt
+
+    template = engine.template
+    assert template.shape == "instruction"
+    one = chat_prompt(template, [{"role": "user", "content": "the market rose 3"}])
+    assert str(one) == str(template.prompt({"input": "the market rose 3"}))
+    with_system = chat_prompt(template, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}])
+    assert str(with_system).startswith("<|system|>\nBe brief.")
+    turns = [("user", "the market rose 3"), ("assistant", "points"), ("user", "and then?")]
+    chat = str(chat_prompt(template, [{"role": r, "content": c} for r, c in turns]))
+    assert chat == "<|user|>\nthe market rose 3\n<|assistant|>\npoints<|eos|><|user|>\nand then?\n<|assistant|>\n"
+    with pytest.raises(PromptError, match="end with a user message"):
+        chat_prompt(template, [{"role": r, "content": c} for r, c in turns[:2]])
+
+
 def test_rows_of_one_batch_keep_their_own_length_stop_and_sampling(engine):
     """Eight concurrent requests with different settings share batches; each answers as it would alone."""
     asks = [

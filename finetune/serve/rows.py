@@ -161,7 +161,7 @@ class RowTracker(StoppingCriteria):
         out = []
         for i, row in enumerate(self.rows):
             shown, stopped = visible(self._text(i), row.stop, True, row.strip)
-            reason = "stop" if stopped else (self.reasons[i] or "length")
+            reason = "stop" if stopped or self.reasons[i] == "stop" else "length"  # a cut-off (cancelled) row: length
             if row.stream:
                 self._send(i, shown)
             out.append(RowResult(shown, reason, len(self.tokens[i])))
