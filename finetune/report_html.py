@@ -17,8 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from finetune.report import (
+    _base_model_line,
+    _cost_section,
     _decision_lines,
     _f,
+    _overlap_section,
+    _preference_lines,
     _shown_rows,
     _with_failures,
     render_markdown,
@@ -34,9 +38,9 @@ h1{font-size:1.6rem;margin-bottom:.2rem}h2{border-bottom:2px solid #dde3ea;paddi
 h3{margin-bottom:.4rem}.meta{color:#5a6570;font-size:.9rem}
 table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.92rem}
 th,td{border:1px solid #d5dbe1;padding:.3rem .6rem;vertical-align:top}th{background:#f1f4f7;text-align:left}
-td.num{text-align:right;font-variant-numeric:tabular-nums}td.up{color:#17663a}td.down{color:#a1260d}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.samples td{white-space:pre-wrap;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.82rem;width:25%}
-.note{color:#5a6570;font-size:.9rem;margin:.2rem 0}.warn{color:#a1260d}
+.note{color:#5a6570;font-size:.9rem;margin:.2rem 0}
 img{max-width:100%;border:1px solid #e3e7eb}
 """
 
@@ -102,8 +106,11 @@ def render_html(report: dict[str, Any], run_dir: Path) -> str:
         + ", ".join(f"{e(k)} {e(str(v))}" for k, v in report.get("versions", {}).items())
         + "</p>",
     ]
+    if report.get("base_model"):
+        body += _from_markdown([_base_model_line(report["base_model"])])
     if "eval" in report:
         body += ["<h2>Results: before and after fine-tuning</h2>"] + _results(report["eval"])
+        body += _from_markdown(_cost_section(report["eval"]))
         body += _classes(report["eval"].get("classes", {}))
     if report.get("harness"):
         body += _harness(report["harness"])
@@ -145,13 +152,12 @@ def _results(ev: dict[str, Any]) -> list[str]:
             b = before.get(key)
             delta = a - b if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
             change = "" if delta is None else f"{delta:+.3f}"
-            tone = "" if not delta else ("up" if delta > 0 else "down")
             rows.append(
                 [
                     e(key),
                     e(_with_failures(key, b, before)),
                     e(_with_failures(key, a, after)),
-                    (change, tone),
+                    change,
                 ]
             )
         out += [f"<h3>{e(source)}</h3>", _table(["metric", "before", "after", "change"], rows)]
@@ -309,14 +315,18 @@ def _training(report: dict[str, Any], run_dir: Path) -> list[str]:
                 ],
             ),
         ]
+        out += _from_markdown(_preference_lines(f))
         out += [f"<p class='note'>{e(s['note'])}</p>" for s in f.get("data_stats", {}).get("splits", {}).values()]
         out += _cards(f.get("cards", {}))
-    curve = report.get("loss_curve")
-    if curve and (run_dir / curve).is_file():
-        out += [
-            "<h2>Loss curves</h2>",
-            f"<p><img alt='loss curve' src='{_png_uri((run_dir / curve).read_bytes())}'></p>",
-        ]
+        out += _from_markdown(_overlap_section(f.get("data_stats", {}).get("overlap")))
+    plots = [
+        (report.get("loss_curve"), "loss curve"),
+        (report.get("preference_curve"), "chosen and rejected log-probs"),
+    ]
+    plots = [(run_dir / name, alt) for name, alt in plots if name and (run_dir / name).is_file()]
+    if plots:
+        out.append("<h2>Loss curves</h2>")
+        out += [f"<p><img alt='{alt}' src='{_png_uri(path.read_bytes())}'></p>" for path, alt in plots]
     return out
 
 
@@ -372,7 +382,6 @@ def _cost(report: dict[str, Any]) -> list[str]:
         ["tokens seen in training (this run)", f"{c['tokens']:,}"],
         ["training wall time", f"{c['wall_time_s']} s"],
         ["estimated training FLOPs", f"{c['train_flops']:.3g}"],
-        ["how", html.escape(c["flops_formula"] or "no training")],
         [
             html.escape(
                 f"the same FLOPs on one {c['reference_gpu']} at {int(100 * c['reference_utilisation'])}% utilisation"
@@ -380,11 +389,62 @@ def _cost(report: dict[str, Any]) -> list[str]:
             f"{c['reference_gpu_hours']:.2g} GPU-hours",
         ],
     ]
-    out = ["<h2>What it cost</h2>"]
+    out = ["<h2>Cost</h2>"]
     if stages:
         out.append(_table(["stage", "tokens", "steps", "wall time"], stages))
-    return out + [_table(["", "value"], total)]
+    formula = html.escape(c["flops_formula"] or "no training")
+    return out + [_table(["", "value"], total), f"<p class='note'>FLOPs: {formula}.</p>"]
 
 
 def _seconds(value: Any) -> str:
     return f"{value:.1f} s" if isinstance(value, (int, float)) else "-"
+
+
+# ---------------------------------------------------------------- report.md sections, as HTML
+
+
+def _from_markdown(lines: list[str]) -> list[str]:
+    """report.md's own section lines (headings, bullets, pipe tables, paragraphs) as HTML, so sections other
+    modules add to report.md show here with the same text instead of being written twice."""
+    out: list[str] = []
+    table: list[list[str]] = []
+    bullets: list[str] = []
+
+    def flush() -> None:
+        if table:
+            right = [c.endswith(":") for c in table[1]] if len(table) > 1 else []
+            first = next((i for i, r in enumerate(right) if r), len(table[0]))
+            out.append(_table([_inline(h) for h in table[0]], [[_inline(c) for c in row] for row in table[2:]], first))
+            table.clear()
+        if bullets:
+            out.append("<ul>" + "".join(f"<li>{b}</li>" for b in bullets) + "</ul>")
+            bullets.clear()
+
+    for line in lines:
+        if line.startswith("|"):
+            if bullets:
+                flush()
+            table.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif line.startswith("- "):
+            if table:
+                flush()
+            bullets.append(_inline(line[2:]))
+        else:
+            flush()
+            if line.startswith("### "):
+                out.append(f"<h3>{_inline(line[4:])}</h3>")
+            elif line.startswith("## "):
+                out.append(f"<h2>{_inline(line[3:])}</h2>")
+            elif line.strip():
+                out.append(f"<p>{_inline(line)}</p>")
+    flush()
+    return out
+
+
+def _inline(text: str) -> str:
+    """Escape, then report.md's two inline marks: `code` and **bold**."""
+    import re
+
+    text = html.escape(text, quote=False)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
