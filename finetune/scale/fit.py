@@ -34,6 +34,9 @@ INIT_GRID = np.array(
     )
 )
 STARTS = 10  # L-BFGS runs from the best grid points
+# a, b, e, alpha, beta: wide enough for any law seen in practice; they keep a degenerate fit (a few runs, a
+# bootstrap draw of one size) finite, and exponents non-negative (loss does not rise with N or D)
+BOUNDS = [(-20.0, 60.0), (-20.0, 60.0), (-20.0, 5.0), (0.0, 4.0), (0.0, 4.0)]
 BOOTSTRAP_STARTS = 2  # a refit starts from the full fit and the resample's best grid points
 
 
@@ -139,6 +142,7 @@ def _fit_law(n: Any, d: Any, loss: Any, starts: Sequence[Sequence[float]], grid_
             args=(log_n, log_d, log_l),
             jac=True,
             method="L-BFGS-B",
+            bounds=BOUNDS,
             options={"maxiter": 5000, "ftol": 1e-14, "gtol": 1e-9},
         )
         if np.all(np.isfinite(res.x)) and (best is None or res.fun < best[0]):

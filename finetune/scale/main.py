@@ -46,7 +46,7 @@ def _sweep(
     recipe: Recipe, folder: Path, budget: float | None, accelerator: Any, stop: Any, say: Callable
 ) -> dict[str, Any]:
     from finetune.scale.grid import GRID, expand
-    from finetune.scale.sweep import Sweep, run_all, shared_tokenizer
+    from finetune.scale.sweep import Sweep, register, run_all, shared_tokenizer
 
     began = time.perf_counter()
     sweep = Sweep(folder, recipe, None if budget is None else budget * 60, say)
@@ -54,6 +54,7 @@ def _sweep(
     runs = expand(recipe, shared_tokenizer(recipe, folder))
     grid = [r for r in runs if r.role == GRID]
     held = [r for r in runs if r.role != GRID]
+    register(sweep, runs)
     say(f"scale: {len(grid)} grid runs{' and 1 held-out run' if held else ''}; progress in {sweep.path}")
     complete = run_all(sweep, grid, accelerator, stop) if grid else True
     summary = _summary(recipe, folder, sweep, began, _fit(recipe, sweep, held))

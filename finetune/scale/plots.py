@@ -102,7 +102,7 @@ def iso_loss(runs: list[dict[str, Any]], law: Law, path: Path) -> Path:
     grid_n, grid_d = np.meshgrid(ns, ds)
     surface = law.loss(grid_n, grid_d)
     levels = np.quantile(surface, np.linspace(0.03, 0.97, 12))
-    contours = ax.contour(grid_n, grid_d, surface, levels=np.unique(levels), cmap="Greys", linewidths=0.8)
+    contours = ax.contour(grid_n, grid_d, surface, levels=np.unique(levels), colors="0.35", linewidths=0.8)
     ax.clabel(contours, fontsize=7, fmt="%.2f")
     points = ax.scatter(n, d, c=[r["val_loss"] for r in runs], cmap="viridis", edgecolors="black", zorder=3)
     fig.colorbar(points, ax=ax, label="measured validation loss")
@@ -114,6 +114,8 @@ def iso_loss(runs: list[dict[str, Any]], law: Law, path: Path) -> Path:
         ax.legend(fontsize=7)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_minor_formatter(plt.NullFormatter())
     ax.set_xlabel("non-embedding parameters N")
     ax.set_ylabel("training tokens D")
     try:

@@ -85,6 +85,12 @@ def shared_tokenizer(recipe: Recipe, folder: Path) -> str:
     return str(out)
 
 
+def register(sweep: Sweep, runs: list[ScaleRun]) -> None:
+    """Every run of the sweep in sweep.json from the start, pending until it runs."""
+    for run in runs:
+        sweep.records.setdefault(run.id, {**run.describe(), "status": "pending"})
+
+
 def run_all(sweep: Sweep, runs: list[ScaleRun], accelerator: Any, stop: Any) -> bool:
     """Train (or find in the cache) each run in order; False when the budget left some out.
 
@@ -93,8 +99,7 @@ def run_all(sweep: Sweep, runs: list[ScaleRun], accelerator: Any, stop: Any) -> 
     """
     from finetune.errors import StopRequested
 
-    for run in runs:
-        sweep.records.setdefault(run.id, {**run.describe(), "status": "pending"})
+    register(sweep, runs)
     complete = True
     for run in runs:
         if sweep.records[run.id]["status"] == "done":
