@@ -107,9 +107,9 @@ def harness_command(
         from finetune.methods import load_for_eval
 
         folder = resolve_model_dir(model)
-        net, tokenizer, _ = load_for_eval(folder)
+        net, tokenizer, saved = load_for_eval(folder)
         extra = {} if bootstrap_iters is None else {"bootstrap_iters": bootstrap_iters}
-        result = run_harness(net, tokenizer, names, limit=samples, model=str(folder), **extra)
+        result = run_harness(net, tokenizer, saved, names, limit=samples, model=str(folder), **extra)
         for task, scored in result["tasks"].items():
             print_metrics(
                 f"{task} ({scored['documents']} of {scored['of']} documents)",

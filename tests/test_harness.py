@@ -92,14 +92,17 @@ def test_ft_eval_harness_scores_a_shipped_task_and_lands_in_the_report(tiny_run,
     # the same accuracy by hand: the label with the higher summed log-likelihood after the prompt
     import torch
 
-    net, tok, _ = load_for_eval(tiny_run / "model")
+    net, tok, templates = load_for_eval(tiny_run / "model")
+    template = harness.prompt_template(tok, templates, "risk_assessment")  # ft eval's: the tokenizer's chat template
     docs = [json.loads(line) for line in (TASKS_DIR / "ft_risk_assessment.jsonl").read_text().splitlines()[:6]]
     right = 0
     for doc in docs:
+        prompt = str(template.prompt(doc))
+        assert prompt.startswith("<|system|>\nAssess the credit application") and doc["input"] in prompt
         scores = []
         for choice in doc["choices"]:
-            context = tok(doc["prompt"], add_special_tokens=False)["input_ids"]
-            whole = tok(doc["prompt"] + choice, add_special_tokens=False)["input_ids"]
+            context = tok(prompt, add_special_tokens=False)["input_ids"]
+            whole = tok(prompt + choice, add_special_tokens=False)["input_ids"]
             with torch.no_grad():
                 logp = torch.log_softmax(net(torch.tensor([whole])).logits[0].float(), -1)
             scores.append(sum(logp[i - 1, whole[i]].item() for i in range(len(context), len(whole))))

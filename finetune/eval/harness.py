@@ -9,8 +9,9 @@ beside this module, so anyone can compare ft's scenarios with any model in lm_ev
 
 The rows are the scenario's test split at seed 0, the split ``ft eval --scenario`` scores, written to
 jsonl (``python -m finetune.eval.harness --write`` regenerates them; a test checks they are current). Each
-row carries its prompt in ft's plain instruction layout (system text, ``### Input:``, ``### Response:``),
-the layout an ft model without a chat template was trained on. lm_eval is an optional extra
+row carries a prompt in ft's plain instruction layout (system text, ``### Input:``, ``### Response:``), which
+standalone lm_eval uses; ``ft eval --harness`` instead renders every prompt with the template the model was
+trained with (ft's own tokenizer has a chat template), so lm_eval scores the prompts ``ft eval`` scores. lm_eval is an optional extra
 (``pip install ft[harness]``); nothing here imports it until a run asks for it.
 """
 
@@ -118,7 +119,7 @@ def task_yaml(task: HarnessTask) -> str:
             'doc_to_target: "{{answer}}"',
             "generation_kwargs:",
             "  until: []  # the model's end-of-sequence token stops it",
-            "  max_gen_toks: 256",
+            "  max_gen_toks: 128  # a worked answer ends well within this",
             "  do_sample: false",
             "filter_list:",
             "  - name: strict-match  # ft's numeric_em: the number after '####', nothing looser",
@@ -192,6 +193,7 @@ def task_names(spec: str) -> list[str]:
 def run_harness(
     net: Any,
     tokenizer: Any,
+    saved: dict[str, Any] | None,
     tasks: list[str],
     limit: int | None,
     model: str,
@@ -200,8 +202,10 @@ def run_harness(
 ) -> dict[str, Any]:
     """lm_eval's `simple_evaluate` on a loaded model (an adapter already applied), through lm_eval's HF wrapper.
 
-    The caller loads the model the way ft evaluates it, so lm_eval scores the same network `ft eval` does.
-    ``bootstrap_iters`` draws give MCC its standard error (0: no standard errors at all, acc's included).
+    The caller loads the model the way ft evaluates it, and each prompt is rendered with the template the
+    model was trained with (``saved``, its ft_template.json) or its tokenizer's own, as `ft eval` renders it:
+    lm_eval then scores exactly the prompts ft scores. ``bootstrap_iters`` draws give MCC its standard error
+    (0: no standard errors at all, acc's included).
     """
     try:
         import lm_eval
@@ -210,11 +214,19 @@ def run_harness(
     except ImportError:
         raise UserError("--harness needs lm-evaluation-harness: pip install 'ft[harness]'") from None
 
-    wrapped = HFLM(pretrained=net, tokenizer=tokenizer, batch_size=batch_size, max_length=_context(net))
+    manager = _task_manager(TaskManager)
+    loaded = manager.load_task_or_group(tasks)
+    context = _context(net)
+    for name, task in loaded.items():
+        task.config.doc_to_text = _renderer(prompt_template(tokenizer, saved, _spec(name).scenario))
+        generation = task.config.generation_kwargs
+        if context and generation and generation.get("max_gen_toks", 0) >= context // 2:
+            generation["max_gen_toks"] = context // 2  # lm_eval refuses a budget as long as the context
+    wrapped = HFLM(pretrained=net, tokenizer=tokenizer, batch_size=batch_size, max_length=context)
     results = lm_eval.simple_evaluate(
         model=wrapped,
-        tasks=tasks,
-        task_manager=_task_manager(TaskManager),
+        tasks=list(loaded.values()),
+        task_manager=manager,  # without one it indexes all of lm_eval's own tasks again
         limit=limit,
         log_samples=False,
         bootstrap_iters=bootstrap_iters,
@@ -224,6 +236,24 @@ def run_harness(
         fewshot_random_seed=SEED,
     )
     return summarise(results, model, limit)
+
+
+def prompt_template(tokenizer: Any, saved: dict[str, Any] | None, scenario: str) -> Any:
+    """The template `ft eval` would render this scenario's prompts with (eval.run.templates_for's rule)."""
+    from finetune import scenarios
+    from finetune.data.format import Template
+
+    if saved:
+        return Template.from_dict(saved["sources"].get(scenario) or saved["default"])
+    return Template.for_tokenizer(tokenizer, scenarios.get(scenario).system, None, "instruction")
+
+
+def _renderer(template: Any) -> Any:
+    return lambda doc: str(template.prompt(doc))
+
+
+def _spec(name: str) -> HarnessTask:
+    return next(t for t in TASKS if t.name == name)
 
 
 def _task_manager(cls: Any) -> Any:
@@ -250,7 +280,7 @@ def summarise(results: dict[str, Any], model: str, limit: int | None) -> dict[st
         metrics = {}
         for key, value in raw.items():
             metric, _, filt = key.partition(",")
-            if metric == "alias" or metric.endswith("_stderr") or not isinstance(value, (int, float)):
+            if metric in ("alias", "sample_len") or metric.endswith("_stderr") or not isinstance(value, (int, float)):
                 continue
             stderr = raw.get(f"{metric}_stderr,{filt}")
             label = metric if filt in ("none", "") else f"{metric} ({filt})"
@@ -264,7 +294,7 @@ def summarise(results: dict[str, Any], model: str, limit: int | None) -> dict[st
         "model": model,
         "lm_eval": md.version("lm_eval"),
         "limit": limit,
-        "prompt": "ft's plain instruction layout (system, ### Input:, ### Response:), zero-shot",
+        "prompt": "zero-shot, rendered with the template the model was trained with (ft eval's prompts)",
         "tasks": tasks,
     }
 
