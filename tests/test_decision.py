@@ -101,7 +101,7 @@ def test_evaluate_model_warns_on_one_class_and_tuned_rule_lifts_it(monkeypatch):
     """Evaluator level, label scores fixed: argmax predicts "good" for every row, the tuned rule does not."""
     from finetune.config.schema import EvalSpec
     from finetune.eval import generate as gen
-    from finetune.eval import label_scores
+    from finetune.eval import label_scores, run
     from finetune.eval.run import EvalSet, evaluate_model
     from finetune.scenarios import risk_assessment as risk
 
@@ -128,6 +128,7 @@ def test_evaluate_model_warns_on_one_class_and_tuned_rule_lifts_it(monkeypatch):
             return row["input"]
 
     monkeypatch.setattr(gen, "generate", lambda model, tok, prompts, **kw: ["good"] * len(prompts))
+    monkeypatch.setattr(run, "_generation_groups", lambda tok, rows, n: [(list(range(len(rows))), n)])  # no tokenizer
     monkeypatch.setattr(
         label_scores,
         "label_probs",

@@ -118,3 +118,38 @@ def test_one_pass_per_prompt_and_the_head_sees_one_row_each(tok):
     for p in probs:
         assert abs(sum(p.values()) - 1) < 1e-6
     assert probs[0] == pytest.approx(_reference(model, tok, PROMPTS[0], labels), abs=1e-5)
+
+
+def test_labelled_rows_generate_only_room_for_their_label(tok, monkeypatch):
+    """gen_ metrics read the label an answer starts with: labelled rows get the longest label + slack, not 64 tokens;
+    free-text rows in the same set keep max_new_tokens, and every answer lands on its own row."""
+    from finetune.config.schema import EvalSpec
+    from finetune.eval import generate as gen
+    from finetune.eval.run import LABEL_ANSWER_SLACK, EvalSet, evaluate_model
+
+    calls: list[tuple[list[str], int]] = []
+
+    def fake_generate(model, tokenizer, prompts, max_new_tokens, **kw):
+        calls.append((list(prompts), max_new_tokens))
+        return [f"answer to {p}" for p in prompts]
+
+    monkeypatch.setattr(gen, "generate", fake_generate)
+    monkeypatch.setattr(
+        "finetune.eval.label_scores.label_probs", lambda m, t, p, c, **kw: [{x: 1 / len(x) for x in cs} for cs in c]
+    )
+    rows = [
+        {"input": "q0", "output": "bad", "choices": ["good", "bad"]},
+        {"input": "q1", "output": "12"},
+        {"input": "q2", "output": "good", "choices": ["good", "bad"]},
+    ]
+
+    class Template:
+        def prompt(self, row):
+            return row["input"]
+
+    seen: dict[str, list[str]] = {}
+    s = EvalSet("mixed", rows, None, None, lambda preds, rows, probs: seen.setdefault("preds", preds) and {})
+    evaluate_model(None, tok, {"mixed": Template()}, [s], EvalSpec(max_new_tokens=64))
+    longest = max(len(encode_plain(tok, c)) for c in ("good", "bad"))
+    assert sorted(calls) == sorted([(["q1"], 64), (["q0", "q2"], longest + LABEL_ANSWER_SLACK)])
+    assert seen["preds"] == ["answer to q0", "answer to q1", "answer to q2"]

@@ -99,17 +99,21 @@ def evaluate_model(
         prompts = [template.prompt(r) for r in s.rows]
         started = time.perf_counter()
         cut: dict[str, int] = {}  # rows whose prompt was cut from the left to fit the context
-        preds = generate(
-            model,
-            tokenizer,
-            prompts,
-            max_new_tokens=spec.max_new_tokens,
-            batch_size=spec.batch_size,
-            do_sample=spec.do_sample,
-            temperature=spec.temperature,
-            top_p=spec.top_p,
-            stats=cut,
-        )
+        preds = [""] * len(prompts)
+        for rows, limit in _generation_groups(tokenizer, s.rows, spec.max_new_tokens):
+            answers = generate(
+                model,
+                tokenizer,
+                [prompts[i] for i in rows],
+                max_new_tokens=limit,
+                batch_size=spec.batch_size,
+                do_sample=spec.do_sample,
+                temperature=spec.temperature,
+                top_p=spec.top_p,
+                stats=cut,
+            )
+            for i, answer in zip(rows, answers):
+                preds[i] = answer
         results.setdefault("truncated_prompts", {})[s.name] = cut.get("truncated", 0)
         results["examples_per_s"][s.name] = len(prompts) / max(time.perf_counter() - started, 1e-9)
         probs = None
@@ -136,6 +140,29 @@ def evaluate_model(
         results["metrics"][s.name] = s.evaluate(preds, s.rows, probs)
         results["predictions"][s.name] = preds
     return results
+
+
+# Tokens a classification answer may take beyond its longest label: room for an "Answer:"-like field name and
+# for the word to go on (parse_label needs the label to end a word), so the parsed label is what a long answer gives.
+LABEL_ANSWER_SLACK = 8
+
+
+def _generation_groups(tokenizer: Any, rows: list[Row], max_new_tokens: int) -> list[tuple[list[int], int]]:
+    """Row indices and their answer budget: rows with labels get their longest label + slack, the rest max_new_tokens.
+
+    The ``gen_`` metrics of a classification row read only the label its answer starts with; an untrained base
+    would otherwise write all max_new_tokens tokens for every such row, most of an evaluation's time.
+    """
+    from finetune.data.format import encode_plain
+
+    labelled = [i for i, r in enumerate(rows) if r.get("choices")]
+    free = [i for i, r in enumerate(rows) if not r.get("choices")]
+    groups = [(free, max_new_tokens)] if free else []
+    if labelled:
+        labels = {c for i in labelled for c in rows[i]["choices"]}
+        longest = max(len(encode_plain(tokenizer, c)) for c in labels)
+        groups.append((labelled, min(max_new_tokens, longest + LABEL_ANSWER_SLACK)))
+    return groups
 
 
 def _tuned(
