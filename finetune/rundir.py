@@ -177,6 +177,16 @@ def _has_files(run_dir: Path) -> bool:
         raise UserError(f"cannot read output folder {run_dir}: {exc.strerror or exc}") from None
 
 
+def _stable(dumped: dict[str, Any]) -> dict[str, Any]:
+    """A recipe.yaml as ``stable_dump`` gives it; one today's schema cannot read is compared as written."""
+    from pydantic import ValidationError
+
+    try:
+        return stable_dump(Recipe.model_validate(dumped))
+    except ValidationError:
+        return dumped
+
+
 def check_resumable(recipe: Recipe, run_dir: Path) -> None:
     """Refuse to resume when the recipe changed what the run's checkpoints depend on."""
     import yaml
@@ -188,7 +198,8 @@ def check_resumable(recipe: Recipe, run_dir: Path) -> None:
     if not isinstance(old, dict):
         return
     old = without_retired_keys(old)  # keys an older ft wrote under pretrain.train, never used
-    new = stable_dump(recipe)  # fields added since the run was written count only when set
+    old = _stable(old)
+    new = stable_dump(recipe)  # fields added since the run was written count only when set, on both sides
     changes: list[str] = []
     for key in RESUME_SECTIONS:
         changes += changed_fields(old.get(key), new.get(key), key)

@@ -17,7 +17,7 @@ def test_every_shipped_recipe_validates_and_starts_with_its_command():
     for path in files:
         load_recipe(path)
         first = path.read_text().splitlines()[0]
-        assert first.startswith("# ft run ") and str(path.relative_to(RECIPES.parent)) in first, path
+        assert first.startswith(("# ft run ", "# ft scale ")) and str(path.relative_to(RECIPES.parent)) in first, path
 
 
 def test_misspelled_key_names_path_and_suggestion():

@@ -13,13 +13,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from finetune.data.format import TEMPLATE_FILE
 from finetune.errors import UserError
 
 FORMATS = ("gguf", "safetensors")
 GGUF_DTYPES = ("f32", "f16", "q8_0")
 SAFETENSORS_DTYPES = ("f32", "f16", "bf16")
 DEFAULT_GGUF_DTYPE = "f16"
-KEPT_FILES = ("ft_template.json",)  # ft's own prompt templates, so `ft generate` renders exported models the same way
+KEPT_FILES = (TEMPLATE_FILE,)  # ft's own prompt templates, so `ft generate` renders exported models the same way
 
 
 def export_model(
