@@ -279,12 +279,13 @@ def read(path: Path, fmt: str | None = None) -> list[Row]:
 
 
 def _label_scores(truth: list[str], predicted: list[str], prefix: str) -> dict[str, float]:
-    from finetune.metrics.classification import accuracy, f1
+    from finetune.metrics.classification import accuracy, f1, mcc
 
     return {
         f"{prefix}accuracy": accuracy(truth, predicted),
         f"{prefix}f1_weighted": f1(truth, predicted, average="weighted"),
         f"{prefix}f1_macro": f1(truth, predicted, average="macro"),
+        f"{prefix}mcc": mcc(truth, predicted),  # multi-class MCC: what a majority answer cannot inflate
     }
 
 
