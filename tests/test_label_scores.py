@@ -153,3 +153,17 @@ def test_labelled_rows_generate_only_room_for_their_label(tok, monkeypatch):
     longest = max(len(encode_plain(tok, c)) for c in ("good", "bad"))
     assert sorted(calls) == sorted([(["q1"], 64), (["q0", "q2"], longest + LABEL_ANSWER_SLACK)])
     assert seen["preds"] == ["answer to q0", "answer to q1", "answer to q2"]
+
+
+@pytest.mark.parametrize("build", [_core, _gemma3], ids=["core", "gemma3"])
+def test_generation_applies_the_head_to_the_last_position_only(tok, build):
+    """Prefill of a [batch, length] prompt asks logits for its last position only (transformers' logits_to_keep)."""
+    from finetune.eval.generate import generate_batch
+
+    torch.manual_seed(0)
+    model = build(len(tok)).eval()
+    rows: list[tuple[int, ...]] = []
+    output_head(model).register_forward_hook(lambda _m, args, out: rows.append(tuple(out.shape[:-1])))
+    prompts = [encode_plain(tok, p) for p in PROMPTS[:3]]
+    generate_batch(model, tok, prompts, max_new_tokens=3, do_sample=False)
+    assert rows and all(shape[-1] == 1 for shape in rows), rows  # never [batch, prompt length, vocab]
