@@ -129,7 +129,7 @@ def _stages(recipe: Recipe, resume: bool, accelerator: Any, stop: Any, run_dir: 
     elif recipe.pretrain:
         stop.note = f"the pretrained model is saved in {final_model}"
 
-    if recipe.eval:
+    if recipe.eval and (recipe.eval.before or recipe.eval.after or not recipe.method):  # both off: no evaluation
         from finetune.stages.evaluate import evaluate_run
 
         stop.check()

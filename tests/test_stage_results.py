@@ -275,3 +275,23 @@ def test_eval_stage_uses_saved_templates(trained, tmp_path, monkeypatch):
     result = _evaluate(recipe, str(trained), trained, "cpu", lambda *a: None)
     assert seen["risk_assessment"].instruction == "SAVED INSTRUCTION"
     assert isinstance(result, EvalResult) and result.before == {}
+
+
+def test_both_evaluations_off_is_no_evaluation(trained, tmp_path):
+    """eval.before and eval.after false on a tuned run: the stage has no model's speed to report and must not
+    fail for it (it did: a None indexed). pipeline.run leaves the stage out then (tests/test_distributed.py's
+    reliability runs train with both off)."""
+    from finetune.stages.evaluate import _evaluate
+
+    recipe = recipe_from_dict(
+        {
+            "name": "off",
+            "output": str(tmp_path / "run"),
+            "model": {"path": str(trained)},
+            "data": {"sources": [{"scenario": "risk_assessment", "sizes": {"train": 4, "validation": 2, "test": 2}}]},
+            "method": {"kind": "full"},
+            "eval": {"samples": 2, "before": False, "after": False, "retention": {"enabled": False}},
+        }
+    )
+    result = _evaluate(recipe, str(trained), trained, "cpu", lambda *a: None)
+    assert result.before == {} and result.after == {} and result.examples_per_s == {}

@@ -105,7 +105,7 @@ def _evaluate(
         before=before["metrics"] if before else {},
         after=after["metrics"] if after else {},
         samples=samples(sets, before, after),
-        examples_per_s=(after or before)["examples_per_s"],
+        examples_per_s=(after or before or {}).get("examples_per_s", {}),
         truncated_prompts={w: r.get("truncated_prompts", {}) for w, r in (("before", before), ("after", after)) if r},
         retention=probe.report() if probe else {},
         **_rules_and_warnings(before, after, say),
