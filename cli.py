@@ -76,10 +76,11 @@ def _guard(fn: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
         raise typer.Exit(130) from None
+    except typer.Exit:  # a command's own exit code (ft validate's 2): nothing to look up
+        raise
     except Exception as exc:  # noqa: BLE001 - anything else may be a bug; still no traceback without --debug
-        from finetune.train.loop import NonFiniteError
-
-        if isinstance(exc, NonFiniteError) and not _state["debug"]:
+        loop = sys.modules.get("finetune.train.loop")  # only a run that trained can raise NonFiniteError
+        if loop is not None and isinstance(exc, loop.NonFiniteError) and not _state["debug"]:
             typer.secho(f"error: {exc}", err=True, fg="red")
             _leave(EXIT_NON_FINITE)
         raise

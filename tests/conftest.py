@@ -35,7 +35,6 @@ SLOW_MODULES = {
 }
 # single tests elsewhere that start a fresh interpreter (seconds of imports each)
 SLOW_TESTS = {
-    "test_ft_eval_on_user_csv",
     "test_ft_eval_bad_field_is_one_line_exit_2",
     "test_adapter_loads_with_plain_peft_in_fresh_process",
     "test_ft_serve_answers_the_openai_client_like_ft_generate_and_stops_on_sigterm",

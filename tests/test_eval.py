@@ -131,35 +131,21 @@ def test_numeric_is_gsm8k_exact_match_unless_loosened():
     ],
 )
 def test_ft_eval_on_user_csv(tiny, tmp_path, task, rows, key):
+    """Through the CLI in this process (typer's runner: parsing, the command and its printout; a fresh
+    interpreter per case cost 12 s each, and test_ft_eval_bad_field_is_one_line_exit_2 starts one)."""
+    from typer.testing import CliRunner
+
+    from cli import app
+
     _, _, model_dir = tiny
     path = tmp_path / "mine.csv"
     path.write_text("q,a\n" + "".join(f"{r['q']},{r['a']}\n" for r in rows))
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(CLI),
-            "eval",
-            "--model",
-            str(model_dir),
-            "--data",
-            str(path),
-            "--task",
-            task,
-            "--field",
-            "input=q",
-            "--field",
-            "output=a",
-            "--max-new-tokens",
-            "4",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert key in out.stdout
-    assert ("per class" in out.stdout) == (task == "classification")  # the confusion matrix and P/R/F1 tables
-    assert "--out DIR" in out.stdout  # says where the rows would go
+    args = ["eval", "--model", str(model_dir), "--data", str(path), "--task", task]
+    got = CliRunner().invoke(app, [*args, "--field", "input=q", "--field", "output=a", "--max-new-tokens", "4"])
+    assert got.exit_code == 0, got.output[-2000:]
+    assert key in got.output
+    assert ("per class" in got.output) == (task == "classification")  # the confusion matrix and P/R/F1 tables
+    assert "--out DIR" in got.output  # says where the rows would go
 
 
 def test_ft_eval_out_writes_predictions_and_names_the_loosened_rule(tiny, tmp_path):

@@ -41,6 +41,15 @@ def test_light_commands_do_not_import_torch(args):
     assert "TORCH False False" in out, out[-2000:]
 
 
+def test_validate_of_a_bad_recipe_exits_2_without_torch(tmp_path):
+    """The error path too: ft validate's exit 2 once went through the CLI's bug handler, which imported the
+    training loop (torch, transformers: 10 s here) only to ask whether the exit was a non-finite loss."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmodel: {path: m}\ntrain: {learnig_rate: 0.1}\n")
+    out = _imports_after("validate", str(bad))
+    assert "did you mean train.learning_rate?" in out and "TORCH False False" in out, out[-2000:]
+
+
 def test_importing_the_package_is_light_and_finetune_model_registers_the_core():
     code = (
         "import sys, finetune\nfrom finetune import Recipe, run\n"
