@@ -37,7 +37,7 @@ def generate(
     stats: dict[str, int] | None = None,
     progress: bool | None = None,
 ) -> list[str]:
-    """Completions for ``prompts`` (prompt text excluded), stopping at eos or ``max_new_tokens``.
+    """Completions for ``prompts`` (prompt text excluded), stopping at any eos (``stop_ids``) or ``max_new_tokens``.
 
     ``stats["truncated"]`` counts prompts cut from the left to leave ``max_new_tokens`` of context;
     ``progress`` None shows a bar on the main process only.
@@ -82,12 +82,34 @@ def generate_batch(
         input_ids=ids,
         attention_mask=mask,
         max_new_tokens=max_new_tokens,
-        eos_token_id=tokenizer.eos_token_id,
+        eos_token_id=stop_ids(model, tokenizer),
         pad_token_id=_pad_id(tokenizer),
         use_cache=True,
         **kwargs,
     )
     return tokens[:, ids.shape[1] :]
+
+
+def stop_ids(model: Any, tokenizer: Any) -> list[int] | None:
+    """Every id that ends an answer: the tokenizer's eos and the model's generation_config eos ids.
+
+    An instruction model ends its turn with a token other than the tokenizer's eos (Gemma's ``<end_of_turn>``,
+    id 106, sits beside ``<eos>`` in its generation_config list); passing the tokenizer's eos alone would let
+    such a model run on to ``max_new_tokens``. None when neither names one.
+    """
+    config = getattr(model, "generation_config", None)
+    ids = [*_as_ids(getattr(tokenizer, "eos_token_id", None)), *_as_ids(getattr(config, "eos_token_id", None))]
+    unique = list(dict.fromkeys(ids))
+    return unique or None
+
+
+def _as_ids(value: Any) -> list[int]:
+    """An eos setting (None, one id, or a list of ids) as a list."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [int(v) for v in value if v is not None]
+    return [int(value)]
 
 
 def model_context(model: Any) -> int | None:
