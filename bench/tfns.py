@@ -11,14 +11,13 @@ timed, with the machine's fp32 GEMM ceiling and load average recorded. Writes ``
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.real_data import gemm_ceiling, run_recipe, seeded_split, tfidf_baselines
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "real" / "gemma3_tfns_lora.yaml"
@@ -28,43 +27,24 @@ NAMES = {"0": "negative", "1": "positive", "2": "neutral"}
 
 def split_file(source: Path, work: Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """Seed-42 shuffle; first 1,900 rows train, last 488 test; written to work/data/ for the recipe."""
-    import random
-
-    with source.open(newline="", encoding="utf-8") as f:
-        shuffled = list(csv.DictReader(f))
-    random.Random(42).shuffle(shuffled)
-    train, test = shuffled[:TRAIN_ROWS], shuffled[-TEST_ROWS:]
-    (work / "data").mkdir(parents=True, exist_ok=True)
-    for name, part in (("tfns_train.csv", train), ("tfns_test.csv", test)):
-        with (work / "data" / name).open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=["text", "label"])
-            writer.writeheader()
-            writer.writerows({"text": r["text"], "label": r["label"]} for r in part)
+    train, test = seeded_split(source, work, ("tfns_train.csv", "tfns_test.csv"), TEST_ROWS, ["text", "label"])
+    assert len(train) == TRAIN_ROWS, f"expected {TRAIN_ROWS + TEST_ROWS} rows in the TFNS validation file"
     return train, test
+
+
+def _scores(y_test: list[str], pred: list[str]) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    return {
+        "f1_weighted": f1_score(y_test, pred, average="weighted"),
+        "mcc": matthews_corrcoef(y_test, pred),
+        "accuracy": accuracy_score(y_test, pred),
+    }
 
 
 def baselines(train: list[dict[str, str]], test: list[dict[str, str]]) -> dict[str, dict[str, float]]:
     """Majority class and TF-IDF + logistic regression, weighted F1 / MCC / accuracy on the test rows."""
-    from collections import Counter
-
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
-
-    y_train, y_test = [r["label"] for r in train], [r["label"] for r in test]
-    majority = Counter(y_train).most_common(1)[0][0]
-    vec = TfidfVectorizer(ngram_range=(1, 2))
-    clf = LogisticRegression(C=5, max_iter=3000).fit(vec.fit_transform([r["text"] for r in train]), y_train)
-    predicted = list(clf.predict(vec.transform([r["text"] for r in test])))
-
-    def scores(pred: list[str]) -> dict[str, float]:
-        return {
-            "f1_weighted": f1_score(y_test, pred, average="weighted"),
-            "mcc": matthews_corrcoef(y_test, pred),
-            "accuracy": accuracy_score(y_test, pred),
-        }
-
-    return {"majority": scores([majority] * len(y_test)), "tfidf_logreg": scores(predicted)}
+    return tfidf_baselines(train, test, "label", _scores)
 
 
 def constrained_mcc(run_dir: Path, model: str) -> float:
@@ -74,20 +54,6 @@ def constrained_mcc(run_dir: Path, model: str) -> float:
     rows = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
     rows = [r for r in rows if r["model"] == model]
     return mcc([r["reference"] for r in rows], [r["constrained"] for r in rows])
-
-
-def run_ft(work: Path, gguf: Path, threads: int | None) -> tuple[dict[str, Any], float, tuple[float, float]]:
-    """`ft run` of the shipped recipe in a fresh process (cwd: work, so data/ resolves there); wall seconds."""
-    args = [sys.executable, str(REPO / "cli.py"), "run", str(RECIPE), f"model.path={gguf}", f"output={work / 'run'}"]
-    if threads:
-        args.append(f"train.threads={threads}")
-    load_before = os.getloadavg()[0]
-    start = time.perf_counter()
-    done = subprocess.run(args, cwd=work, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"ft run exited {done.returncode}")
-    return json.loads((work / "run" / "report.json").read_text()), wall, (load_before, os.getloadavg()[0])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,19 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wall-s", type=float, help="the wall seconds that run took (--from-run)")
     p.add_argument("--load", type=float, nargs=2, help="load average before and after that run (--from-run)")
     args = p.parse_args(argv)
-    import torch
-
-    from bench.measure import gemm_gflops
-
-    torch.set_num_threads(args.threads or torch.get_num_threads())
-    ceiling = gemm_gflops()
+    ceiling = gemm_ceiling(args.threads)
     train, test = split_file(args.file, args.work)
     ref = baselines(train, test)
     if args.from_run:
         report = json.loads((args.from_run / "report.json").read_text())
         wall, load = args.wall_s or float("nan"), tuple(args.load or (os.getloadavg()[0],) * 2)
     else:
-        report, wall, load = run_ft(args.work, args.gguf.resolve(), args.threads)
+        report, wall, load = run_recipe(RECIPE, args.work, args.gguf.resolve(), args.threads)
     (before,) = report["eval"]["before"].values()  # the one eval set: eval.data's test rows
     (after,) = report["eval"]["after"].values()
     run_dir = args.from_run or args.work / "run"

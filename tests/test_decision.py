@@ -241,3 +241,35 @@ def test_tuned_decision_and_balance_reach_eval_json_and_report(tmp_path, capsys)
     report = (tmp_path / "run" / "report.md").read_text()
     assert describe(rule) in report and "decision: tuned on 8 validation rows" in report
     assert isinstance(ev["warnings"]["after"]["risk_assessment"], list)
+
+
+def test_label_scores_false_evaluates_the_generated_answer_only(monkeypatch):
+    """eval.label_scores: false never scores labels (77 intents sharing first tokens on a large model would cost one
+    sequence per row and label); the generated answers are still scored, and tuned without scores is refused."""
+    import pytest
+    from pydantic import ValidationError
+
+    from finetune.config.schema import EvalSpec
+    from finetune.eval import generate as gen
+    from finetune.eval import label_scores, run
+    from finetune.eval.run import EvalSet, evaluate_model
+    from finetune.scenarios import risk_assessment as risk
+
+    rows = [{"id": i, "input": "x", "output": ["good", "bad"][i % 2], "choices": ["good", "bad"]} for i in range(6)]
+
+    class Template:
+        def prompt(self, row):
+            return row["input"]
+
+    def no_scoring(*a, **k):
+        raise AssertionError("label_probs must not run with label_scores: false")
+
+    monkeypatch.setattr(gen, "generate", lambda model, tok, prompts, **kw: ["good", "bad"] * (len(prompts) // 2))
+    monkeypatch.setattr(run, "_generation_groups", lambda tok, rows, n: [(list(range(len(rows))), n)])
+    monkeypatch.setattr(label_scores, "label_probs", no_scoring)
+    sets = [EvalSet("risk", rows, None, None, risk.evaluate, [])]
+    got = evaluate_model(None, None, {"risk": Template()}, sets, EvalSpec(label_scores=False))
+    assert got["metrics"]["risk"]["gen_accuracy"] == 1.0 and "accuracy" not in got["metrics"]["risk"]
+    assert got["decisions"] == {} and got["label_probs"]["risk"] == (None, None)
+    with pytest.raises(ValidationError, match="needs label_scores: true"):
+        EvalSpec(label_scores=False, decision="tuned")

@@ -263,7 +263,7 @@ def nested_model(annotation: Any) -> type[BaseModel] | None:
 # (tests/test_config.py::test_a_recipe_written_before_keeps_its_hash fails until it does).
 ADDED_FIELDS: dict[str, frozenset[str]] = {
     "DataSpec": frozenset({"examples_per_epoch", "mix_by", "replay"}),
-    "EvalSpec": frozenset({"overlap", "retention"}),
+    "EvalSpec": frozenset({"label_scores", "overlap", "retention"}),
     "Fields": frozenset({"chosen", "prompt", "rejected"}),
     "MethodSpec": frozenset({"beta", "loss_type", "objective", "orpo_lambda", "precompute_reference"}),
     "Recipe": frozenset({"scale"}),

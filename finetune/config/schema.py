@@ -526,6 +526,11 @@ class EvalSpec(Strict):
         "none",
         description="task numeric: 'last' also scores the last number when the strict rule finds none (key numeric_em_last)",
     )
+    label_scores: bool = Field(
+        True,
+        description="score each labelled row's labels (the constrained choice). false: the generated answer only; "
+        "for many labels that share first tokens on a large model, where scoring costs one sequence per row and label",
+    )
     decision: Literal["argmax", "tuned"] = Field(
         "argmax",
         description="constrained labels: argmax of the label scores, or per-class log-score offsets tuned on "
@@ -541,6 +546,12 @@ class EvalSpec(Strict):
         default_factory=RetentionSpec,
         description="general-text perplexity and off-target scenarios before and after: what fine-tuning cost",
     )
+
+    @model_validator(mode="after")
+    def _tuned_needs_scores(self) -> "EvalSpec":
+        if self.decision == "tuned" and not self.label_scores:
+            raise ValueError("decision: tuned offsets the label scores; it needs label_scores: true")
+        return self
 
 
 class DistributedSpec(Strict):

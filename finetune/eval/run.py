@@ -117,7 +117,7 @@ def evaluate_model(
         results.setdefault("truncated_prompts", {})[s.name] = cut.get("truncated", 0)
         results["examples_per_s"][s.name] = len(prompts) / max(time.perf_counter() - started, 1e-9)
         probs = None
-        scored = [i for i, r in enumerate(s.rows) if r.get("choices")]
+        scored = [i for i, r in enumerate(s.rows) if r.get("choices")] if spec.label_scores else []
         if scored:
             got = label_probs(
                 model,
