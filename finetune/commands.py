@@ -197,10 +197,10 @@ def preview_command(what: str, n: int) -> str:
     from finetune.data.sources import load_sources
 
     spec, recipe = _preview_data(what)
-    tokenizer, whose = _preview_tokenizer(recipe)
+    tokenizer, whose, note = _preview_tokenizer(recipe)
     seed = recipe.seed if recipe else 0
     carve_test = recipe is None or recipe.eval is None or recipe.eval.data is None
-    out = []
+    out = [note] if note else []
     for source in load_sources(spec, seed=seed, carve_test=carve_test):
         template = Template(shape=spec.shape, eos_token="<eos>", system=source.system, instruction=source.instruction)
         out.append(f"=== {source.name} (card: {source.card or 'none'})")
@@ -228,18 +228,41 @@ def _preview_data(what: str) -> tuple[Any, Any]:
     raise UserError(f"{what!r} is neither a scenario ({', '.join(scenarios.NAMES)}) nor a recipe file")
 
 
-def _preview_tokenizer(recipe: Any) -> tuple[Any, str]:
-    """The recipe's model tokenizer when it is on this machine; lengths are in whitespace words otherwise."""
+def _preview_tokenizer(recipe: Any) -> tuple[Any, str, str]:
+    """(tokenizer, whose, note): the recipe's model tokenizer when it is on this machine (a .gguf file's converted
+    folder when it was converted), else (None, "", a note saying why lengths are in whitespace words, or "")."""
     where = None
     if recipe is not None:
         where = recipe.model.tokenizer or recipe.model.path
         if where is None and recipe.pretrain is not None:
             where = recipe.pretrain.tokenizer.path
+    note = ""
+    if where is not None and _is_gguf_file(where):
+        where, note = _converted_gguf(where)
     if where is None or not Path(where).is_dir():
-        return None, ""
+        return None, "", note
     from finetune.model.tokenizer import load_tokenizer
 
-    return load_tokenizer(where, recipe.model.trust_remote_code, recipe.model.revision), where
+    return load_tokenizer(where, recipe.model.trust_remote_code, recipe.model.revision), where, note
+
+
+def _is_gguf_file(path: str) -> bool:
+    from finetune.model.gguf_import import is_gguf
+
+    return is_gguf(path) and Path(path).expanduser().is_file()
+
+
+def _converted_gguf(path: str) -> tuple[str | None, str]:
+    """The cached conversion of a .gguf file, found without converting (a preview must stay quick), or a note that
+    ``ft import`` makes it. The file's sha256 is remembered by path and stat, so only a first preview reads it."""
+    from finetune.fingerprint import file_sha256
+    from finetune.model.gguf_import import cache_dir, source_info
+
+    sha256 = file_sha256(Path(path).expanduser())
+    folder = cache_dir(sha256)
+    if (source_info(folder) or {}).get("sha256") == sha256 and (folder / "tokenizer_config.json").is_file():
+        return str(folder), ""
+    return None, f"note: {path} is not converted yet, so lengths are in words; `ft import {path}` converts it first"
 
 
 def _split_and_length_lines(source: Any, spec: Any, tokenizer: Any, whose: str) -> list[str]:
