@@ -8,12 +8,12 @@ seen a single answer: fine-tuning, not pretraining, must teach the tasks.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from pathlib import Path
 
 from finetune.config.schema import CorpusSpec
+from finetune.data.jsonl_text import read_jsonl_texts
 from finetune.errors import UserError
 
 
@@ -85,18 +85,6 @@ def _read_text_file(path: Path, field: str) -> list[str]:
     if not path.is_file():
         raise UserError(f"corpus file {path} does not exist")
     if path.suffix == ".jsonl":
-        docs = []
-        with path.open(encoding="utf-8") as fh:
-            for i, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"{path}, row {i}: not valid JSON ({exc.msg})") from None
-                if not isinstance(row, dict) or not isinstance(row.get(field), str):
-                    raise UserError(f"{path}, row {i}: no text field {field!r}")
-                docs.append(row[field])
-        return docs
+        return read_jsonl_texts(path, field)
     text = path.read_text(encoding="utf-8")
     return [p for p in re.split(r"\n\s*\n", text) if p.strip()]

@@ -8,12 +8,12 @@ never trained on.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any
 
 from finetune.data.general_gen import SHIPPED
+from finetune.data.jsonl_text import read_jsonl_texts
 from finetune.data.tokenized import TokenizedData
 from finetune.errors import UserError
 
@@ -26,7 +26,7 @@ def read_documents(path: str | Path, key: str) -> list[str]:
     if not p.is_file():
         raise UserError(f"{key}: {p} is not a file; give a plain-text or JSONL file")
     if p.suffix.lower() == ".jsonl":
-        docs = _jsonl_texts(p, key)
+        docs = [t for t in read_jsonl_texts(p, "text", key) if t.strip()]
     else:
         try:
             text = p.read_text(encoding="utf-8")
@@ -35,23 +35,6 @@ def read_documents(path: str | Path, key: str) -> list[str]:
         docs = [" ".join(d.split()) for d in text.split("\n\n") if d.strip()]
     if not docs:
         raise UserError(f"{key}: {p} holds no text; give paragraphs separated by blank lines or JSONL rows")
-    return docs
-
-
-def _jsonl_texts(path: Path, key: str) -> list[str]:
-    docs = []
-    with path.open(encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{key}: {path}, row {i}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                raise UserError(f"{key}: {path}, row {i}: no string field 'text'; each row needs {{\"text\": ...}}")
-            if row["text"].strip():
-                docs.append(row["text"])
     return docs
 
 
