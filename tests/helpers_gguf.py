@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from helpers_tiny import tiny_llama_model
 
 WORDS = "the risk of a loan depends on income duration purpose savings and history of the applicant".split()
 BOS, EOS = "<s>", "</s>"
@@ -61,24 +62,11 @@ def tiny_vocab(vocab_size: int = 320) -> tuple[list[str], list[str]]:
 def tiny_llama(vocab_size: int, seed: int = 0, tie: bool = False) -> Any:
     """A random 2-layer Llama, width 64 (head_dim 16, rows a multiple of 32 so Q8_0 blocks fit)."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        rms_norm_eps=1e-5,
-        rope_theta=10000.0,
-        tie_word_embeddings=tie,
-        bos_token_id=0,
-        eos_token_id=1,
-    )
-    model = LlamaForCausalLM(config).eval()
+    wide = dict(hidden_size=64, intermediate_size=128, max_position_embeddings=128, tie_word_embeddings=tie)
+    model = tiny_llama_model(vocab_size, **wide, rms_norm_eps=1e-5, rope_theta=1e4, bos_token_id=0, eos_token_id=1)
+    model.eval()
     with torch.no_grad():  # norms away from exactly 1, so a dropped norm would show in the logits
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):

@@ -101,6 +101,39 @@ def write_recipe(data: dict[str, Any], path: Path) -> Path:
     return path
 
 
+# ---------------------------------------------------------------- tiny Hugging Face models
+
+# what every test's tiny Llama / Gemma 3 shares: 2 layers, width 32, 4 query heads over 2 key/value heads (GQA)
+TINY_LLAMA = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 64,
+}
+TINY_GEMMA3 = {**TINY_LLAMA, "head_dim": 8, "query_pre_attn_scalar": 8, "sliding_window": 4}
+
+
+def tiny_llama_model(vocab_size: int, **config: Any) -> Any:
+    """A random ``LlamaForCausalLM`` of TINY_LLAMA's shape; ``config`` overrides or adds LlamaConfig fields.
+
+    Weights come from torch's global generator as it stands: a test that compares models seeds it first.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return LlamaForCausalLM(LlamaConfig(**{**TINY_LLAMA, "vocab_size": vocab_size, **config}))
+
+
+def tiny_gemma3_model(vocab_size: int, **config: Any) -> Any:
+    """A random ``Gemma3ForCausalLM`` of TINY_GEMMA3's shape (a 4-token sliding window, so it matters in short
+    tests; attention scaled by 1/sqrt(head_dim)); ``config`` overrides or adds Gemma3TextConfig fields. Seed torch
+    first, as for tiny_llama_model."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    return Gemma3ForCausalLM(Gemma3TextConfig(**{**TINY_GEMMA3, "vocab_size": vocab_size, **config}))
+
+
 # ---------------------------------------------------------------- runs
 
 

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers_tiny import tiny_llama_model
 
 from finetune.data.pack import (
     pack,
@@ -117,12 +118,8 @@ LENGTHS = [9, 6, 5, 7, 3, 8, 4]
 
 def test_llama_packed_examples_match_alone():
     """transformers 5.x derives the packed mask only without a cache and without attention_mask."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=VOCAB)
-    ).eval()
+    model = tiny_llama_model(VOCAB).eval()
     assert pack_supported(model)[0]
     data = _data(LENGTHS)
     assert _alone_vs_packed(model, data, 16, packed_forward_kwargs(model)) < 1e-4

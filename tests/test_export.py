@@ -9,14 +9,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    Gemma3ForCausalLM,
-    Gemma3TextConfig,
-    LlamaConfig,
-    LlamaForCausalLM,
-)
+from helpers_tiny import tiny_gemma3_model, tiny_llama_model
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from finetune.config.schema import MethodSpec
 from finetune.errors import UserError
@@ -58,34 +52,10 @@ def build(kind: str, tokenizer, **overrides) -> torch.nn.Module:
         config = dict(vocab_size=vocab, width=32, layers=2, heads=4, context_length=64, **_ids(tokenizer))
         return _perturb_norms(CoreForCausalLM(CoreConfig(**{**config, **overrides})))
     if kind == "llama":
-        config = LlamaConfig(
-            vocab_size=vocab,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=64,
-            tie_word_embeddings=False,
-            rope_theta=5000.0,
-            **_ids(tokenizer),
-        )
-        return _perturb_norms(LlamaForCausalLM(config))
+        return _perturb_norms(tiny_llama_model(vocab, tie_word_embeddings=False, rope_theta=5000.0, **_ids(tokenizer)))
     # Gemma 3 as llama.cpp runs it: scale 1/sqrt(head_dim), the scale transformers assumes reading a GGUF (256)
-    config = dict(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=256,
-        query_pre_attn_scalar=256,
-        sliding_window=4,
-        max_position_embeddings=64,
-        **_ids(tokenizer),
-    )
-    return _perturb_norms(Gemma3ForCausalLM(Gemma3TextConfig(**{**config, **overrides})))
+    config = dict(num_attention_heads=2, num_key_value_heads=1, head_dim=256, query_pre_attn_scalar=256)
+    return _perturb_norms(tiny_gemma3_model(vocab, **{**config, **_ids(tokenizer), **overrides}))
 
 
 @pytest.fixture(scope="module")

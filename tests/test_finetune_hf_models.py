@@ -4,7 +4,8 @@ import json
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from helpers_tiny import tiny_llama_model
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from finetune import run
 from finetune.config.load import recipe_from_dict
@@ -18,19 +19,8 @@ def _base(tmp_path, arch):
     tok = train_tokenizer([r["input"] + " " + r["output"] for r in rows], 400, out)
     torch.manual_seed(0)
     if arch == "llama":
-        model = LlamaForCausalLM(
-            LlamaConfig(
-                vocab_size=len(tok),
-                hidden_size=32,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                intermediate_size=64,
-                max_position_embeddings=256,
-                pad_token_id=tok.pad_token_id,
-                eos_token_id=tok.eos_token_id,
-                bos_token_id=tok.bos_token_id,
-            )
-        )
+        ids = dict(pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+        model = tiny_llama_model(len(tok), max_position_embeddings=256, **ids)
     else:
         model = GPT2LMHeadModel(
             GPT2Config(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers_tiny import tiny_gemma3_model, tiny_llama_model
 
 from finetune.data.format import encode_plain
 from finetune.eval.label_scores import label_probs
@@ -29,38 +30,12 @@ def _core(vocab: int) -> torch.nn.Module:
 
 
 def _llama(vocab: int) -> torch.nn.Module:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    return LlamaForCausalLM(config)
+    return tiny_llama_model(vocab)
 
 
 def _gemma3(vocab: int) -> torch.nn.Module:
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    config = Gemma3TextConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        query_pre_attn_scalar=8,
-        sliding_window=4,
-        max_position_embeddings=64,
-        final_logit_softcapping=2.0,
-        attn_implementation="eager",
-    )
-    return Gemma3ForCausalLM(config)
+    """Soft-capped final logits (applied after the head), so the scored head must cap as the full one does."""
+    return tiny_gemma3_model(vocab, final_logit_softcapping=2.0, attn_implementation="eager")
 
 
 def _reference(model, tok, prompt: str, labels: list[str]) -> dict[str, float]:

@@ -12,12 +12,11 @@ import textwrap
 
 import pytest
 import torch
+from helpers_tiny import tiny_llama_model
 from safetensors.torch import save_file
 from transformers import (
     GPT2Config,
     GPT2LMHeadModel,
-    LlamaConfig,
-    LlamaForCausalLM,
     Qwen2Config,
     Qwen2ForCausalLM,
 )
@@ -63,16 +62,7 @@ def build(kind: str, vocab: int) -> torch.nn.Module:
     torch.manual_seed(0)
     ids = dict(vocab_size=vocab, bos_token_id=1, eos_token_id=2)
     if kind == "llama":
-        return LlamaForCausalLM(
-            LlamaConfig(
-                hidden_size=WIDTH,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                **ids,
-            )
-        )
+        return tiny_llama_model(hidden_size=WIDTH, **ids)
     if kind == "qwen2":
         return Qwen2ForCausalLM(
             Qwen2Config(

@@ -9,7 +9,8 @@ import pickle
 
 import pytest
 import torch
-from transformers import AutoConfig, LlamaConfig, LlamaForCausalLM
+from helpers_tiny import tiny_llama_model
+from transformers import AutoConfig, LlamaForCausalLM
 
 from finetune.errors import UserError
 from finetune.model import hf
@@ -36,18 +37,8 @@ def _write_pickle(path, marker, fmt: str) -> None:
 def llama_dir(tmp_path_factory):
     """A tiny Llama saved with save_model (2 layers, width 32)."""
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        bos_token_id=1,
-        eos_token_id=2,
-    )
     out = tmp_path_factory.mktemp("llama")
-    hf.save_model(LlamaForCausalLM(config), None, out)
+    hf.save_model(tiny_llama_model(64, bos_token_id=1, eos_token_id=2), None, out)
     return out
 
 

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers_tiny import tiny_llama_model
 
 from finetune.data.format import IGNORE, Template
 from finetune.data.preference import collate_pairs, encode_pair, row_problem
@@ -117,19 +118,8 @@ def test_hand_computed_dpo_and_log1mexp():
 
 def test_sequence_logps_equal_a_full_logits_sum():
     """The scored-position head gives each row's completion log-prob as the plain full-logits sum does."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=50,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=32,
-        )
-    ).eval()
+    model = tiny_llama_model(50).eval()
     ids = torch.randint(0, 50, (4, 10))
     labels = ids.clone()
     labels[:, :4] = IGNORE

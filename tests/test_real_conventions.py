@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers_gguf import CHAT_TEMPLATE, write_tiny_llama_gguf
+from helpers_tiny import tiny_gemma3_model
 
 from finetune import methods
 from finetune.config.schema import MethodSpec
@@ -31,37 +32,22 @@ def llama_dir(tmp_path_factory):
     return gguf_import.import_gguf(tiny.path, say=lambda _: None)
 
 
-def _gemma3_config(vocab: int, tok: object, window: int = WINDOW):
-    from transformers import Gemma3TextConfig
-
-    return Gemma3TextConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        sliding_window=window,
-        layer_types=["sliding_attention", "full_attention"],
-        max_position_embeddings=64,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
+def _gemma3(vocab: int, tok: object, window: int = WINDOW):
+    """One sliding and one full layer, the tokenizer's special ids (a random base, not a chat model)."""
+    ids = dict(pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    layers = ["sliding_attention", "full_attention"]
+    return tiny_gemma3_model(vocab, sliding_window=window, layer_types=layers, **ids)
 
 
 @pytest.fixture(scope="module")
 def gemma3_dir(tmp_path_factory):
-    from transformers import Gemma3ForCausalLM
-
     out = tmp_path_factory.mktemp("gemma3")
     texts = [" ".join(WORDS[i:] + WORDS[:i]) + " income 300 duration 12 good bad" for i in range(len(WORDS))]
     tok = train_tokenizer(texts, 300, tmp_path_factory.mktemp("tok"))
     tok.chat_template = None  # a base model: ft's plain layout
     tok.save_pretrained(out)
     torch.manual_seed(0)
-    Gemma3ForCausalLM(_gemma3_config(len(tok), tok)).save_pretrained(out)
+    _gemma3(len(tok), tok).save_pretrained(out)
     return out
 
 
@@ -116,7 +102,7 @@ def test_gemma3_sliding_window_is_kept_in_loading_and_packing(gemma3_dir, tmp_pa
     model = load_model(str(gemma3_dir))
     eager = Gemma3ForCausalLM.from_pretrained(gemma3_dir, attn_implementation="eager").eval()
     assert (_logits(model, ids) - _logits(eager, ids)).abs().max().item() < 1e-5
-    wide = Gemma3ForCausalLM(_gemma3_config(model.config.vocab_size, load_tokenizer(gemma3_dir), window=64))
+    wide = _gemma3(model.config.vocab_size, load_tokenizer(gemma3_dir), window=64)
     wide.load_state_dict(model.state_dict())
     assert (_logits(wide.eval(), ids) - _logits(model, ids)).abs().max().item() > 1e-4  # the window matters here
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers_tiny import tiny_gemma3_model, tiny_llama_model
 
 from finetune.model import loss as loss_mod
 from finetune.model.loss import causal_lm_loss, scored_loss
@@ -24,40 +25,11 @@ def _core() -> torch.nn.Module:
 
 
 def _llama() -> torch.nn.Module:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    return LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=VOCAB,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=64,
-            tie_word_embeddings=False,
-        )
-    )
+    return tiny_llama_model(VOCAB, tie_word_embeddings=False)
 
 
 def _gemma3() -> torch.nn.Module:
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    config = Gemma3TextConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        query_pre_attn_scalar=8,
-        sliding_window=4,
-        max_position_embeddings=64,
-        final_logit_softcapping=2.0,
-        attn_implementation="eager",
-    )
-    return Gemma3ForCausalLM(config)
+    return tiny_gemma3_model(VOCAB, final_logit_softcapping=2.0, attn_implementation="eager")
 
 
 MODELS = {"core": _core, "llama": _llama, "gemma3": _gemma3}
