@@ -102,7 +102,7 @@ def write_folder(model: Any, tokenizer: Any, source: Path, out: Path, dtype: str
     """A plain Hugging Face folder (config, safetensors, tokenizer) that vLLM/SGLang load without ft."""
     import torch
 
-    from finetune.methods import _replace_folder
+    from finetune.methods import _replace_folder, copy_notices
     from finetune.model import hf
 
     if dtype is not None:
@@ -114,6 +114,7 @@ def write_folder(model: Any, tokenizer: Any, source: Path, out: Path, dtype: str
         for name in KEPT_FILES:
             if (source / name).is_file():
                 shutil.copy2(source / name, tmp / name)
+        copy_notices(source, tmp)  # the base's licence notice (Gemma's NOTICE) travels with its weights
         _replace_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -31,6 +31,9 @@ METHODS: dict[str, Callable[[nn.Module, MethodSpec], nn.Module]] = {
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 _TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+# Licence notices a base's terms require to travel with every copy of its weights (Gemma's NOTICE, written by
+# the GGUF import; the LICENSE a Hugging Face folder may carry).
+NOTICE_FILES = ("NOTICE", "LICENSE")
 
 
 def prepare(model: nn.Module, spec: MethodSpec) -> nn.Module:
@@ -162,10 +165,29 @@ def merge(
         for extra in sorted(source.glob("*.json")):
             if extra.name != ADAPTER_CONFIG and not (tmp / extra.name).exists():
                 shutil.copy2(extra, tmp / extra.name)
+        copy_notices(source, tmp)
         _replace_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def copy_notices(source: Path, dest: Path) -> list[str]:
+    """Copy the licence notices of ``source`` (a model or adapter folder) into ``dest``; the names copied.
+
+    A merged or exported model is a copy of its base's weights, so the notice its terms require (Gemma's Terms of
+    Use say every copy carries the NOTICE) goes with it. An adapter folder's own file wins over its base's.
+    """
+    folders = [source]
+    if (source / ADAPTER_CONFIG).is_file():
+        folders.append(Path(_adapter_base(source)))
+    copied = []
+    for name in NOTICE_FILES:
+        found = next((folder / name for folder in folders if (folder / name).is_file()), None)
+        if found is not None:
+            shutil.copy2(found, dest / name)
+            copied.append(name)
+    return copied
 
 
 def check_merge_target(out: Path, adapter: Path, base: str, force: bool) -> None:
