@@ -24,13 +24,7 @@ def generate_command(model: Path, prompt: str, max_new_tokens: int, source: str 
     from finetune.methods import load_for_eval
 
     net, tokenizer, saved = load_for_eval(resolve_model_dir(model))
-    if saved:
-        data = saved["sources"].get(source) if source else saved["default"]
-        if data is None:
-            raise UserError(f"no template for source {source!r}; saved: {', '.join(saved['sources'])}")
-        template = Template.from_dict(data)
-    else:
-        template = Template.for_tokenizer(tokenizer, None, None, "instruction")
+    template = Template.for_generation(tokenizer, saved, source)
     return generate(net, tokenizer, [template.prompt({"input": prompt})], max_new_tokens=max_new_tokens)[0]
 
 

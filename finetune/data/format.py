@@ -75,6 +75,21 @@ class Template:
                 return replace(template, system_in_user=True)
         return template
 
+    @classmethod
+    def for_generation(cls, tokenizer: Any, saved: dict[str, Any] | None, source: str | None = None) -> "Template":
+        """The template ``ft generate`` and ``ft serve`` prompt a model with, so both render a prompt alike.
+
+        ``saved`` is the model folder's TEMPLATE_FILE (methods.saved_templates): a model ft trained is prompted as
+        training rendered ``source`` (default: the run's default source); any other model gets ``for_tokenizer``:
+        its chat template when it has one, else the plain layout.
+        """
+        if not saved:
+            return cls.for_tokenizer(tokenizer, None, None, "instruction")
+        data = saved["sources"].get(source) if source else saved["default"]
+        if data is None:
+            raise UserError(f"--source {source!r} has no saved template; saved: {', '.join(saved['sources'])}")
+        return cls.from_dict(data)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["special_tokens"] = dict(self.special_tokens)

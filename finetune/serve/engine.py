@@ -6,7 +6,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from finetune.errors import UserError
 from finetune.serve.batcher import Done, Job
 
 
@@ -127,11 +126,5 @@ def load_engine(model_dir: Path, name: str, source: str | None = None, threads: 
     from finetune.methods import load_for_eval
 
     model, tokenizer, saved = load_for_eval(model_dir)
-    if saved:
-        data = saved["sources"].get(source) if source else saved["default"]
-        if data is None:
-            raise UserError(f"--source {source!r} has no saved template; saved: {', '.join(saved['sources'])}")
-        template = Template.from_dict(data)
-    else:
-        template = Template.for_tokenizer(tokenizer, None, None, "instruction")
+    template = Template.for_generation(tokenizer, saved, source)  # as ft generate renders prompts
     return Engine(model.eval(), tokenizer, template, name, model_context(model), threads)
