@@ -126,3 +126,46 @@ def test_no_quadratic_work_many_rows_against_many_sources():
     result = overlap.check([("one", one), ("two", two)], [("test", test)])
     assert [p["rows"] for p in result["pairs"]] == [1, 1]
     assert result["tests"][0]["ids"] == [10, 99]
+
+
+TEMPLATE = "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+
+
+def templated(rng: random.Random, n: int, first: str | None = None) -> list[dict[str, str]]:
+    """Alpaca-style rows: the same 16-word template, then 20 words of their own (the first one ``first`` if given)."""
+    return [{"input": f"{TEMPLATE} {first or sentence(rng, 1)} {sentence(rng, 19)}", "output": "x"} for _ in range(n)]
+
+
+def test_a_shared_prompt_template_is_not_overlap_but_a_copied_row_still_is(monkeypatch):
+    rng = random.Random(3)
+    train, test = templated(rng, 300), templated(rng, 40)
+    train += templated(rng, 3, first="zebra")  # 3 rows (< 20) start like test row 7: only template + 1 word shared
+    test[7]["input"] = f"{TEMPLATE} zebra {sentence(rng, 19)}"
+    train.append(dict(test[5]))  # a true copy
+    own = train[0]["input"].split()[16:29]  # 13 of a training row's own words, after the template
+    test[9]["input"] = f"{TEMPLATE} {' '.join(own)} {sentence(rng, 4)}"
+    result = overlap.check([("train", train)], [("test", test)])
+    assert result["tests"][0]["ids"] == [5, 9]
+    assert result["pairs"][0]["template_ngrams"] == 4  # the template's 16 words hold four 13-grams
+    assert result["template"] == {"fraction": 0.01, "min_rows": 20}
+    assert "below is an instruction" not in " ".join(e.get("shared", "") for e in result["pairs"][0]["examples"])
+
+    monkeypatch.setattr(overlap, "TEMPLATE_MIN_ROWS", 10_000)  # no filter: the template makes every row overlap
+    assert overlap.check([("train", train)], [("test", test)])["tests"][0]["overlapping"] == 40
+
+
+def test_a_13_gram_in_fewer_than_20_training_rows_still_makes_an_overlap():
+    rng = random.Random(4)
+    result = overlap.check([("train", templated(rng, 19))], [("test", templated(rng, 2))])
+    assert result["tests"][0]["ids"] == [0, 1] and result["pairs"][0]["template_ngrams"] == 0
+
+
+@pytest.mark.parametrize(("holding", "flagged"), [(25, True), (26, False)])
+def test_template_means_more_than_one_percent_of_a_large_sources_rows(holding, flagged):
+    rng = random.Random(5)
+    phrase = sentence(rng, 13)
+    train = [{"text": sentence(rng, 20)} for _ in range(2500)]
+    for row in train[:holding]:
+        row["text"] = f"{phrase} {row['text']}"
+    result = overlap.check([("train", train)], [("test", [{"text": f"{sentence(rng, 5)} {phrase}"}])])
+    assert result["tests"][0]["overlapping"] == flagged and result["pairs"][0]["template_ngrams"] == (not flagged)

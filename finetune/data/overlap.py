@@ -6,6 +6,14 @@ training source when it shares a 13-gram of words with any of its rows, or when 
 normalised text equals one of theirs (which also catches rows shorter than 13 words). Each training
 source's 13-grams are hashed into one sorted array and each test row is looked up in it, so the
 check is linear in the data (about a second per 100k rows), never a loop over pairs of rows.
+
+A 13-gram that many training rows share is the prompt template, not leakage ("below is an instruction
+that describes a task" opens every Alpaca row, and every test row too): one held by more than
+TEMPLATE_FRACTION of a source's rows, and by at least TEMPLATE_MIN_ROWS of them, is template. A test
+row's words inside a template 13-gram are not matched at all, so neither the template nor the 13-grams
+that run from its end into the row's own first words (held by every training row that starts with the
+same word) make a row overlap: the row is checked as if the template were cut out. A real copy still
+overlaps, by 13 words of its own or its whole text.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from finetune.config.schema import DataSpec, Recipe
 Row = dict[str, Any]
 NGRAM = 13
 EXAMPLES = 3
+TEMPLATE_FRACTION = 0.01  # a 13-gram in more than this share of a source's training rows is template ...
+TEMPLATE_MIN_ROWS = 20  # ... when at least this many rows hold it (so small sources keep every 13-gram)
 RESULT_FILE = "overlap.json"
 _NOT_WORD = re.compile(r"[\W_]+")
 
@@ -78,14 +88,39 @@ def ngram_hashes(split_texts: list[list[str]]) -> tuple[np.ndarray, np.ndarray, 
     return hashes[inside], owner[inside], position[inside]
 
 
+def member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Which of ``values`` are in ``sorted_set`` (sorted, unique): a binary search each."""
+    if not len(sorted_set) or not len(values):
+        return np.zeros(len(values), dtype=bool)
+    return sorted_set[np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)] == values
+
+
+def frequent(unique: np.ndarray, counts: np.ndarray, hashes: np.ndarray, owner: np.ndarray, rows: int) -> np.ndarray:
+    """The template 13-grams among ``unique`` (sorted, occurring ``counts`` times in ``hashes``): held by more than
+    TEMPLATE_FRACTION of ``rows`` rows and by at least TEMPLATE_MIN_ROWS, a row repeating one counting once.
+
+    Only 13-grams that occur that often at all are candidates; their rows are then counted exactly, as distinct
+    (candidate, row) pairs, so the one big sort stays a plain sort of hashes.
+    """
+    candidates = unique[(counts >= TEMPLATE_MIN_ROWS) & (counts > TEMPLATE_FRACTION * rows)]
+    if not len(candidates):
+        return candidates
+    at = member(hashes, candidates)
+    pairs = np.unique(np.searchsorted(candidates, hashes[at]) * np.int64(rows) + owner[at])
+    holding = np.bincount(pairs // rows, minlength=len(candidates))
+    return candidates[(holding >= TEMPLATE_MIN_ROWS) & (holding > TEMPLATE_FRACTION * rows)]
+
+
 @dataclass
 class TrainIndex:
-    """One training source's hashed 13-grams (sorted, unique) and whole-text hashes (-> the first row holding it)."""
+    """One training source's hashed 13-grams (sorted, unique, template ones left out) and whole-text hashes
+    (-> the first row holding it)."""
 
     name: str
     texts: list[str]  # normalised rows, to quote an example
     ngrams: np.ndarray
     whole: dict[int, int]
+    template: np.ndarray  # sorted hashes of the 13-grams left out as template (see the module docstring)
 
     @classmethod
     def build(cls, name: str, rows: list[Row]) -> TrainIndex:
@@ -95,9 +130,14 @@ class TrainIndex:
         for i, text in enumerate(texts):
             if text:
                 whole.setdefault(hash(text), i)
-        hashes = np.sort(ngram_hashes(split)[0])
-        unique = hashes[np.concatenate(([True], hashes[1:] != hashes[:-1]))] if len(hashes) else hashes
-        return cls(name, texts, unique, whole)
+        hashes, owner, _ = ngram_hashes(split)
+        ordered = np.sort(hashes)
+        first = np.ones(len(ordered), dtype=bool)
+        first[1:] = ordered[1:] != ordered[:-1]
+        starts = np.flatnonzero(first)
+        unique = ordered[starts]
+        template = frequent(unique, np.diff(np.append(starts, len(ordered))), hashes, owner, len(rows))
+        return cls(name, texts, unique[~member(unique, template)], whole, template)
 
     def contains(self, hashes: np.ndarray) -> np.ndarray:
         """Which of ``hashes`` this source holds: a binary search in the sorted array, no pairwise loop.
@@ -128,16 +168,31 @@ class TestRows:
     ngrams: np.ndarray
     owner: np.ndarray
     position: np.ndarray
+    word_at: np.ndarray  # each 13-gram's first word, counted over all rows' words in turn
 
     @classmethod
     def build(cls, name: str, rows: list[Row]) -> TestRows:
         split = [words(row_text(r)) for r in rows]
-        return cls(name, [" ".join(w) for w in split], *ngram_hashes(split))
+        ngrams, owner, position = ngram_hashes(split)
+        starts = np.cumsum([0] + [len(w) for w in split])[:-1].astype(np.int64)
+        return cls(name, [" ".join(w) for w in split], ngrams, owner, position, starts[owner] + position)
+
+    def in_template(self, template: np.ndarray) -> np.ndarray:
+        """Which 13-grams hold a word that a ``template`` 13-gram of the same row covers (the template itself and
+        the 13-grams running into or out of it). Linear: a count of covering 13-grams per word, then a running sum.
+        """
+        if not len(template) or not len(self.ngrams):
+            return np.zeros(len(self.ngrams), dtype=bool)
+        starts = self.word_at[member(self.ngrams, template)]
+        size = int(self.word_at[-1]) + 2 * NGRAM
+        cover = np.cumsum(np.bincount(starts, minlength=size) - np.bincount(starts + NGRAM, minlength=size)) > 0
+        covered_before = np.concatenate(([0], np.cumsum(cover)))
+        return covered_before[self.word_at + NGRAM] > covered_before[self.word_at]
 
 
 def compare(train: TrainIndex, test: TestRows) -> dict[str, Any]:
     """Counts and up to three quoted examples for one (training source, test set) pair, and the overlapping rows."""
-    hit = train.contains(test.ngrams)
+    hit = train.contains(test.ngrams) & ~test.in_template(train.template)
     owner, position = test.owner[hit], test.position[hit]
     first = np.concatenate(([True], owner[1:] != owner[:-1])) if len(owner) else np.zeros(0, dtype=bool)
     first_gram = dict(zip(owner[first].tolist(), position[first].tolist()))
@@ -149,6 +204,7 @@ def compare(train: TrainIndex, test: TestRows) -> dict[str, Any]:
         "test_rows": len(test.texts),
         "ngram_rows": len(first_gram),
         "exact_rows": len(exact),
+        "template_ngrams": len(train.template),
         "rows": len(both),
         "ids": both,
         "examples": [_example(train, test, i, first_gram.get(i), i in exact) for i in both[:EXAMPLES]],
@@ -191,7 +247,9 @@ def check(train: Iterable[tuple[str, list[Row]]], tests: Iterable[tuple[str, lis
         pairs += [{k: v for k, v in f.items() if k != "ids"} for f in found]
         ids = sorted({i for f in found for i in f["ids"]})
         sets.append({"test": name, "test_rows": len(rows), "overlapping": len(ids), "ids": ids})
-    return {"ngram": NGRAM, "pairs": pairs, "tests": sets, "seconds": round(time.perf_counter() - started, 3)}
+    template = {"fraction": TEMPLATE_FRACTION, "min_rows": TEMPLATE_MIN_ROWS}  # the rule; counts are per pair
+    seconds = round(time.perf_counter() - started, 3)
+    return {"ngram": NGRAM, "template": template, "pairs": pairs, "tests": sets, "seconds": seconds}
 
 
 def without(rows: list[Row], ids: Iterable[int]) -> list[Row]:
