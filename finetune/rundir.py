@@ -272,6 +272,24 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def replace_folder(new: Path, out: Path) -> None:
+    """Rename ``new`` to ``out``; an existing ``out`` is moved aside first and deleted only after the swap.
+
+    A folder's write_json: ``ft merge`` and ``ft export`` write a model into ``new`` beside ``out`` first, so a
+    crash leaves the old folder or the new one, never half of either.
+    """
+    old = out.parent / f".{out.name}.replaced-{os.getpid()}"
+    if out.exists():
+        os.replace(out, old)
+    try:
+        os.replace(new, out)
+    except BaseException:
+        if old.exists() and not out.exists():
+            os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def package_versions() -> dict[str, str]:
     """Versions recorded in checkpoints and reports, so a run says what produced it."""
     import importlib.metadata as md

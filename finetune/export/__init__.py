@@ -92,9 +92,9 @@ def _check_gguf_target(out: Path, source: Path, force: bool) -> None:
 
 def _check_folder_target(out: Path, source: Path, force: bool) -> None:
     """The rules `ft merge` applies to its --out (never a run, the source or an adapter's base)."""
-    from finetune.methods import ADAPTER_CONFIG, _adapter_base, check_merge_target
+    from finetune.methods import ADAPTER_CONFIG, adapter_base, check_merge_target
 
-    base = _adapter_base(source) if (source / ADAPTER_CONFIG).is_file() else str(source)
+    base = adapter_base(source) if (source / ADAPTER_CONFIG).is_file() else str(source)
     check_merge_target(out, source, base, force)
 
 
@@ -102,8 +102,9 @@ def write_folder(model: Any, tokenizer: Any, source: Path, out: Path, dtype: str
     """A plain Hugging Face folder (config, safetensors, tokenizer) that vLLM/SGLang load without ft."""
     import torch
 
-    from finetune.methods import _replace_folder, copy_notices
+    from finetune.methods import copy_notices
     from finetune.model import hf
+    from finetune.rundir import replace_folder
 
     if dtype is not None:
         model = model.to({"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[dtype])
@@ -115,7 +116,7 @@ def write_folder(model: Any, tokenizer: Any, source: Path, out: Path, dtype: str
             if (source / name).is_file():
                 shutil.copy2(source / name, tmp / name)
         copy_notices(source, tmp)  # the base's licence notice (Gemma's NOTICE) travels with its weights
-        _replace_folder(tmp, out)
+        replace_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

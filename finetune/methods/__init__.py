@@ -22,6 +22,7 @@ from finetune.methods.full import prepare_full
 from finetune.methods.lora import prepare_lora
 from finetune.model import hf
 from finetune.model.tokenizer import load_tokenizer
+from finetune.rundir import replace_folder
 
 METHODS: dict[str, Callable[[nn.Module, MethodSpec], nn.Module]] = {
     "full": prepare_full,
@@ -84,7 +85,7 @@ def load_trained(path: str | Path, *, trust_remote_code: bool = False) -> tuple[
     if not (folder / ADAPTER_CONFIG).is_file():
         model = hf.load_model(str(folder), trust_remote_code=trust_remote_code)
         return model, load_tokenizer(folder, trust_remote_code=trust_remote_code)
-    base = _adapter_base(folder)
+    base = adapter_base(folder)
     try:
         base_model = hf.load_model(base, trust_remote_code=trust_remote_code)
     except UserError as exc:
@@ -124,7 +125,7 @@ def saved_templates(folder: Path) -> dict[str, Any] | None:
     return {**saved, "sources": saved.get("sources", {})}  # a hand-written file may give only the default
 
 
-def _adapter_base(folder: Path) -> str:
+def adapter_base(folder: Path) -> str:
     """The adapter's base model path, after refusing pickled adapter weights."""
     if not (folder / ADAPTER_WEIGHTS).is_file():
         pickled = folder / "adapter_model.bin"
@@ -156,7 +157,7 @@ def merge(
             f"{source} has no {ADAPTER_CONFIG}, so there is no adapter to merge; it is already a full model"
         )
     out = Path(out_dir)
-    check_merge_target(out, source, _adapter_base(source), force)
+    check_merge_target(out, source, adapter_base(source), force)
     model, tokenizer = load_trained(source, trust_remote_code=trust_remote_code)
     tmp = out.parent / f".{out.name}.merging-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -166,7 +167,7 @@ def merge(
             if extra.name != ADAPTER_CONFIG and not (tmp / extra.name).exists():
                 shutil.copy2(extra, tmp / extra.name)
         copy_notices(source, tmp)
-        _replace_folder(tmp, out)
+        replace_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -180,7 +181,7 @@ def copy_notices(source: Path, dest: Path) -> list[str]:
     """
     folders = [source]
     if (source / ADAPTER_CONFIG).is_file():
-        folders.append(Path(_adapter_base(source)))
+        folders.append(Path(adapter_base(source)))
     copied = []
     for name in NOTICE_FILES:
         found = next((folder / name for folder in folders if (folder / name).is_file()), None)
@@ -228,17 +229,3 @@ def _run_inside(folder: Path, depth: int = 3) -> Path | None:
             if hit is not None:
                 return hit
     return None
-
-
-def _replace_folder(new: Path, out: Path) -> None:
-    """Rename ``new`` to ``out``; an existing ``out`` is moved aside first and deleted only after the swap."""
-    old = out.parent / f".{out.name}.replaced-{os.getpid()}"
-    if out.exists():
-        os.replace(out, old)
-    try:
-        os.replace(new, out)
-    except BaseException:
-        if old.exists() and not out.exists():
-            os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
