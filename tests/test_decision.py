@@ -129,6 +129,7 @@ def test_evaluate_model_warns_on_one_class_and_tuned_rule_lifts_it(monkeypatch):
 
     monkeypatch.setattr(gen, "generate", lambda model, tok, prompts, **kw: ["good"] * len(prompts))
     monkeypatch.setattr(run, "_generation_groups", lambda tok, rows, n: [(list(range(len(rows))), n)])  # no tokenizer
+    monkeypatch.setattr(label_scores, "first_token_ids", lambda tok, choices: [None] * len(choices))
     monkeypatch.setattr(
         label_scores,
         "label_probs",
@@ -267,6 +268,7 @@ def test_label_scores_false_evaluates_the_generated_answer_only(monkeypatch):
     monkeypatch.setattr(gen, "generate", lambda model, tok, prompts, **kw: ["good", "bad"] * (len(prompts) // 2))
     monkeypatch.setattr(run, "_generation_groups", lambda tok, rows, n: [(list(range(len(rows))), n)])
     monkeypatch.setattr(label_scores, "label_probs", no_scoring)
+    monkeypatch.setattr(label_scores, "first_token_ids", lambda tok, choices: [None] * len(choices))
     sets = [EvalSet("risk", rows, None, None, risk.evaluate, [])]
     got = evaluate_model(None, None, {"risk": Template()}, sets, EvalSpec(label_scores=False))
     assert got["metrics"]["risk"]["gen_accuracy"] == 1.0 and "accuracy" not in got["metrics"]["risk"]

@@ -36,11 +36,16 @@ def generate(
     top_p: float = 1.0,
     stats: dict[str, int] | None = None,
     progress: bool | None = None,
+    score_ids: Sequence[Sequence[int] | None] | None = None,
+    first_scores: list[list[float] | None] | None = None,
 ) -> list[str]:
     """Completions for ``prompts`` (prompt text excluded), stopping at any eos (``stop_ids``) or ``max_new_tokens``.
 
     ``stats["truncated"]`` counts prompts cut from the left to leave ``max_new_tokens`` of context;
-    ``progress`` None shows a bar on the main process only.
+    ``progress`` None shows a bar on the main process only. With ``score_ids`` (per prompt: token ids, or None),
+    ``first_scores`` receives each prompt's next-token log-probabilities of those ids at the first generated
+    position, from the forward pass generation makes anyway (None for a prompt that was cut or has no ids): labels
+    that differ in their first token are decided there, so evaluation need not run the prompt a second time.
     """
     model.eval()
     context = model_context(model)
@@ -50,7 +55,8 @@ def generate(
             f"{context} tokens; lower eval.max_new_tokens (or --max-new-tokens)"
         )
     limit = None if context is None else context - max_new_tokens
-    encoded, cut = fit_left([_ids(tokenizer, p) for p in prompts], limit)
+    full = [_ids(tokenizer, p) for p in prompts]
+    encoded, cut = fit_left(full, limit)
     _count(stats, cut, len(prompts), limit, context, f"max_new_tokens {max_new_tokens}")
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # similar lengths share a batch
     out: list[str] = [""] * len(encoded)
@@ -60,7 +66,14 @@ def generate(
             kwargs: dict[str, Any] = {"do_sample": do_sample}
             if do_sample:
                 kwargs.update(temperature=temperature, top_p=top_p)
+            if score_ids is not None:
+                kwargs.update(output_logits=True, return_dict_in_generate=True)
             tokens = generate_batch(model, tokenizer, [encoded[i] for i in idx], max_new_tokens, **kwargs)
+            if score_ids is not None:
+                tokens, first = tokens.sequences, torch.log_softmax(tokens.logits[0].float(), -1)
+                for row, i in enumerate(idx):
+                    if score_ids[i] is not None and len(encoded[i]) == len(full[i]):
+                        first_scores[i] = first[row, list(score_ids[i])].tolist()
             for i, row in zip(idx, tokens):
                 out[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
             bar.update(len(idx))
@@ -68,17 +81,16 @@ def generate(
 
 
 @torch.no_grad()
-def generate_batch(
-    model: Any, tokenizer: Any, encoded: list[list[int]], max_new_tokens: int, **kwargs: Any
-) -> torch.Tensor:
-    """The new tokens of one left-padded batch of prompt ids (rows that ended early are padded).
+def generate_batch(model: Any, tokenizer: Any, encoded: list[list[int]], max_new_tokens: int, **kwargs: Any) -> Any:
+    """The new tokens of one left-padded batch of prompt ids (rows that ended early are padded); with
+    ``return_dict_in_generate`` transformers' output object, its ``sequences`` cut to the new tokens likewise.
 
     The one place ``model.generate`` is called, so ``generate`` and the server (``finetune.serve``,
     which passes per-row logits processors and stopping criteria in ``kwargs``) decode alike.
     """
     model.eval()
     ids, mask = _left_padded(encoded, _pad_id(tokenizer), next(model.parameters()).device)
-    tokens = model.generate(
+    out = model.generate(
         input_ids=ids,
         attention_mask=mask,
         max_new_tokens=max_new_tokens,
@@ -87,7 +99,10 @@ def generate_batch(
         use_cache=True,
         **kwargs,
     )
-    return tokens[:, ids.shape[1] :]
+    if kwargs.get("return_dict_in_generate"):  # the caller wants the step logits too (output_logits)
+        out.sequences = out.sequences[:, ids.shape[1] :]
+        return out
+    return out[:, ids.shape[1] :]
 
 
 def stop_ids(model: Any, tokenizer: Any) -> list[int] | None:

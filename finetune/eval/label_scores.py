@@ -46,11 +46,24 @@ def label_probs(
         _score_first_tokens(model, tokenizer, encoded, choices, label_ids, first, batch_size, scores, bar)
         pairs = [(i, c) for i, d in enumerate(decided_by_first) if not d for c in choices[i]]
         _score_whole_labels(model, tokenizer, encoded, choices, label_ids, pairs, batch_size, scores, bar)
-    out = []
-    for i, cs in enumerate(choices):
-        probs = torch.softmax(torch.tensor([scores[(i, c)] for c in cs]), 0).tolist()
-        out.append(dict(zip(cs, probs)))
+    return [renormalised(cs, [scores[(i, c)] for c in cs]) for i, cs in enumerate(choices)]
+
+
+def first_token_ids(tokenizer: Any, choices: Sequence[Sequence[str] | None]) -> list[list[int] | None]:
+    """Per row, its labels' first token ids when those tell the labels apart (else None: whole labels are scored).
+
+    Such a row is decided by the next-token distribution at the prompt's end, which generation computes anyway.
+    """
+    out: list[list[int] | None] = []
+    for cs in choices:
+        firsts = [tuple(encode_plain(tokenizer, c)[:1]) for c in cs] if cs else []
+        out.append([f[0] for f in firsts] if firsts and all(firsts) and len(set(firsts)) == len(cs) else None)
     return out
+
+
+def renormalised(choices: Sequence[str], log_probs: Sequence[float]) -> dict[str, float]:
+    """P(label | prompt) over the row's labels from their log-probabilities."""
+    return dict(zip(choices, torch.softmax(torch.tensor(list(log_probs)), 0).tolist()))
 
 
 def _fitted_prompts(

@@ -91,7 +91,7 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Metrics, predictions and speed per eval set for one model."""
     from finetune.eval.generate import generate
-    from finetune.eval.label_scores import label_probs
+    from finetune.eval.label_scores import first_token_ids, label_probs, renormalised
 
     results: dict[str, Any] = {"metrics": {}, "predictions": {}, "examples_per_s": {}, "decisions": {}, "warnings": {}}
     for s in sets:
@@ -100,7 +100,11 @@ def evaluate_model(
         started = time.perf_counter()
         cut: dict[str, int] = {}  # rows whose prompt was cut from the left to fit the context
         preds = [""] * len(prompts)
+        firsts = first_token_ids(tokenizer, [r.get("choices") if spec.label_scores else None for r in s.rows])
+        first_scores: list[list[float] | None] = [None] * len(prompts)
         for rows, limit in _generation_groups(tokenizer, s.rows, spec.max_new_tokens):
+            wanted = [firsts[i] for i in rows] if any(firsts[i] for i in rows) else None
+            got_first: list[list[float] | None] = [None] * len(rows)
             answers = generate(
                 model,
                 tokenizer,
@@ -111,23 +115,30 @@ def evaluate_model(
                 temperature=spec.temperature,
                 top_p=spec.top_p,
                 stats=cut,
+                score_ids=wanted,
+                first_scores=got_first,
             )
-            for i, answer in zip(rows, answers):
+            for i, answer, first in zip(rows, answers, got_first):
                 preds[i] = answer
+                first_scores[i] = first
         results.setdefault("truncated_prompts", {})[s.name] = cut.get("truncated", 0)
         results["examples_per_s"][s.name] = len(prompts) / max(time.perf_counter() - started, 1e-9)
         probs = None
         scored = [i for i, r in enumerate(s.rows) if r.get("choices")] if spec.label_scores else []
         if scored:
+            probs = [{} for _ in s.rows]
+            for i in scored:  # decided by their first token in generation's own first step
+                if first_scores[i] is not None:
+                    probs[i] = renormalised(s.rows[i]["choices"], first_scores[i])
+            rest = [i for i in scored if first_scores[i] is None]  # whole labels, cut prompts, sampled answers
             got = label_probs(
                 model,
                 tokenizer,
-                [prompts[i] for i in scored],
-                [s.rows[i]["choices"] for i in scored],
+                [prompts[i] for i in rest],
+                [s.rows[i]["choices"] for i in rest],
                 batch_size=spec.batch_size * 2,
             )
-            probs = [{} for _ in s.rows]
-            for i, p in zip(scored, got):
+            for i, p in zip(rest, got):
                 probs[i] = p
         raw = probs  # the model's own label scores, before any decision rule
         if probs is not None:  # only constrained label scores have a decision rule
