@@ -92,7 +92,10 @@ def load_trained(path: str | Path, *, trust_remote_code: bool = False) -> tuple[
         raise UserError(
             f"adapter {folder}: its base model (base_model_name_or_path in {ADAPTER_CONFIG}) failed to load: {exc}"
         ) from None
-    model = PeftModel.from_pretrained(base_model, str(folder))
+    from finetune.methods.lora import quiet_checkpointing_alias
+
+    with quiet_checkpointing_alias():
+        model = PeftModel.from_pretrained(base_model, str(folder))
     has_tokenizer = any((folder / name).is_file() for name in _TOKENIZER_FILES)
     return model, load_tokenizer(folder if has_tokenizer else base, trust_remote_code=trust_remote_code)
 

@@ -6,6 +6,10 @@ typo is a long traceback, ours names the typo and lists the names that would wor
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 from transformers.pytorch_utils import Conv1D
@@ -27,7 +31,18 @@ def prepare_lora(model: nn.Module, spec: MethodSpec) -> PeftModel:
         use_dora=spec.kind == "dora",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    with quiet_checkpointing_alias():
+        return get_peft_model(model, config)
+
+
+@contextmanager
+def quiet_checkpointing_alias() -> Iterator[None]:
+    """peft reads ``model.is_gradient_checkpointing`` whenever it wraps or loads an adapter; transformers 5 made
+    that a deprecated alias that warns on every read, so every LoRA run on a Hugging Face model printed a
+    FutureWarning nobody can act on (our core answers under the old name itself)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def resolve_targets(model: nn.Module, targets: list[str] | str) -> list[str] | str:
