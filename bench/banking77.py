@@ -33,8 +33,10 @@ def _scores(y_test: list[str], pred: list[str]) -> dict[str, float]:
 
 
 def split_file(source: Path, work: Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    with source.open(encoding="utf-8") as f:
-        rows = sum(1 for _ in f) - 1
+    import csv
+
+    with source.open(newline="", encoding="utf-8") as f:
+        rows = sum(1 for _ in csv.DictReader(f))  # a quoted message may span lines
     return seeded_split(
         source, work, ("banking77_train.csv", "banking77_test.csv"), round(rows * TEST_FRACTION), ["text", "category"]
     )
