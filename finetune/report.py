@@ -443,6 +443,7 @@ def _overlap_section(overlap: dict[str, Any] | None) -> list[str]:
         f"Test rows sharing a {overlap['ngram']}-gram (lower-cased, punctuation and spaces collapsed) or their whole "
         "text with a training source; "
         + ("they were left out of the evaluation (eval.overlap: drop)." if action == "drop" else "kept and scored.")
+        + _template_rule(overlap.get("template"))
         + " Row numbers in overlap.json.",
         "",
         "| training source | test set | test rows | overlapping | 13-gram | exact |",
@@ -460,6 +461,16 @@ def _overlap_section(overlap: dict[str, Any] | None) -> list[str]:
                 f"- {p['test']} row {e['test_row']} / {p['train']}, {e['kind']}{shared}: {_short(e['test'], 160)}"
             )
     return out + [""]
+
+
+def _template_rule(template: dict[str, Any] | None) -> str:
+    """The frequency cut that tells prompt template wording from leakage, when the check applied one."""
+    if not template:
+        return ""
+    return (
+        f" Wording held by more than {100 * template['fraction']:g}% (and at least {template['min_rows']}) of a "
+        "source's training rows is prompt template, not leakage, and is not matched."
+    )
 
 
 def _short(text: str, n: int = 240) -> str:

@@ -88,6 +88,7 @@ def test_seven_planted_rows_are_found_and_quoted(files):
     section = "\n".join(_overlap_section(result))
     assert "## Train/test overlap" in section and "| train | test | 50 | 7 | 6 | 3 |" in section
     assert "kept and scored" in section
+    assert "more than 1% (and at least 20) of a source's training rows is prompt template" in section
 
 
 def test_drop_leaves_out_exactly_the_planted_rows(files):
