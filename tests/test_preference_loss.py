@@ -168,3 +168,71 @@ def test_pairs_mask_the_prompt_share_its_cut_and_collate_chosen_first():
         and batch["input_ids"][0].tolist()[: len(whole["input_ids"])] == (whole["input_ids"])
     )
     assert row_problem({**row, "rejected": "yes"}).startswith("'chosen' and 'rejected' are the same")
+
+
+# ---------------------------------------------------------------- two passes (chosen, then rejected) = one pass
+
+
+def _lora_pair_batch() -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    """A tiny LoRA model with a non-zero adapter (policy != reference) and 3 pairs of unequal, right-padded rows."""
+    from helpers_tiny import tiny_llama_model
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    model = get_peft_model(
+        tiny_llama_model(50), LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
+    ).train()
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(1, 50, (6, 14), generator=g)
+    lengths = [14, 9, 11, 6, 12, 10]  # the rejected half is shorter than the chosen one: it is cut to 12
+    attention = torch.tensor([[1] * n + [0] * (14 - n) for n in lengths])
+    labels = ids.masked_fill(attention == 0, IGNORE)
+    labels[:, :4] = IGNORE
+    return model, {"input_ids": ids * attention, "labels": labels, "attention_mask": attention}
+
+
+def _loss_and_grads(model, batch, passes: int, **objective) -> tuple[float, list[torch.Tensor]]:
+    from finetune.train.preference import PreferenceObjective
+
+    model.zero_grad(set_to_none=True)
+    loss = PreferenceObjective(passes=passes, **objective).loss(model, batch)
+    loss.backward()
+    return float(loss.detach()), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [{"kind": "dpo"}, {"kind": "dpo", "loss_type": "ipo", "beta": 0.5}, {"kind": "orpo", "orpo_lambda": 0.3}],
+    ids=["sigmoid", "ipo", "orpo"],
+)
+def test_two_checkpointed_passes_give_the_one_pass_loss_and_gradients(objective):
+    model, batch = _lora_pair_batch()
+    loss_one, grads_one = _loss_and_grads(model, batch, 1, **objective)
+    loss_two, grads_two = _loss_and_grads(model, batch, 2, **objective)
+    assert abs(loss_one - loss_two) <= 1e-6
+    assert max(float((a - b).abs().max()) for a, b in zip(grads_one, grads_two)) <= 1e-6
+    assert max(float(g.abs().max()) for g in grads_one) > 1e-3  # the gradients compared are not all zero
+
+
+def test_two_passes_keep_no_activations_for_backward():
+    """What autograd keeps after the forward: one pass keeps every layer's activations of 2B rows; two
+    checkpointed passes keep only their inputs (activations are recomputed in backward, one side at a time)."""
+    from finetune.train.preference import PreferenceObjective
+
+    model, batch = _lora_pair_batch()
+    kept = {n: _bytes_kept(PreferenceObjective("dpo", passes=n).loss, model, batch) for n in (1, 2)}
+    assert kept[2] * 20 < kept[1], kept
+
+
+def _bytes_kept(forward, *args) -> int:
+    """Bytes of the tensors autograd saves for backward while ``forward`` runs (checkpointed regions save theirs
+    through their own hooks, so only what stays alive is counted)."""
+    sizes: list[int] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        sizes.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        forward(*args)
+    return sum(sizes)

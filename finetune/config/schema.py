@@ -471,6 +471,12 @@ class MethodSpec(Strict):
         description="objective dpo: compute the reference log-probs once before training, so training holds "
         "one model (kind full keeps no frozen copy)",
     )
+    pair_passes: Literal[1, 2] = Field(
+        2,
+        description="objective dpo / orpo: 2 scores the chosen and the rejected rows in two passes whose activations "
+        "are recomputed in backward, one side at a time (activation peak of SFT on the same rows, one extra forward); "
+        "1: one pass over both (faster, twice the activations); the gradients are the same",
+    )
 
     @model_validator(mode="after")
     def _freeze_is_full_only(self) -> "MethodSpec":

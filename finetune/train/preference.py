@@ -6,6 +6,12 @@ Only completion tokens are scored: the sequence log-prob of a completion is the 
 tokens' log-probs, computed through the same scored-position head hook as the SFT loss
 (model/loss.py), so no [rows, length, vocab] logits tensor is built.
 
+Memory: with ``passes=2`` (the default) the chosen rows and the rejected rows run as two passes of B rows, each under
+non-reentrant activation checkpointing, so in backward one side's activations are recomputed and freed before the
+other's are built: the step's activation peak is that of B rows, as SFT on the same rows, for one extra forward.
+The gradients equal the one [2B, L] pass's (tests/test_preference_loss.py). The reference is scored before the
+policy, so its no-grad pass never sits on top of the policy's kept activations.
+
 Each pair contributes one loss term; the loop divides the step's summed loss by the step's
 pairs on all processes, so accumulation and processes split a step without changing it,
 exactly as token weighting does for SFT.
@@ -62,6 +68,54 @@ def sequence_logps(
     sums = torch.zeros(n_rows, dtype=torch.float32, device=labels.device).index_add(0, rows_of, per_token)
     counts = mask.sum(1).to(torch.float32)
     return sums, counts
+
+
+def scored_counts(labels: torch.Tensor) -> torch.Tensor:
+    """Scored tokens per row, as ``sequence_logps`` counts them."""
+    return (labels[:, 1:] != -100).sum(1).to(torch.float32)
+
+
+def side(batch: dict[str, torch.Tensor], which: int) -> dict[str, torch.Tensor]:
+    """The chosen (0) or rejected (1) half of a pair batch, cut to its own longest row (right padding scores nothing)."""
+    rows = batch["input_ids"].shape[0] // 2
+    part = {
+        k: batch[k][which * rows : (which + 1) * rows] for k in ("input_ids", "labels", "attention_mask") if k in batch
+    }
+    if "attention_mask" in part:
+        length = int(part["attention_mask"].sum(1).max())
+        part = {k: v[:, :length] for k, v in part.items()}
+    return part
+
+
+def pair_logps(
+    model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    forward_kwargs: dict[str, Any] | None = None,
+    passes: int = 2,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sequence_logps`` of a pair batch's 2B rows, in one pass or in two (chosen, then rejected).
+
+    With two passes and gradients on, each side's forward is checkpointed: its activations are not kept but
+    recomputed in backward, one side at a time, which is what halves the step's activation peak.
+    """
+    if passes == 1:
+        return sequence_logps(model, batch, forward_kwargs)
+    sums = [_side_sums(model, side(batch, k), forward_kwargs) for k in (0, 1)]
+    return torch.cat(sums), scored_counts(batch["labels"])
+
+
+def _side_sums(
+    model: torch.nn.Module, part: dict[str, torch.Tensor], forward_kwargs: dict[str, Any] | None
+) -> torch.Tensor:
+    """One side's summed completion log-probs; checkpointed when gradients are on (see ``pair_logps``)."""
+    if not torch.is_grad_enabled():
+        return sequence_logps(model, part, forward_kwargs)[0]
+    from torch.utils.checkpoint import checkpoint
+
+    def sums(*tensors: torch.Tensor) -> torch.Tensor:
+        return sequence_logps(model, dict(zip(part, tensors)), forward_kwargs)[0]
+
+    return checkpoint(sums, *part.values(), use_reentrant=False)
 
 
 # ---------------------------------------------------------------- losses
@@ -133,6 +187,7 @@ class PreferenceObjective:
     beta: float = 0.1
     loss_type: str = "sigmoid"
     orpo_lambda: float = 0.1
+    passes: int = 2  # 2: chosen and rejected in separate checkpointed passes (see the module docstring); 1: one pass
     ref_model: torch.nn.Module | None = None  # a frozen copy (full fine-tuning without precomputed references)
     forward_kwargs: dict[str, Any] = field(default_factory=dict)
     val_stats: dict[str, float] = field(default_factory=dict)  # the last validation pass's numbers
@@ -140,7 +195,7 @@ class PreferenceObjective:
 
     @classmethod
     def from_spec(cls, method: Any, ref_model: torch.nn.Module | None = None) -> PreferenceObjective:
-        return cls(method.objective, method.beta, method.loss_type, method.orpo_lambda, ref_model)
+        return cls(method.objective, method.beta, method.loss_type, method.orpo_lambda, method.pair_passes, ref_model)
 
     @staticmethod
     def terms(example: dict[str, Any]) -> int:
@@ -154,14 +209,18 @@ class PreferenceObjective:
         return collate_pairs(examples, pad_id)
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], unwrap: Any = None) -> torch.Tensor:
-        """Summed loss over the batch's pairs; the pair statistics accumulate until ``take_stats``."""
-        policy, tokens = sequence_logps(model, batch, self.forward_kwargs)
+        """Summed loss over the batch's pairs; the pair statistics accumulate until ``take_stats``.
+
+        The reference runs first: its no-grad pass then never adds to the policy's kept activations.
+        """
+        ref = self.reference(model, batch, unwrap) if self.kind == "dpo" else None
+        policy, tokens = pair_logps(model, batch, self.forward_kwargs, self.passes)
         pc, pr = policy.chunk(2)
         nc, nr = tokens.chunk(2)
-        if self.kind == "orpo":
+        if ref is None:
             losses, rc, rr = orpo_losses(pc, pr, nc, nr, self.orpo_lambda)
         else:
-            ref_c, ref_r = self.reference(model, batch, unwrap).chunk(2)
+            ref_c, ref_r = ref.chunk(2)
             losses, rc, rr = dpo_losses(pc, pr, ref_c, ref_r, self.beta, self.loss_type, nc, nr)
         self._add_stats(pc.detach(), pr.detach(), rc, rr)
         return losses.sum()
@@ -172,7 +231,7 @@ class PreferenceObjective:
             return batch["ref_logps"]
         source = self.ref_model if self.ref_model is not None else (unwrap(model) if unwrap else model)
         with torch.no_grad(), _reference_mode(source, adapter_off=self.ref_model is None):
-            return sequence_logps(source, batch, self.forward_kwargs)[0]
+            return pair_logps(source, batch, self.forward_kwargs, self.passes)[0]
 
     def _add_stats(self, pc: torch.Tensor, pr: torch.Tensor, rc: torch.Tensor, rr: torch.Tensor) -> None:
         row = torch.stack(
