@@ -10,7 +10,8 @@
    same 200 test problems; reward accuracy on the held-out pairs. Acceptance: telling rate at most half of SFT's,
    exact match down by at most 0.02, reward accuracy >= 0.9.
 
-Writes bench/results/preference-<date>.md (and .json) with the machine's load averages.
+Writes bench/results/preference-<date>.md (and .json) with the machine's load averages (preference-memory-<date>
+or preference-study-<date> when one part is skipped).
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ def main() -> None:
         "study": st,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"preference-{date.today()}"
+    part = "-memory" if st is None else "-study" if mem is None else ""  # a partial run keeps the whole one's file
+    stem = RESULTS / f"preference{part}-{date.today()}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
     lines = [
         f"# Preference tuning ({date.today()})",

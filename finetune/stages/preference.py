@@ -78,12 +78,13 @@ def make_objective(
 def describe(recipe: Recipe) -> str:
     """One line on the objective and where its reference comes from."""
     m = recipe.method
+    passes = "chosen and rejected in two recomputed passes" if m.pair_passes == 2 else "chosen and rejected in one pass"
     if m.objective == "orpo":
-        return f"odds-ratio term, lambda {m.orpo_lambda}; no reference model"
+        return f"odds-ratio term, lambda {m.orpo_lambda}; no reference model; {passes}"
     if m.precompute_reference:
         where = "reference log-probs precomputed before training (one model in memory)"
     elif m.kind == "full":
         where = "reference: a frozen copy of the base"
     else:
         where = "reference: the base with the adapter disabled (no second copy)"
-    return f"{m.loss_type} loss, beta {m.beta}; {where}"
+    return f"{m.loss_type} loss, beta {m.beta}; {where}; {passes}"
