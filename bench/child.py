@@ -30,10 +30,10 @@ def quiet_environment(threads: int) -> None:
 
 
 def run_one(name: str, rep: int, cfg: BenchConfig, assets: Assets) -> RunRecord:
-    from bench.contenders import CONTENDERS
+    from bench.contenders import lookup
     from bench.measure import peak_rss_mb
 
-    contender = CONTENDERS[name]
+    contender = lookup(name)
     quiet_environment(cfg.threads)
     out: dict[str, Any] = contender.load()(cfg, assets, **contender.kwargs)
     extra = {**out["extra"], "load_1min": round(os.getloadavg()[0], 2)}

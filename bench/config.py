@@ -32,6 +32,10 @@ class BenchConfig:
     seed: int = 0
     reps: int = 3
     lr: float = 3e-4
+    # the adapter of every LoRA contender: rank, alpha, and "all-linear" or comma-separated module names
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_targets: str = "q_proj,k_proj,v_proj,o_proj"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

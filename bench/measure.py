@@ -55,7 +55,7 @@ class StepClock:
             "steps": len(self.times) - 1 - warmup,
             "setup_rss_mb": self.setup_rss_mb,
             "matmul_params": matmul_params(model),
-            "extra": {"all_steps": len(self.times), **extra},
+            "extra": {"all_steps": len(self.times), "trainable_params": trainable_params(model), **extra},
         }
 
 
@@ -72,6 +72,11 @@ def rss_mb() -> float:
     except OSError:
         return peak_rss_mb()
     return pages * resource.getpagesize() / 2**20
+
+
+def trainable_params(model: nn.Module) -> int:
+    """Parameters the optimizer updates: equal across LoRA contenders when their adapters are the same."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def matmul_params(model: nn.Module) -> int:

@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from bench.contenders import CONTENDERS
+from bench.contenders import CONTENDERS, lookup
 
 FLOPS_PER_TOKEN = {"generate": 2}  # forward only; training groups use 6 (forward + backward, the usual 6*N)
 
@@ -56,7 +56,7 @@ def summarize(records: list[dict[str, Any]], ceiling_gflops: float) -> dict[str,
             continue
         speeds = [r["tokens_per_s"] for r in ok]
         median = statistics.median(speeds)
-        flops = FLOPS_PER_TOKEN.get(CONTENDERS[name].group, 6) * ok[0]["matmul_params"] * median
+        flops = FLOPS_PER_TOKEN.get(lookup(name).group, 6) * ok[0]["matmul_params"] * median
         out[name] = {
             "runs": len(ok),
             "tokens_per_s": round(median, 1),

@@ -32,6 +32,7 @@ SLOW_MODULES = {
     "test_data_splits_run.py",
     "test_code_health.py",
     "test_light_commands.py",
+    "test_real_speed.py",
 }
 # single tests elsewhere that start a fresh interpreter (seconds of imports each)
 SLOW_TESTS = {

@@ -52,15 +52,54 @@ CONTENDERS: dict[str, Contender] = {
 }
 
 
+# bench.real_speed: LoRA with completion-only loss on a given model folder (Gemma 3 270M), fixed steps.
+REAL_SPEED: dict[str, Contender] = {
+    "real_ours": Contender(
+        "real", "ours", "lora", {"packed": False}, label="ft LoRA (logits at scored positions), length-grouped"
+    ),
+    "real_bare_full_logits": Contender(
+        "real",
+        "bare",
+        "lora",
+        {"packed": False, "hf_loss": True},
+        label="bare PyTorch+peft, model(**batch, labels=labels) (full logits)",
+    ),
+    "real_trl_completion": Contender(
+        "real", "trl_peers", "sft", {"variant": "completion"}, "trl", "TRL SFTTrainer, completion_only_loss"
+    ),
+    "real_trl_completion_grouped": Contender(
+        "real",
+        "trl_peers",
+        "sft",
+        {"variant": "completion_grouped"},
+        "trl",
+        "TRL, completion_only_loss + group_by_length",
+    ),
+    "real_trl_completion_padding_free": Contender(
+        "real",
+        "trl_peers",
+        "sft",
+        {"variant": "completion_padding_free"},
+        "trl",
+        "TRL, completion_only_loss + padding_free",
+    ),
+}
+
+
+def lookup(name: str) -> Contender:
+    """A contender of either registry (the main benchmark's or bench.real_speed's)."""
+    return CONTENDERS[name] if name in CONTENDERS else REAL_SPEED[name]
+
+
 def available(names: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
     """(names that can run here, {name: why not} for the rest)."""
     chosen = list(CONTENDERS) if names is None else names
-    unknown = [n for n in chosen if n not in CONTENDERS]
+    unknown = [n for n in chosen if n not in CONTENDERS and n not in REAL_SPEED]
     if unknown:
         raise ValueError(f"unknown contender {unknown[0]!r}; known: {', '.join(CONTENDERS)}")
     runnable, skipped = [], {}
     for name in chosen:
-        needs = CONTENDERS[name].needs
+        needs = lookup(name).needs
         if needs and importlib.util.find_spec(needs) is None:
             skipped[name] = f"{needs} is not installed (pip install -e '.[bench]')"
         else:

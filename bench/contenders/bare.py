@@ -19,7 +19,9 @@ from bench.contenders import common
 from bench.measure import StepClock
 
 
-def lora(cfg: BenchConfig, assets: Assets, packed: bool) -> dict[str, Any]:
+def lora(cfg: BenchConfig, assets: Assets, packed: bool, hf_loss: bool = False) -> dict[str, Any]:
+    """``hf_loss``: the loss the usual way, ``model(**batch, labels=labels).loss`` (full logits, the model's own
+    shift and cross-entropy), instead of cross-entropy over logits taken out of the model."""
     from peft import get_peft_model
 
     from finetune.data.pack import pack
@@ -30,8 +32,8 @@ def lora(cfg: BenchConfig, assets: Assets, packed: bool) -> dict[str, Any]:
     if packed:
         rows = pack(TokenizedData(examples=rows, pad_id=pad_id), cfg.max_length).examples
     plan = micro_batches([len(r["input_ids"]) for r in rows], cfg.batch_size, cfg.seed, 0, group_by_length=not packed)
-    model = get_peft_model(common.hf_model(assets.llama), common.lora_config())
-    return _loop(cfg, model, [[rows[i] for i in idx] for idx in plan], pad_id, cfg.lr)
+    model = get_peft_model(common.hf_model(assets.llama), common.lora_config(cfg))
+    return _loop(cfg, model, [[rows[i] for i in idx] for idx in plan], pad_id, cfg.lr, hf_loss)
 
 
 def pretrain(cfg: BenchConfig, assets: Assets) -> dict[str, Any]:
@@ -48,7 +50,7 @@ def pretrain(cfg: BenchConfig, assets: Assets) -> dict[str, Any]:
 
 
 def _loop(
-    cfg: BenchConfig, model: torch.nn.Module, batches: list[list[dict]], pad_id: int, lr: float
+    cfg: BenchConfig, model: torch.nn.Module, batches: list[list[dict]], pad_id: int, lr: float, hf_loss: bool = False
 ) -> dict[str, Any]:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr)
@@ -56,10 +58,13 @@ def _loop(
     clock = StepClock(common.base_model(model), pad_id)
     for rows in batches:
         inputs, labels = _collate(rows, pad_id)
-        logits = model(**inputs).logits
-        loss = F.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
-        )
+        if hf_loss:
+            loss = model(**inputs, labels=labels).loss
+        else:
+            logits = model(**inputs).logits
+            loss = F.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+            )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()

@@ -7,8 +7,6 @@ from typing import Any
 from bench.assets import Assets
 from bench.config import BenchConfig
 
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
-LORA_R, LORA_ALPHA = 8, 16
 FULL_LR = 1e-4
 
 
@@ -18,12 +16,21 @@ def examples(assets: Assets) -> tuple[list[dict[str, list[int]]], int]:
     return data["examples"], data["pad_id"]
 
 
-def lora_config() -> Any:
-    """The adapter of every LoRA contender: r 8 on q/k/v/o, no dropout."""
+def lora_targets(cfg: BenchConfig) -> str | list[str]:
+    """The settings' target modules as peft and ft take them: "all-linear" (every projection, never the head) or names."""
+    return "all-linear" if cfg.lora_targets == "all-linear" else [t.strip() for t in cfg.lora_targets.split(",")]
+
+
+def lora_config(cfg: BenchConfig) -> Any:
+    """The adapter of every LoRA contender (default r 8 on q/k/v/o), no dropout."""
     from peft import LoraConfig
 
     return LoraConfig(
-        r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0, target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM"
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=0.0,
+        target_modules=lora_targets(cfg),
+        task_type="CAUSAL_LM",
     )
 
 

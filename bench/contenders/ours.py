@@ -20,7 +20,7 @@ def lora(cfg: BenchConfig, assets: Assets, packed: bool) -> dict[str, Any]:
 
     model = methods.prepare(
         load_model(str(assets.llama)),
-        MethodSpec(kind="lora", r=common.LORA_R, alpha=common.LORA_ALPHA, targets=list(common.LORA_TARGETS)),
+        MethodSpec(kind="lora", r=cfg.lora_r, alpha=cfg.lora_alpha, targets=common.lora_targets(cfg)),
     )
     return _train(cfg, assets, model, packed=packed, full=False)
 
