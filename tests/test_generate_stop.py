@@ -62,3 +62,36 @@ def test_stop_ids_is_the_ordered_union_without_repeats(model_and_tokenizer):
 
     assert stop_ids(Bare(), NoEos()) is None
     assert stop_ids(Bare(), tok) == [tok.eos_token_id]
+
+
+def test_ft_serve_stops_at_the_second_eos_too(model_and_tokenizer):
+    """The server's row tracker ends a row at every id stop_ids gives (it knew only the tokenizer's eos)."""
+    from dataclasses import dataclass, field
+
+    from finetune.serve.batcher import Done, Job
+    from finetune.serve.engine import Engine
+    from finetune.serve.rows import RowSpec
+
+    @dataclass(eq=False)
+    class Captured(Job):
+        got: list = field(default_factory=list)
+
+        def send(self, event):
+            self.got.append(event)
+
+    model, tok = model_and_tokenizer
+    ids = tok(PROMPT, add_special_tokens=False)["input_ids"]
+    engine = Engine(model, tok, None, "tiny", None)
+    free = Captured(ids, RowSpec(max_tokens=NEW))
+    engine.run([free])
+    (done,) = [e for e in free.got if isinstance(e, Done)]
+    assert (done.finish_reason, done.completion_tokens) == ("length", NEW)
+    turn_end = _new_tokens(model, tok)[0]
+    model.generation_config.eos_token_id = [tok.eos_token_id, turn_end]
+    try:
+        stopped = Captured(ids, RowSpec(max_tokens=NEW))
+        engine.run([stopped])
+        (done,) = [e for e in stopped.got if isinstance(e, Done)]
+        assert (done.finish_reason, done.completion_tokens) == ("stop", 0)
+    finally:
+        model.generation_config.eos_token_id = tok.eos_token_id

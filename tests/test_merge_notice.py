@@ -3,6 +3,8 @@ by the GGUF import) goes with it, from `ft merge` and from `ft export --format s
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from helpers_gguf import write_tiny_llama_gguf
 
@@ -28,10 +30,20 @@ def gemma_adapter(tmp_path_factory):
     return base, _adapter(base, tmp / "adapter")
 
 
+def test_a_trained_adapter_or_full_model_carries_the_bases_notice(gemma_adapter, tmp_path):
+    """What training saves is a derivative of the base: its folder carries the base's NOTICE too."""
+    base, adapter = gemma_adapter
+    assert (adapter / "NOTICE").read_text() == (base / "NOTICE").read_text()
+    full = methods.save_trained(load_model(str(base)), load_tokenizer(base), tmp_path / "full")
+    assert (full / "NOTICE").read_text() == (base / "NOTICE").read_text()
+
+
 def test_merge_copies_the_bases_notice(gemma_adapter, tmp_path):
     base, adapter = gemma_adapter
-    assert not (adapter / "NOTICE").exists()  # it lives with the base only
-    merged = methods.merge(adapter, tmp_path / "merged")
+    bare = tmp_path / "adapter"  # the adapter without its own copy: merge must find the base's
+    shutil.copytree(adapter, bare)
+    (bare / "NOTICE").unlink()
+    merged = methods.merge(bare, tmp_path / "merged")
     assert (merged / "NOTICE").read_text() == (base / "NOTICE").read_text()
     assert "Gemma Terms of Use" in (merged / "NOTICE").read_text()
 

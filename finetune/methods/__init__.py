@@ -72,6 +72,9 @@ def save_trained(
             tokenizer.save_pretrained(out)
     else:
         hf.save_model(model, tokenizer, out)
+    base = Path(str(getattr(model, "name_or_path", "") or ""))
+    if str(base) and base.is_dir() and base.resolve() != out.resolve():
+        copy_notices(base, out)  # a fine-tuned copy (or adapter) of Gemma carries its terms' NOTICE too
     for name, text in (extra_files or {}).items():
         if Path(name).name != name:
             raise ValueError(f"extra file name {name!r} must be a plain file name, not a path")

@@ -69,7 +69,7 @@ class Engine:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
-        from finetune.eval.generate import generate_batch
+        from finetune.eval.generate import generate_batch, stop_ids
         from finetune.serve.rows import RowSampling, RowTracker
 
         if self.threads and torch.get_num_threads() != self.threads:
@@ -80,6 +80,7 @@ class Engine:
             self.tokenizer,
             on_delta=lambda i, text: jobs[i].send(text),
             cancelled=lambda i: jobs[i].cancelled,
+            stops=stop_ids(self.model, self.tokenizer),
         )
         kwargs: dict[str, Any] = {}
         if any(s.temperature > 0 for s in specs):  # sampled rows draw their own tokens; greedy ones stay greedy

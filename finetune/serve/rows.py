@@ -122,12 +122,13 @@ class RowTracker(StoppingCriteria):
         tokenizer: Any,
         on_delta: Callable[[int, str], None] | None = None,
         cancelled: Callable[[int], bool] | None = None,
+        stops: Sequence[int] | None = None,
     ) -> None:
         self.rows = list(rows)
         self.tokenizer = tokenizer
         self.on_delta = on_delta
         self.cancelled = cancelled or (lambda row: False)
-        self.eos = {tokenizer.eos_token_id}
+        self.eos = set(stops) if stops else {tokenizer.eos_token_id}  # stop_ids: every id that ends an answer
         self.tokens: list[list[int]] = [[] for _ in self.rows]
         self.reasons: list[str | None] = [None] * len(self.rows)
         self.sent = [""] * len(self.rows)
