@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.real_data import gemm_ceiling, run_recipe, seeded_split, tfidf_baselines
+from bench.real_data import gemm_ceiling, report_of, seeded_split, tfidf_baselines, write_results
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "real" / "gemma3_banking77_lora.yaml"
@@ -65,11 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ceiling = gemm_ceiling(args.threads)
     train, test = split_file(args.file, args.work)
     ref = tfidf_baselines(train, test, "category", _scores)
-    if args.from_run:
-        report = json.loads((args.from_run / "report.json").read_text())
-        wall, load = args.wall_s or float("nan"), tuple(args.load or (os.getloadavg()[0],) * 2)
-    else:
-        report, wall, load = run_recipe(RECIPE, args.work, args.gguf.resolve(), args.threads)
+    report, wall, load = report_of(args, RECIPE)
     run_dir = args.from_run or args.work / "run"
     result = {
         "date": time.strftime("%Y-%m-%d"),
@@ -85,11 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         "report_eval": report["eval"],
         "cost": report.get("cost", {}),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"banking77-{result['date']}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    stem.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(args.out, f"banking77-{result['date']}", result, markdown)
     return 0
 
 

@@ -78,3 +78,20 @@ def gemm_ceiling(threads: int | None) -> dict[str, float]:
 
     torch.set_num_threads(threads or torch.get_num_threads())
     return gemm_gflops()
+
+
+def report_of(args: Any, recipe: Path) -> tuple[dict[str, Any], float, tuple[float, float]]:
+    """The finished run's report.json with its wall seconds and load: ``--from-run`` summarises one, else run it."""
+    if args.from_run:
+        report = json.loads((args.from_run / "report.json").read_text())
+        return report, args.wall_s or float("nan"), tuple(args.load or (os.getloadavg()[0],) * 2)
+    return run_recipe(recipe, args.work, args.gguf.resolve(), args.threads)
+
+
+def write_results(out: Path, stem: str, result: dict[str, Any], markdown: Callable[[dict[str, Any]], str]) -> None:
+    """``<out>/<stem>.json`` and ``.md``, the markdown printed too."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    text = markdown(result)
+    (out / f"{stem}.md").write_text(text)
+    print(text)

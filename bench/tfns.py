@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.real_data import gemm_ceiling, run_recipe, seeded_split, tfidf_baselines
+from bench.real_data import gemm_ceiling, report_of, seeded_split, tfidf_baselines, write_results
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "real" / "gemma3_tfns_lora.yaml"
@@ -72,11 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ceiling = gemm_ceiling(args.threads)
     train, test = split_file(args.file, args.work)
     ref = baselines(train, test)
-    if args.from_run:
-        report = json.loads((args.from_run / "report.json").read_text())
-        wall, load = args.wall_s or float("nan"), tuple(args.load or (os.getloadavg()[0],) * 2)
-    else:
-        report, wall, load = run_recipe(RECIPE, args.work, args.gguf.resolve(), args.threads)
+    report, wall, load = report_of(args, RECIPE)
     (before,) = report["eval"]["before"].values()  # the one eval set: eval.data's test rows
     (after,) = report["eval"]["after"].values()
     run_dir = args.from_run or args.work / "run"
@@ -95,11 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         "cost": report.get("cost", {}),
         "general_ppl": {k: retention.get(k, {}).get("general_text", {}).get("ppl") for k in ("before", "after")},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"tfns-{result['date']}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    stem.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(args.out, f"tfns-{result['date']}", result, markdown)
     return 0
 
 
