@@ -7,8 +7,8 @@
    DPO <= 1.15x SFT (DPO's reference is the base with the adapter disabled, so no second copy).
 2. Study: recipes/preference/tutoring_sft.yaml, then tutoring_dpo.yaml on its model. Telling rate (hint replies
    that state the final number) and exact match on solve requests, after SFT alone and after SFT -> DPO, on the
-   same 200 test problems; reward accuracy on the held-out pairs. Acceptance: telling rate at most half of SFT's,
-   exact match down by at most 0.02, reward accuracy >= 0.9.
+   same 200 test problems (the DPO run's own evaluation before and after); reward accuracy on the held-out pairs.
+   Acceptance: telling rate at most half of SFT's, exact match down by at most 0.02, reward accuracy >= 0.9.
 
 Writes bench/results/preference-<date>.md (and .json) with the machine's load averages (preference-memory-<date>
 or preference-study-<date> when one part is skipped).
@@ -93,12 +93,16 @@ def study(work: Path) -> dict:
     started = time.perf_counter()
     sft = _ft_run(ROOT / "recipes/preference/tutoring_sft.yaml", sft_dir)
     dpo = _ft_run(ROOT / "recipes/preference/tutoring_dpo.yaml", dpo_dir, f"model.path={sft_dir / 'model'}")
-    after_sft = sft["eval"]["after"]["tutoring"]
+    keys = ("exact_match", "telling_rate", "question_rate", "step_validity")
+    # the DPO run's "before" is the SFT model on the DPO run's own test prompts: SFT alone and SFT -> DPO on the
+    # same rows (the SFT run's own test split draws other problems, so its numbers are kept only beside them)
+    before_dpo = dpo["eval"]["before"]["tutoring"]
     after_dpo = dpo["eval"]["after"]["tutoring"]
     pairs = dpo["finetune"].get("preference", {})
     return {
-        "sft": {k: after_sft.get(k) for k in ("exact_match", "telling_rate", "question_rate", "step_validity")},
-        "dpo": {k: after_dpo.get(k) for k in ("exact_match", "telling_rate", "question_rate", "step_validity")},
+        "sft": {k: before_dpo.get(k) for k in keys},
+        "dpo": {k: after_dpo.get(k) for k in keys},
+        "sft_on_its_own_test": {k: sft["eval"]["after"]["tutoring"].get(k) for k in keys},
         "reward_accuracy": pairs.get("val_reward_accuracy"),
         "reward_margin": pairs.get("val_reward_margin"),
         "wall_s": round(time.perf_counter() - started, 1),

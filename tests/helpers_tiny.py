@@ -134,6 +134,25 @@ def tiny_gemma3_model(vocab_size: int, **config: Any) -> Any:
     return Gemma3ForCausalLM(Gemma3TextConfig(**{**TINY_GEMMA3, "vocab_size": vocab_size, **config}))
 
 
+LABEL_TEXTS = [f"Sentence {i}: the market rose {i} points and the patient felt good, or bad." for i in range(200)]
+LABEL_PROMPTS = ["the patient felt", "the market", "Sentence 12: the market rose 4 points and", "or"]
+
+
+def label_tokenizer(out: Path) -> Any:
+    """A 320-token tokenizer trained on LABEL_TEXTS, whose words make labels with shared and distinct first tokens."""
+    from finetune.model.tokenizer import load_tokenizer, train_tokenizer
+
+    train_tokenizer(LABEL_TEXTS, 320, out)
+    return load_tokenizer(out)
+
+
+def tiny_core_model(vocab_size: int) -> Any:
+    """Our core at test size: 2 layers, width 32, 4 heads, 64 positions."""
+    from finetune.model.core import CoreConfig, CoreForCausalLM
+
+    return CoreForCausalLM(CoreConfig(vocab_size=vocab_size, width=32, layers=2, heads=4, context_length=64))
+
+
 # ---------------------------------------------------------------- runs
 
 

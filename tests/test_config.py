@@ -58,6 +58,15 @@ def test_contradictions_are_errors():
                 "method": {"kind": "lora", "freeze": {"train_top_blocks": 1}},
             }
         )
+    with pytest.raises(RecipeError, match="rpo_alpha applies to objective: dpo, not orpo"):
+        recipe_from_dict(
+            {
+                "name": "t",
+                "model": {"path": "x"},
+                "data": {"shape": "preference", "scenario": "tutoring"},
+                "method": {"objective": "orpo", "rpo_alpha": 1.0},
+            }
+        )
     with pytest.raises(RecipeError, match="not divisible"):
         recipe_from_dict({**BASE, "model": {"core": {"width": 30, "heads": 4}}})
 

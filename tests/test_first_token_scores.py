@@ -5,28 +5,21 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers_tiny import tiny_gemma3_model
+from helpers_tiny import LABEL_PROMPTS, label_tokenizer, tiny_core_model, tiny_gemma3_model
 
 from finetune.eval.generate import generate
 from finetune.eval.label_scores import first_token_ids, label_probs, renormalised
-from finetune.model.tokenizer import load_tokenizer, train_tokenizer
 
-TEXTS = [f"Sentence {i}: the market rose {i} points and the patient felt good, or bad." for i in range(200)]
-PROMPTS = ["the patient felt", "the market", "Sentence 12: the market rose 4 points and", "or"]
+PROMPTS = LABEL_PROMPTS
 CHOICES = [["good", "bad"], ["rose", "fell", "flat"], ["the market", "the patient"], ["points", "or", "good"]]
 
 
 @pytest.fixture(scope="module")
 def tok(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tok")
-    train_tokenizer(TEXTS, 320, out)
-    return load_tokenizer(out)
+    return label_tokenizer(tmp_path_factory.mktemp("tok"))
 
 
-def _core(vocab: int) -> torch.nn.Module:
-    from finetune.model.core import CoreConfig, CoreForCausalLM
-
-    return CoreForCausalLM(CoreConfig(vocab_size=vocab, width=32, layers=2, heads=4, context_length=64))
+_core = tiny_core_model
 
 
 @pytest.mark.parametrize("build", [_core, lambda v: tiny_gemma3_model(v, final_logit_softcapping=2.0)])

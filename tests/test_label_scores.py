@@ -5,28 +5,28 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers_tiny import tiny_gemma3_model, tiny_llama_model
+from helpers_tiny import (
+    LABEL_PROMPTS,
+    LABEL_TEXTS,
+    label_tokenizer,
+    tiny_core_model,
+    tiny_gemma3_model,
+    tiny_llama_model,
+)
 
 from finetune.data.format import encode_plain
 from finetune.eval.label_scores import label_probs
 from finetune.model.loss import output_head
-from finetune.model.tokenizer import load_tokenizer, train_tokenizer
 
-TEXTS = [f"Sentence {i}: the market rose {i} points and the patient felt good, or bad." for i in range(200)]
-PROMPTS = ["the patient felt", "the market", "Sentence 12: the market rose 4 points and", "or"]
+PROMPTS = LABEL_PROMPTS
 
 
 @pytest.fixture(scope="module")
 def tok(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tok")
-    train_tokenizer(TEXTS, 320, out)
-    return load_tokenizer(out)
+    return label_tokenizer(tmp_path_factory.mktemp("tok"))
 
 
-def _core(vocab: int) -> torch.nn.Module:
-    from finetune.model.core import CoreConfig, CoreForCausalLM
-
-    return CoreForCausalLM(CoreConfig(vocab_size=vocab, width=32, layers=2, heads=4, context_length=64))
+_core = tiny_core_model
 
 
 def _llama(vocab: int) -> torch.nn.Module:
@@ -76,7 +76,7 @@ def test_one_pass_per_prompt_and_the_head_sees_one_row_each(tok):
     """77 labels (BANKING77's intents) cost one forward per prompt, and the head a [prompts, vocab] product."""
     torch.manual_seed(0)
     model = _core(len(tok)).eval()
-    words = sorted({w for t in TEXTS for w in t.replace(":", " ").replace(",", " ").split()})
+    words = sorted({w for t in LABEL_TEXTS for w in t.replace(":", " ").replace(",", " ").split()})
     labels = [w for w in words if len(encode_plain(tok, w)) >= 1]
     firsts: dict[int, str] = {}
     for w in labels:

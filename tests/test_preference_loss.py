@@ -44,7 +44,15 @@ class _Acc:
     gather_for_metrics = gather
 
 
-def _trl_dpo(per_token: torch.Tensor, mask: torch.Tensor, ref: torch.Tensor, beta: float, loss_type: str) -> float:
+def _trl_dpo(
+    per_token: torch.Tensor,
+    mask: torch.Tensor,
+    ref: torch.Tensor,
+    beta: float,
+    loss_type: str,
+    loss_types: list[str] | None = None,
+    loss_weights: list[float] | None = None,
+) -> float:
     from trl.trainer.dpo_trainer import DPOTrainer
 
     n = per_token.shape[0]
@@ -61,8 +69,8 @@ def _trl_dpo(per_token: torch.Tensor, mask: torch.Tensor, ref: torch.Tensor, bet
         ld_alpha=None,
         precompute_ref_logps=True,
         f_divergence_type="reverse_kl",
-        loss_types=[loss_type],
-        loss_weights=[1.0],
+        loss_types=loss_types or [loss_type],
+        loss_weights=loss_weights or [1.0],
         beta=beta,
         label_smoothing=0.0,
         use_weighting=False,
@@ -90,6 +98,28 @@ def test_dpo_and_ipo_equal_trl(loss_type, beta):
     nc, nr = counts.chunk(2)
     ours, _, _ = dpo_losses(pc, pr, *ref.chunk(2), beta, loss_type, nc, nr)
     assert abs(float(ours.mean()) - _trl_dpo(per_token, mask, ref, beta, loss_type)) <= 1e-6
+
+
+def test_rpo_term_equals_trl_sigmoid_plus_sft():
+    """RPO: DPO plus alpha x the chosen NLL per token; TRL 1.x spells it loss_type [sigmoid, sft] with weights
+    [1, alpha] and averages the NLL over the batch's chosen tokens, which is our per-pair mean when the chosen
+    completions have equal lengths (as here)."""
+    from finetune.train.preference import chosen_nll
+
+    per_token, mask = _per_token(seed=3)
+    mask[:B] = 0
+    mask[:B, 2:7] = 1  # every chosen completion 5 tokens; rejected ones keep their random spans
+    per_token = per_token * mask[:, 1:] + (per_token == 0) * mask[:, 1:] * -0.5
+    ref = -torch.rand(2 * B, generator=torch.Generator().manual_seed(4)) * 20
+    sums, counts = per_token.sum(1), mask[:, 1:].sum(1).float()
+    pc, pr = sums.chunk(2)
+    nc, nr = counts.chunk(2)
+    alpha = 0.7
+    dpo, _, _ = dpo_losses(pc, pr, *ref.chunk(2), 0.1, "sigmoid", nc, nr)
+    ours = float((dpo + alpha * chosen_nll(pc, nc)).mean())
+    trl = _trl_dpo(per_token, mask, ref, 0.1, "sigmoid", ["sigmoid", "sft"], [1.0, alpha])
+    assert abs(ours - trl) <= 1e-6
+    assert abs(ours - float(dpo.mean())) > 0.1  # the term is there
 
 
 def test_orpo_odds_ratio_term_equals_trl_and_the_loss_adds_the_chosen_nll():

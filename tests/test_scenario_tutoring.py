@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from finetune.metrics.numeric import marked_number
 from finetune.scenarios import ScenarioDataError, get
 from finetune.scenarios import tutoring as tut
 
@@ -75,6 +76,30 @@ def test_hints_never_state_the_answer(difficulty):
             assert str(int(r["answer"])) not in re.findall(r"\d+", r["output"])
         metrics = tut.evaluate([r["output"] for r in rows], rows)
         assert metrics["telling_rate"] == 0.0 and metrics["hint_rougeL"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("solve_rejected", ["wrong_number", "hint"])
+def test_pairs_hold_their_preference_by_construction(solve_rejected):
+    """Hint requests: the chosen hint does not tell, the rejected worked answer does. Solve requests: the chosen
+    worked answer ends in the answer; the rejected one ends in another number, or is the hint that does not solve."""
+    splits = tut.preference_pairs(seed=1, sizes=SMALL, solve_rejected=solve_rejected)
+    modes = set()
+    for rows in splits.values():
+        for r in rows:
+            modes.add(r["mode"])
+            answer = float(r["answer"])
+            assert r["chosen"] == r["output"] and r["prompt"] == r["input"]
+            if r["mode"] == "hint":
+                assert not tut._tells(r["chosen"], answer) and tut._tells(r["rejected"], answer)
+            elif solve_rejected == "hint":
+                assert tut._tells(r["chosen"], answer) and not tut._tells(r["rejected"], answer)
+                assert r["rejected"].endswith("?") and "####" not in r["rejected"]
+            else:
+                right, wrong = (marked_number(t) for t in (r["chosen"], r["rejected"]))
+                assert right == answer and wrong is not None and wrong != answer
+    assert modes == {"hint", "solve"}
+    with pytest.raises(ValueError, match="solve_rejected"):
+        tut.preference_pairs(seed=0, solve_rejected="blank")
 
 
 def test_bad_options_raise():

@@ -265,7 +265,9 @@ ADDED_FIELDS: dict[str, frozenset[str]] = {
     "DataSpec": frozenset({"examples_per_epoch", "mix_by", "replay"}),
     "EvalSpec": frozenset({"label_scores", "overlap", "retention"}),
     "Fields": frozenset({"chosen", "prompt", "rejected"}),
-    "MethodSpec": frozenset({"beta", "loss_type", "objective", "orpo_lambda", "pair_passes", "precompute_reference"}),
+    "MethodSpec": frozenset(
+        {"beta", "loss_type", "objective", "orpo_lambda", "pair_passes", "precompute_reference", "rpo_alpha"}
+    ),
     "Recipe": frozenset({"scale"}),
     "SourceSpec": frozenset({"proportion"}),
 }

@@ -466,6 +466,12 @@ class MethodSpec(Strict):
         "sigmoid", description="objective dpo: sigmoid (DPO) or ipo (squared loss on per-token log-ratio margins)"
     )
     orpo_lambda: float = Field(0.1, gt=0, description="objective orpo: weight of the odds-ratio term beside the NLL")
+    rpo_alpha: float = Field(
+        0.0,
+        ge=0,
+        description="objective dpo: weight of the chosen answer's NLL per token added to each pair's loss (RPO, TRL's "
+        "rpo_alpha): keeps DPO from lowering the chosen answers' likelihood along with the rejected ones'; 0: off",
+    )
     precompute_reference: bool = Field(
         False,
         description="objective dpo: compute the reference log-probs once before training, so training holds "
@@ -482,6 +488,8 @@ class MethodSpec(Strict):
     def _freeze_is_full_only(self) -> "MethodSpec":
         if self.kind != "full" and (self.freeze.train_top_blocks is not None or self.freeze.embeddings):
             raise ValueError(f"method.freeze applies to kind: full, not {self.kind}")
+        if self.rpo_alpha and self.objective != "dpo":
+            raise ValueError(f"method.rpo_alpha applies to objective: dpo, not {self.objective}")
         return self
 
 

@@ -231,28 +231,45 @@ def _wrong_final(solution: str, answer: float, rng: random.Random) -> str:
     return f"{head}#### {wrong}"
 
 
-def _pair(p: _Problem, mode: str, difficulty: int, rng: random.Random) -> Row | None:
+def _pair(p: _Problem, mode: str, difficulty: int, rng: random.Random, solve_rejected: str) -> Row | None:
     """A hint request whose chosen reply guides and whose rejected reply is the worked answer that tells it; or a
-    solve request whose chosen reply is the right worked answer and whose rejected one ends in a wrong number."""
+    solve request whose chosen reply is the right worked answer and whose rejected one ends in a wrong number
+    (``solve_rejected: wrong_number``) or is the hint that does not solve it (``hint``)."""
     row = _row(p, mode, difficulty)
     if row is None:
         return None
     solution = "\n".join(p.lines + [f"#### {p.value}"])
-    rejected = solution if mode == "hint" else _wrong_final(solution, row["answer"], rng)
+    if mode == "hint":
+        rejected = solution
+    elif solve_rejected == "hint":
+        hint = _row(p, "hint", difficulty)
+        if hint is None:
+            return None
+        rejected = hint["output"]
+    else:
+        rejected = _wrong_final(solution, row["answer"], rng)
     return {**row, "prompt": row["input"], "chosen": row["output"], "rejected": rejected}
 
 
 def preference_pairs(
-    seed: int = 0, sizes: dict[str, int] | None = None, difficulty: int = 1, solve_share: float = 0.5
+    seed: int = 0,
+    sizes: dict[str, int] | None = None,
+    difficulty: int = 1,
+    solve_share: float = 0.5,
+    solve_rejected: str = "wrong_number",
 ) -> Splits:
     """Tutoring pairs with ground truth by construction: hint requests (chosen: the hint that does not state the final
     number; rejected: the worked answer, which does), and for ``solve_share`` of the rows solve requests (chosen: the
-    right worked answer; rejected: the same steps ending in a wrong number), so tuning away from telling keeps the
-    solving. Rows keep ``input``/``output`` (the chosen side), ``answer`` and ``mode``: the evaluator scores them."""
+    right worked answer; rejected: the same steps ending in a wrong number, or with ``solve_rejected: hint`` the hint
+    that answers a solve request as if it were a hint request), so tuning away from telling keeps the solving. A
+    wrong number asks DPO to teach arithmetic; a hint teaches the two requests apart, which is what the push away
+    from telling blurs. Rows keep ``input``/``output`` (the chosen side), ``answer`` and ``mode``: the evaluator scores them."""
     if difficulty not in (1, 2, 3):
         raise ValueError(f"tutoring: difficulty must be 1, 2 or 3, got {difficulty!r}")
     if not isinstance(solve_share, (int, float)) or not 0.0 <= solve_share <= 1.0:
         raise ValueError(f"tutoring: solve_share must be a number from 0 to 1, got {solve_share!r}")
+    if solve_rejected not in ("wrong_number", "hint"):
+        raise ValueError(f"tutoring: solve_rejected must be 'wrong_number' or 'hint', got {solve_rejected!r}")
     rng = random.Random(f"{seed}:pairs")
 
     def make(split: str) -> Row:
@@ -260,7 +277,7 @@ def preference_pairs(
         mode = "solve" if rng.random() < solve_share else "hint"
         while True:
             p = _problem(rng, rng.choice(names), rng.choice(nouns), difficulty)
-            row = _pair(p, mode, difficulty, rng) if p else None
+            row = _pair(p, mode, difficulty, rng, solve_rejected) if p else None
             if row:
                 return row
 

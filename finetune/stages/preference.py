@@ -87,4 +87,5 @@ def describe(recipe: Recipe) -> str:
         where = "reference: a frozen copy of the base"
     else:
         where = "reference: the base with the adapter disabled (no second copy)"
-    return f"{m.loss_type} loss, beta {m.beta}; {where}; {passes}"
+    rpo = f" + {m.rpo_alpha} x chosen NLL (RPO)" if m.rpo_alpha else ""
+    return f"{m.loss_type} loss, beta {m.beta}{rpo}; {where}; {passes}"

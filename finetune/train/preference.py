@@ -151,6 +151,16 @@ def dpo_losses(
     return losses, beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
 
 
+def chosen_nll(chosen_sum: torch.Tensor, chosen_tokens: torch.Tensor) -> torch.Tensor:
+    """The chosen completion's negative log-likelihood per token, per pair: RPO's term (Pang et al. 2024; TRL's
+    ``rpo_alpha``) that keeps DPO from lowering the chosen answer's likelihood along with the rejected one's.
+
+    TRL averages it over the batch's chosen tokens (equal for equal lengths); per pair, a step's loss does not depend
+    on how its pairs are split over micro-batches and processes.
+    """
+    return -chosen_sum / chosen_tokens.clamp(min=1.0)
+
+
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
     """log(1 - exp(x)) for x < 0, stable on both sides of -ln 2."""
     return torch.where(x < -0.6931471805599453, torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x)))
@@ -190,12 +200,21 @@ class PreferenceObjective:
     passes: int = 2  # 2: chosen and rejected in separate checkpointed passes (see the module docstring); 1: one pass
     ref_model: torch.nn.Module | None = None  # a frozen copy (full fine-tuning without precomputed references)
     forward_kwargs: dict[str, Any] = field(default_factory=dict)
+    rpo_alpha: float = 0.0  # dpo: weight of the chosen completion's NLL per token in each pair's loss (RPO)
     val_stats: dict[str, float] = field(default_factory=dict)  # the last validation pass's numbers
     _stats: torch.Tensor | None = None
 
     @classmethod
     def from_spec(cls, method: Any, ref_model: torch.nn.Module | None = None) -> PreferenceObjective:
-        return cls(method.objective, method.beta, method.loss_type, method.orpo_lambda, method.pair_passes, ref_model)
+        return cls(
+            method.objective,
+            method.beta,
+            method.loss_type,
+            method.orpo_lambda,
+            method.pair_passes,
+            ref_model,
+            rpo_alpha=method.rpo_alpha,
+        )
 
     @staticmethod
     def terms(example: dict[str, Any]) -> int:
@@ -222,6 +241,8 @@ class PreferenceObjective:
         else:
             ref_c, ref_r = ref.chunk(2)
             losses, rc, rr = dpo_losses(pc, pr, ref_c, ref_r, self.beta, self.loss_type, nc, nr)
+            if self.rpo_alpha:
+                losses = losses + self.rpo_alpha * chosen_nll(pc, nc)
         self._add_stats(pc.detach(), pr.detach(), rc, rr)
         return losses.sum()
 
