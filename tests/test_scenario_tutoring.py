@@ -78,6 +78,21 @@ def test_hints_never_state_the_answer(difficulty):
         assert metrics["telling_rate"] == 0.0 and metrics["hint_rougeL"] == pytest.approx(1.0)
 
 
+def test_tell_share_makes_training_tutors_tell_and_keeps_test_references_hints():
+    plain = tut.generate(seed=3, sizes=SMALL, mode="hint")
+    assert tut.generate(seed=3, sizes=SMALL, mode="hint", tell_share=0.0) == plain  # off: the same rows
+    splits = tut.generate(seed=3, sizes=SMALL, mode="hint", tell_share=0.4)
+    for split, rows in splits.items():
+        told = tut.telling_rate([r["output"] for r in rows], [r["answer"] for r in rows])
+        if split == "test":
+            assert told == 0.0
+        else:
+            assert 0.25 <= told <= 0.55, (split, told)
+            assert all(r["input"].startswith(tut.HINT_PREFIX) for r in rows)
+    with pytest.raises(ValueError, match="tell_share"):
+        tut.generate(seed=0, tell_share=2)
+
+
 @pytest.mark.parametrize("solve_rejected", ["wrong_number", "hint"])
 def test_pairs_hold_their_preference_by_construction(solve_rejected):
     """Hint requests: the chosen hint does not tell, the rejected worked answer does. Solve requests: the chosen

@@ -197,13 +197,20 @@ def generate(
     mode: str = "solve",
     difficulty: int = 1,
     hint_share: float = 0.3,
+    tell_share: float = 0.0,
 ) -> Splits:
     """Templated word problems; test rows use only held-out names and nouns. ``mode: mixed`` draws hint requests
-    for ``hint_share`` of the rows and solve requests for the rest (one source, one evaluation of both)."""
+    for ``hint_share`` of the rows and solve requests for the rest (one source, one evaluation of both).
+
+    ``tell_share``: the share of training and validation hint requests answered with the worked answer, as tutors
+    in real dialogues often give the answer away (MathDial's "telling"); an SFT model learns to tell from them, which
+    is what preference tuning is for. Test references stay hints."""
     if mode not in (*MODES, "mixed"):
         raise ValueError(f"tutoring: mode must be 'solve', 'hint' or 'mixed', got {mode!r}")
     if not isinstance(hint_share, (int, float)) or not 0.0 <= hint_share <= 1.0:
         raise ValueError(f"tutoring: hint_share must be a number from 0 to 1, got {hint_share!r}")
+    if not isinstance(tell_share, (int, float)) or not 0.0 <= tell_share <= 1.0:
+        raise ValueError(f"tutoring: tell_share must be a number from 0 to 1, got {tell_share!r}")
     if difficulty not in (1, 2, 3):
         raise ValueError(f"tutoring: difficulty must be 1, 2 or 3, got {difficulty!r}")
     rng = random.Random(seed)
@@ -214,6 +221,8 @@ def generate(
         while True:
             p = _problem(rng, rng.choice(names), rng.choice(nouns), difficulty)
             row = _row(p, this, difficulty) if p else None
+            if row and this == "hint" and split != "test" and tell_share and rng.random() < tell_share:
+                row["output"] = "\n".join(p.lines + [f"#### {p.value}"])  # the tutor tells
             if row:
                 return row
 
