@@ -134,7 +134,10 @@ def train_and_score(recipe: dict[str, Any]) -> dict[str, Any]:
     wall = time.perf_counter() - started
     run_dir = Path(result.run_dir)
     tuned = json.loads((run_dir / "eval.json").read_text())
-    plain = recipe_from_dict({**recipe, "eval": {**recipe["eval"], "decision": "argmax"}})
+    # the same model again under argmax; the retention probe was measured by the run (and needs the base it is not given)
+    plain = recipe_from_dict(
+        {**recipe, "eval": {**recipe["eval"], "decision": "argmax", "retention": {"enabled": False}}}
+    )
     argmax = _evaluate(plain, None, run_dir / "model", "cpu", print)
     report = json.loads((run_dir / "report.json").read_text())
     out = {
