@@ -104,7 +104,7 @@ def test_rpo_term_equals_trl_sigmoid_plus_sft():
     """RPO: DPO plus alpha x the chosen NLL per token; TRL 1.x spells it loss_type [sigmoid, sft] with weights
     [1, alpha] and averages the NLL over the batch's chosen tokens, which is our per-pair mean when the chosen
     completions have equal lengths (as here)."""
-    from finetune.train.preference import chosen_nll
+    from finetune.train.preference import nll_per_token
 
     per_token, mask = _per_token(seed=3)
     mask[:B] = 0
@@ -116,7 +116,7 @@ def test_rpo_term_equals_trl_sigmoid_plus_sft():
     nc, nr = counts.chunk(2)
     alpha = 0.7
     dpo, _, _ = dpo_losses(pc, pr, *ref.chunk(2), 0.1, "sigmoid", nc, nr)
-    ours = float((dpo + alpha * chosen_nll(pc, nc)).mean())
+    ours = float((dpo + alpha * nll_per_token(pc, nc)).mean())
     trl = _trl_dpo(per_token, mask, ref, 0.1, "sigmoid", ["sigmoid", "sft"], [1.0, alpha])
     assert abs(ours - trl) <= 1e-6
     assert abs(ours - float(dpo.mean())) > 0.1  # the term is there

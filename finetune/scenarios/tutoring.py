@@ -90,6 +90,10 @@ class _Problem:
         self.question = f"How many {noun} does {name} have now?"
         self.value = 0
 
+    def solution(self) -> str:
+        """The worked answer in GSM8K format: one line per step, then ``#### <answer>``."""
+        return "\n".join(self.lines + [f"#### {self.value}"])
+
     def step(self, a: int, sym: str, b: int, result: int, line: str, hint: str) -> None:
         note = f"{a}{sym}{b}={result}"
         self.lines.append(line.format(calc=f"{a} {sym} {b} = <<{note}>>{result}"))
@@ -176,7 +180,7 @@ def _row(p: _Problem, mode: str, difficulty: int) -> Row | None:
     if mode == "hint":
         question = f"{HINT_PREFIX}{question}"
     if mode == "solve":
-        output = "\n".join(p.lines + [f"#### {p.value}"])
+        output = p.solution()
     else:
         output = p.hint if difficulty == 1 else f"First, {p.hint[0].lower()}{p.hint[1:]}"
         if _tells(output, float(p.value)):
@@ -222,7 +226,7 @@ def generate(
             p = _problem(rng, rng.choice(names), rng.choice(nouns), difficulty)
             row = _row(p, this, difficulty) if p else None
             if row and this == "hint" and split != "test" and tell_share and rng.random() < tell_share:
-                row["output"] = "\n".join(p.lines + [f"#### {p.value}"])  # the tutor tells
+                row["output"] = p.solution()  # the tutor tells
             if row:
                 return row
 
@@ -247,7 +251,7 @@ def _pair(p: _Problem, mode: str, difficulty: int, rng: random.Random, solve_rej
     row = _row(p, mode, difficulty)
     if row is None:
         return None
-    solution = "\n".join(p.lines + [f"#### {p.value}"])
+    solution = p.solution()
     if mode == "hint":
         rejected = solution
     elif solve_rejected == "hint":

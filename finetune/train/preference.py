@@ -151,14 +151,15 @@ def dpo_losses(
     return losses, beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
 
 
-def chosen_nll(chosen_sum: torch.Tensor, chosen_tokens: torch.Tensor) -> torch.Tensor:
-    """The chosen completion's negative log-likelihood per token, per pair: RPO's term (Pang et al. 2024; TRL's
-    ``rpo_alpha``) that keeps DPO from lowering the chosen answer's likelihood along with the rejected one's.
+def nll_per_token(sums: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Each completion's negative log-likelihood per token. Of the chosen side it is RPO's term (Pang et al. 2024;
+    TRL's ``rpo_alpha``), which keeps DPO from lowering the chosen answer's likelihood along with the rejected one's,
+    and ORPO's NLL.
 
     TRL averages it over the batch's chosen tokens (equal for equal lengths); per pair, a step's loss does not depend
     on how its pairs are split over micro-batches and processes.
     """
-    return -chosen_sum / chosen_tokens.clamp(min=1.0)
+    return -sums / tokens.clamp(min=1.0)
 
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
@@ -179,8 +180,8 @@ def orpo_losses(
     logs them. The NLL is averaged per pair (TRL averages it over the batch's tokens: equal for equal lengths), so a
     step's loss does not depend on how its pairs are split over micro-batches and processes.
     """
-    chosen = chosen_sum / chosen_tokens.clamp(min=1.0)
-    rejected = rejected_sum / rejected_tokens.clamp(min=1.0)
+    chosen = -nll_per_token(chosen_sum, chosen_tokens)
+    rejected = -nll_per_token(rejected_sum, rejected_tokens)
     log_odds = (chosen - rejected) - (log1mexp(chosen) - log1mexp(rejected))
     losses = -chosen - orpo_lambda * F.logsigmoid(log_odds)
     return losses, orpo_lambda * chosen.detach(), orpo_lambda * rejected.detach()
@@ -242,7 +243,7 @@ class PreferenceObjective:
             ref_c, ref_r = ref.chunk(2)
             losses, rc, rr = dpo_losses(pc, pr, ref_c, ref_r, self.beta, self.loss_type, nc, nr)
             if self.rpo_alpha:
-                losses = losses + self.rpo_alpha * chosen_nll(pc, nc)
+                losses = losses + self.rpo_alpha * nll_per_token(pc, nc)
         self._add_stats(pc.detach(), pr.detach(), rc, rr)
         return losses.sum()
 
