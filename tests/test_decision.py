@@ -83,6 +83,25 @@ def test_a_model_that_gains_nothing_keeps_its_argmax():
     assert "argmax" in describe({"rule": "tuned", **info})
 
 
+def test_a_rule_tuned_on_noise_is_checked_out_of_fold_and_argmax_kept():
+    # a calibrated model (its right offset is 0) on 36 validation rows, 7 of them "bad": an offset tuned on all 36
+    # raises MCC there by fitting a few rows; tuned on four folds it loses on the fifth, so the rule keeps argmax
+    rng = random.Random(0)
+    truth = ["bad"] * 7 + ["good"] * 29
+    margins = [rng.gauss(1.0 if t == "bad" else -1.0, 1.0) for t in truth]
+    offsets, measured = tune_offsets(_binary(margins), truth)
+    assert offsets == {"good": 0.0, "bad": 0.0}
+    assert measured["kept_argmax"]["in_sample"] > measured["argmax"] + 0.1  # what the unchecked rule would claim
+    cv = measured["out_of_fold"]
+    assert cv["folds"] == 5 and cv["tuned"] < cv["argmax"] == measured["argmax"] == measured["tuned"]
+    line = describe({"rule": "tuned", "offsets": offsets, **measured})
+    assert "argmax kept" in line and "out of fold" in line
+    # a model pushed 2.5 nats to "good" (argmax calls every row good): the check passes and the offset is applied
+    shifted = [m - 2.5 for m in margins]
+    moved, info = tune_offsets(_binary(shifted), truth)
+    assert moved["bad"] > 0.5 and "kept_argmax" not in info and info["out_of_fold"]["tuned"] > info["out_of_fold"]["argmax"]
+
+
 # ---------------------------------------------------------------- warnings
 
 
@@ -240,7 +259,7 @@ def test_tuned_decision_and_balance_reach_eval_json_and_report(tmp_path, capsys)
     assert rule["rule"] == "tuned" and rule["rows"] == 8 and rule["metric"] == "mcc"
     assert set(rule["offsets"]) == {"good", "bad"}
     report = (tmp_path / "run" / "report.md").read_text()
-    assert describe(rule) in report and "decision: tuned on 8 validation rows" in report
+    assert describe(rule) in report and "on 8 validation rows" in report  # tuned, or argmax kept by the check
     assert isinstance(ev["warnings"]["after"]["risk_assessment"], list)
 
 

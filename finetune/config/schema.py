@@ -548,7 +548,8 @@ class EvalSpec(Strict):
     decision: Literal["argmax", "tuned"] = Field(
         "argmax",
         description="constrained labels: argmax of the label scores, or per-class log-score offsets tuned on "
-        "the validation split to maximise MCC (two labels) or macro-F1 (more); the report states the rule",
+        "the validation split to maximise MCC (two labels) or macro-F1 (more), kept only if they beat argmax out of "
+        "fold on that split (5-fold check); the report states the rule",
     )
     overlap: Literal["report", "drop"] = Field(
         "report",
