@@ -99,7 +99,11 @@ def test_a_rule_tuned_on_noise_is_checked_out_of_fold_and_argmax_kept():
     # a model pushed 2.5 nats to "good" (argmax calls every row good): the check passes and the offset is applied
     shifted = [m - 2.5 for m in margins]
     moved, info = tune_offsets(_binary(shifted), truth)
-    assert moved["bad"] > 0.5 and "kept_argmax" not in info and info["out_of_fold"]["tuned"] > info["out_of_fold"]["argmax"]
+    assert (
+        moved["bad"] > 0.5
+        and "kept_argmax" not in info
+        and info["out_of_fold"]["tuned"] > info["out_of_fold"]["argmax"]
+    )
 
 
 # ---------------------------------------------------------------- warnings
