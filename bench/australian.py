@@ -190,7 +190,9 @@ def render(results: dict[str, Any]) -> str:
                     "argmax"
                     if rule.get("rule") != "tuned"
                     else f"bad {rule.get('offsets', {}).get('bad', 0):+.2f} on {rule.get('rows')} val rows "
-                    f"(val {rule.get('metric')} {_f(rule.get('argmax'))} -> {_f(rule.get('tuned'))})"
+                    f"(val {rule.get('metric')} {_f(rule.get('argmax'))} -> {_f(rule.get('tuned'))}"
+                    + _out_of_fold_text(rule)
+                    + ")"
                 )
                 lines.append(
                     f"| {name} | {balance} | {decision} | {_f(m['mcc'])} | {_f(m['accuracy'])} | {_f(m['f1_bad'])} "
@@ -233,6 +235,16 @@ def _commit() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):  # a copy without .git: the caller may say which commit it is
         return os.environ.get("BENCH_COMMIT", "unknown")
+
+
+def _out_of_fold_text(rule: dict[str, Any]) -> str:
+    """The tuned rule's out-of-fold check, as the table shows it."""
+    cv = rule.get("out_of_fold")
+    if not cv:
+        return ""
+    if rule.get("kept_argmax"):
+        return f"; in sample {_f(rule['kept_argmax']['in_sample'])}, out of fold {_f(cv['tuned'])}: argmax kept"
+    return f"; out of fold {_f(cv['argmax'])} -> {_f(cv['tuned'])}"
 
 
 def main(argv: list[str] | None = None) -> int:
