@@ -7,7 +7,7 @@
    DPO <= 1.15x SFT (DPO's reference is the base with the adapter disabled, so no second copy).
 2. Study: recipes/preference/tutoring_sft.yaml, then tutoring_dpo.yaml on its model. Telling rate (hint replies
    that state the final number) and exact match on solve requests, after SFT alone and after SFT -> DPO, on the
-   same test problems (500) (the DPO run's own evaluation before and after); reward accuracy on the held-out pairs.
+   same 500 test problems (the DPO run's own evaluation before and after); reward accuracy on the held-out pairs.
    Acceptance: telling rate at most half of SFT's, exact match down by at most 0.02, reward accuracy >= 0.9.
 
 Writes bench/results/preference-<date>.md (and .json) with the machine's load averages (preference-memory-<date>

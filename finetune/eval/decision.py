@@ -109,8 +109,10 @@ def tune_offsets(
     argmax_score = score(metric, gold, _predict(logs, labels, [0.0] * len(labels)))
     vector, best = _tune(logs, gold, labels, metric)
     measured: dict[str, Any] = {"metric": metric, "rows": len(rows), "labels": labels, "argmax": argmax_score}
-    check = _out_of_fold(logs, gold, labels, metric) if any(vector) else None
-    if check is not None:
+    folds_score = _out_of_fold(logs, gold, labels, metric) if any(vector) else None
+    if folds_score is not None:
+        folds, tuned_out = folds_score
+        check = {"folds": folds, "argmax": argmax_score, "tuned": tuned_out}  # argmax decides row by row: no folds
         measured["out_of_fold"] = check
         if check["tuned"] <= check["argmax"] + 1e-12:
             measured["kept_argmax"] = {"in_sample": best}
@@ -137,8 +139,8 @@ def _tune(logs: list[list[float]], gold: list[str], labels: list[str], metric: s
     return vector, best
 
 
-def _out_of_fold(logs: list[list[float]], gold: list[str], labels: list[str], metric: str) -> dict[str, Any] | None:
-    """Out-of-fold score of the tuning against argmax's score on the same rows; None with under 2 rows of a class.
+def _out_of_fold(logs: list[list[float]], gold: list[str], labels: list[str], metric: str) -> tuple[int, float] | None:
+    """(folds, score) of the decisions made by offsets tuned without each row's fold; None with under 2 rows of a class.
 
     Folds are stratified (each class dealt round-robin in row order, so the check is deterministic);
     there are ``FOLDS`` of them, fewer when the rarest class has fewer rows.
@@ -158,8 +160,7 @@ def _out_of_fold(logs: list[list[float]], gold: list[str], labels: list[str], me
         held = [i for i in range(len(gold)) if fold_of[i] == f]
         for i, p in zip(held, _predict([logs[i] for i in held], labels, vector)):
             predicted[i] = p
-    argmax = score(metric, gold, _predict(logs, labels, [0.0] * len(labels)))
-    return {"folds": folds, "argmax": argmax, "tuned": score(metric, gold, predicted)}
+    return folds, score(metric, gold, predicted)
 
 
 def _predict(logs: list[list[float]], labels: list[str], vector: list[float]) -> list[str]:
