@@ -57,6 +57,13 @@ REAL_SPEED: dict[str, Contender] = {
     "real_ours": Contender(
         "real", "ours", "lora", {"packed": False}, label="ft LoRA (logits at scored positions), length-grouped"
     ),
+    "real_ours_checkpointed": Contender(
+        "real",
+        "ours",
+        "lora",
+        {"packed": False, "checkpointing": True},
+        label="the same + train.gradient_checkpointing",
+    ),
     "real_bare_full_logits": Contender(
         "real",
         "bare",

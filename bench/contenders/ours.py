@@ -13,7 +13,8 @@ from bench.contenders import common
 from bench.measure import StepClock, matmul_params, rss_mb
 
 
-def lora(cfg: BenchConfig, assets: Assets, packed: bool) -> dict[str, Any]:
+def lora(cfg: BenchConfig, assets: Assets, packed: bool, checkpointing: bool = False) -> dict[str, Any]:
+    """``checkpointing``: what ``train.gradient_checkpointing: true`` does in a recipe."""
     from finetune import methods
     from finetune.config.schema import MethodSpec
     from finetune.model.hf import load_model
@@ -22,6 +23,8 @@ def lora(cfg: BenchConfig, assets: Assets, packed: bool) -> dict[str, Any]:
         load_model(str(assets.llama)),
         MethodSpec(kind="lora", r=cfg.lora_r, alpha=cfg.lora_alpha, targets=common.lora_targets(cfg)),
     )
+    if checkpointing:
+        methods.enable_checkpointing(model)
     return _train(cfg, assets, model, packed=packed, full=False)
 
 

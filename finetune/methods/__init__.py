@@ -46,6 +46,19 @@ def prepare(model: nn.Module, spec: MethodSpec) -> nn.Module:
     return method(model, spec)
 
 
+def enable_checkpointing(model: nn.Module) -> None:
+    """Recompute each decoder layer's activations in backward instead of keeping them: less memory, slower steps.
+
+    On Gemma 3 270M LoRA (bench.real_speed) it cut ft's peak RSS by about a quarter and cost about a quarter of its
+    tokens/s. The embedding's output is made to require grad so a frozen base still sends gradients into the
+    checkpointed layers (transformers' own recipe for adapters).
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()
+
+
 def count_trainable(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameters; shared (tied) tensors count once."""
     params = list(model.parameters())

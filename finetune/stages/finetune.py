@@ -114,7 +114,7 @@ def finetune(recipe: Recipe, run_dir: Path, base: str, accelerator: Any, resume:
     ref = pref.frozen_copy(recipe, model) if spec.shape == "preference" else None
     model = methods.prepare(model, recipe.method)
     if recipe.train.gradient_checkpointing:
-        _enable_checkpointing(model)
+        methods.enable_checkpointing(model)
     trainable, total = methods.count_trainable(model)
     say(f"method {recipe.method.kind}: {methods.describe(model)}")
     model.to(accelerator.device)
@@ -425,13 +425,6 @@ def _packing(recipe: Recipe, model: Any, say: Any) -> tuple[bool, dict[str, Any]
         say(f"packing off: {why}; batches are grouped by length instead")
         return False, {}
     return True, packed_forward_kwargs(model)
-
-
-def _enable_checkpointing(model: Any) -> None:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if hasattr(model, "enable_input_require_grads"):
-        model.enable_input_require_grads()
 
 
 def _token_cache() -> Path:
