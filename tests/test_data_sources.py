@@ -198,6 +198,19 @@ def test_generated_scenario_source():
     assert all(r["output"] in r["choices"] for r in src.splits["train"])
 
 
+@pytest.mark.parametrize(("system", "expected"), [(None, "scenario"), ("Short.", "Short."), ("", "")])
+def test_a_source_system_text_replaces_the_scenarios_and_empty_means_none(system, expected):
+    from finetune.data.format import Template
+    from finetune.scenarios import get
+
+    source = {"scenario": "risk_assessment", "sizes": {"train": 2, "validation": 1, "test": 1}}
+    (src,) = load_sources(DataSpec(sources=[{**source, **({} if system is None else {"system": system})}]), seed=0)
+    want = get("risk_assessment").system if expected == "scenario" else expected
+    assert src.system == want
+    text = str(Template(shape="instruction", eos_token="<eos>", system=src.system).prompt(src.splits["train"][0]))
+    assert text.startswith(want + "\n\n### Input:") if want else text.startswith("### Input:")
+
+
 def test_generated_scenario_bad_options():
     spec = DataSpec(sources=[{"scenario": "financial_analysis", "options": {"colour": "red"}}])
     with pytest.raises(UserError, match=r"data\.sources\[0\]\.options"):

@@ -222,7 +222,9 @@ class SourceSpec(Strict):
         description="which of your columns hold our fields, e.g. "
         "{input: text, output: label}; default: columns named like ours",
     )
-    system: Optional[str] = Field(None, description="system text put before every prompt")
+    system: Optional[str] = Field(
+        None, description="system text put before every prompt (default: the scenario's; \"\": none)"
+    )
     instruction: Optional[str] = Field(None, description="instruction text put before every input")
     card: Optional[str] = Field(None, description="data card name for this source")
     weight: int = Field(1, ge=1, description="repeat this source's training rows N times")

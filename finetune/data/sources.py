@@ -105,7 +105,7 @@ def _load_source(spec: DataSpec, index: int, source: SourceSpec, seed: int, carv
         name=name,
         scenario=scenario.name if scenario is not None else None,
         splits=checked,
-        system=source.system or (scenario.system if scenario is not None else None),
+        system=source.system if source.system is not None or scenario is None else scenario.system,  # "": none
         instruction=source.instruction,
         card=card,
         skipped=skipped,
