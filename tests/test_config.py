@@ -49,15 +49,19 @@ def test_overrides_are_validated_like_the_file():
 def test_contradictions_are_errors():
     with pytest.raises(RecipeError, match="give model.path"):
         recipe_from_dict({"name": "t", "model": {}})
-    with pytest.raises(RecipeError, match="freeze applies to kind: full"):
-        recipe_from_dict(
-            {
-                "name": "t",
-                "model": {"path": "x"},
-                "data": {"scenario": "tutoring"},
-                "method": {"kind": "lora", "freeze": {"train_top_blocks": 1}},
-            }
-        )
+    for freeze, why in (
+        ({"embeddings": True}, "freeze.embeddings applies to kind: full"),
+        ({"train_top_blocks": 0}, "nowhere"),
+    ):
+        with pytest.raises(RecipeError, match=why):
+            recipe_from_dict(
+                {
+                    "name": "t",
+                    "model": {"path": "x"},
+                    "data": {"scenario": "tutoring"},
+                    "method": {"kind": "lora", "freeze": freeze},
+                }
+            )
     with pytest.raises(RecipeError, match="rpo_alpha applies to objective: dpo, not orpo"):
         recipe_from_dict(
             {

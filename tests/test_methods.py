@@ -262,6 +262,27 @@ def test_full_trains_everything_and_freezing_embeddings_says_head_is_tied(tokeni
     assert count_trainable(model) == (total - embeddings.numel(), total)
 
 
+def test_lora_in_the_top_block_only_stops_backward_below_it(tokenizer, batch):
+    model = prepare(build("core", len(tokenizer)), MethodSpec(kind="lora", r=4, freeze=FreezeSpec(train_top_blocks=1)))
+    lower, upper = model.get_base_model().model.layers
+    assert not any("lora_" in n for n, _ in lower.named_parameters())
+    assert any("lora_" in n and p.requires_grad for n, p in upper.named_parameters())
+    needs_grad = {}
+    for name, block in (("lower", lower), ("upper", upper)):
+        block.register_forward_hook(
+            lambda m, a, out, name=name: needs_grad.__setitem__(name, _first(out).requires_grad)
+        )
+    losses = train(model, batch, steps=3)
+    assert needs_grad == {"lower": False, "upper": True}  # autograd records nothing for the lower block
+    assert losses[-1] < losses[0]
+    with pytest.raises(UserError, match=r"train_top_blocks=3 but the model has 2 blocks"):
+        prepare(build("core", len(tokenizer)), MethodSpec(kind="lora", freeze=FreezeSpec(train_top_blocks=3)))
+
+
+def _first(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
 def test_train_top_blocks_larger_than_model_is_a_user_error(tokenizer):
     with pytest.raises(UserError, match=r"train_top_blocks=3 but the model has 2 blocks"):
         prepare(build("core", len(tokenizer)), MethodSpec(kind="full", freeze=FreezeSpec(train_top_blocks=3)))

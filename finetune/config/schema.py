@@ -223,7 +223,7 @@ class SourceSpec(Strict):
         "{input: text, output: label}; default: columns named like ours",
     )
     system: Optional[str] = Field(
-        None, description="system text put before every prompt (default: the scenario's; \"\": none)"
+        None, description='system text put before every prompt (default: the scenario\'s; "": none)'
     )
     instruction: Optional[str] = Field(None, description="instruction text put before every input")
     card: Optional[str] = Field(None, description="data card name for this source")
@@ -439,8 +439,13 @@ class DataSpec(Strict):
 
 # ---------------------------------------------------------------- method
 class FreezeSpec(Strict):
-    train_top_blocks: Optional[int] = Field(None, ge=0, description="full fine-tuning: train only the top k blocks")
-    embeddings: bool = Field(False, description="freeze the token embeddings")
+    train_top_blocks: Optional[int] = Field(
+        None,
+        ge=0,
+        description="train only the top k blocks (full), or put the adapter only in them (lora, dora: backward "
+        "then stops at the lowest adapted block, so a step costs less)",
+    )
+    embeddings: bool = Field(False, description="freeze the token embeddings (kind: full)")
 
 
 class MethodSpec(Strict):
@@ -455,7 +460,9 @@ class MethodSpec(Strict):
     targets: Union[list[str], Literal["default", "all-linear"]] = Field(
         "default", description="module names for the adapter; default: attention projections of known architectures"
     )
-    freeze: FreezeSpec = Field(default_factory=FreezeSpec, description="parts kept frozen (kind: full)")
+    freeze: FreezeSpec = Field(
+        default_factory=FreezeSpec, description="parts kept frozen (train_top_blocks: every kind; embeddings: full)"
+    )
     objective: Literal["sft", "dpo", "orpo"] = Field(
         "sft",
         description="sft: next-token loss on the answers; dpo / orpo: preference tuning on data.shape: preference "
@@ -488,8 +495,10 @@ class MethodSpec(Strict):
 
     @model_validator(mode="after")
     def _freeze_is_full_only(self) -> "MethodSpec":
-        if self.kind != "full" and (self.freeze.train_top_blocks is not None or self.freeze.embeddings):
-            raise ValueError(f"method.freeze applies to kind: full, not {self.kind}")
+        if self.kind != "full" and self.freeze.embeddings:
+            raise ValueError(f"method.freeze.embeddings applies to kind: full, not {self.kind} (its base is frozen)")
+        if self.kind != "full" and self.freeze.train_top_blocks == 0:
+            raise ValueError(f"method.freeze.train_top_blocks: 0 leaves a {self.kind} adapter nowhere; use at least 1")
         if self.rpo_alpha and self.objective != "dpo":
             raise ValueError(f"method.rpo_alpha applies to objective: dpo, not {self.objective}")
         return self

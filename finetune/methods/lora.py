@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
@@ -16,13 +17,18 @@ from transformers.pytorch_utils import Conv1D
 
 from finetune.config.schema import MethodSpec
 from finetune.errors import UserError
+from finetune.methods.full import find_blocks
 from finetune.methods.targets import default_targets
 
 ADAPTABLE = (nn.Linear, Conv1D)
 
 
 def prepare_lora(model: nn.Module, spec: MethodSpec) -> PeftModel:
-    """Wrap ``model`` with a LoRA (or, for kind "dora", weight-decomposed LoRA) adapter."""
+    """Wrap ``model`` with a LoRA (or, for kind "dora", weight-decomposed LoRA) adapter.
+
+    With ``freeze.train_top_blocks: k`` the adapter sits in the top k blocks only: nothing below them needs a
+    gradient, so autograd stops there and a step skips the backward of the lower blocks.
+    """
     config = LoraConfig(
         r=spec.r,
         lora_alpha=spec.alpha,
@@ -30,9 +36,22 @@ def prepare_lora(model: nn.Module, spec: MethodSpec) -> PeftModel:
         target_modules=resolve_targets(model, spec.targets),
         use_dora=spec.kind == "dora",
         task_type="CAUSAL_LM",
+        **top_blocks(model, spec.freeze.train_top_blocks),
     )
     with quiet_checkpointing_alias():
         return get_peft_model(model, config)
+
+
+def top_blocks(model: nn.Module, k: int | None) -> dict[str, Any]:
+    """peft's ``layers_to_transform``/``layers_pattern`` for the top ``k`` blocks; {} for all of them."""
+    if k is None:
+        return {}
+    name, blocks = find_blocks(model)
+    if k > len(blocks):
+        raise UserError(
+            f"method.freeze.train_top_blocks={k} but the model has {len(blocks)} blocks; use at most {len(blocks)}"
+        )
+    return {"layers_to_transform": list(range(len(blocks) - k, len(blocks))), "layers_pattern": name.rsplit(".")[-1]}
 
 
 @contextmanager
