@@ -262,11 +262,16 @@ def test_full_trains_everything_and_freezing_embeddings_says_head_is_tied(tokeni
     assert count_trainable(model) == (total - embeddings.numel(), total)
 
 
-def test_lora_in_the_top_block_only_stops_backward_below_it(tokenizer, batch):
-    model = prepare(build("core", len(tokenizer)), MethodSpec(kind="lora", r=4, freeze=FreezeSpec(train_top_blocks=1)))
+@pytest.mark.parametrize("targets", ["default", "all-linear"])
+def test_lora_in_the_top_block_only_stops_backward_below_it(tokenizer, batch, targets):
+    model = prepare(
+        build("core", len(tokenizer)),
+        MethodSpec(kind="lora", r=4, targets=targets, freeze=FreezeSpec(train_top_blocks=1)),
+    )
     lower, upper = model.get_base_model().model.layers
     assert not any("lora_" in n for n, _ in lower.named_parameters())
     assert any("lora_" in n and p.requires_grad for n, p in upper.named_parameters())
+    assert not any("lora_" in n for n, _ in model.named_parameters() if ".layers." not in n)  # never the head
     needs_grad = {}
     for name, block in (("lower", lower), ("upper", upper)):
         block.register_forward_hook(

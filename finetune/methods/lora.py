@@ -29,14 +29,18 @@ def prepare_lora(model: nn.Module, spec: MethodSpec) -> PeftModel:
     With ``freeze.train_top_blocks: k`` the adapter sits in the top k blocks only: nothing below them needs a
     gradient, so autograd stops there and a step skips the backward of the lower blocks.
     """
+    targets, blocks = resolve_targets(model, spec.targets), top_blocks(model, spec.freeze.train_top_blocks)
+    if blocks and isinstance(targets, str):  # peft takes a layer range only with named targets
+        targets = leaf_names([n for n, m in model.get_submodule(blocks.pop("blocks")).named_modules() if _adaptable(m)])
+    blocks.pop("blocks", None)
     config = LoraConfig(
         r=spec.r,
         lora_alpha=spec.alpha,
         lora_dropout=spec.dropout,
-        target_modules=resolve_targets(model, spec.targets),
+        target_modules=targets,
         use_dora=spec.kind == "dora",
         task_type="CAUSAL_LM",
-        **top_blocks(model, spec.freeze.train_top_blocks),
+        **blocks,
     )
     with quiet_checkpointing_alias():
         return get_peft_model(model, config)
@@ -51,7 +55,15 @@ def top_blocks(model: nn.Module, k: int | None) -> dict[str, Any]:
         raise UserError(
             f"method.freeze.train_top_blocks={k} but the model has {len(blocks)} blocks; use at most {len(blocks)}"
         )
-    return {"layers_to_transform": list(range(len(blocks) - k, len(blocks))), "layers_pattern": name.rsplit(".")[-1]}
+    return {
+        "layers_to_transform": list(range(len(blocks) - k, len(blocks))),
+        "layers_pattern": name.rsplit(".")[-1],
+        "blocks": name,  # where "all-linear" is resolved to names (the blocks' Linear layers: never the head)
+    }
+
+
+def _adaptable(module: nn.Module) -> bool:
+    return isinstance(module, ADAPTABLE)
 
 
 @contextmanager
