@@ -38,16 +38,23 @@ def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
     return max(lists, key=lambda item: (len(item[1]), sum(p.numel() for p in item[1].parameters())))
 
 
-def train_only_top_blocks(model: nn.Module, k: int) -> None:
-    """Train the top ``k`` blocks, the modules after the block stack (final norm) and the LM head."""
+def top_block_indices(model: nn.Module, k: int) -> tuple[str, list[int]]:
+    """The block list's name and the indices of its top ``k`` blocks (method.freeze.train_top_blocks)."""
     name, blocks = find_blocks(model)
     if k > len(blocks):
         raise UserError(
             f"method.freeze.train_top_blocks={k} but the model has {len(blocks)} blocks; use at most {len(blocks)}"
         )
+    return name, list(range(len(blocks) - k, len(blocks)))
+
+
+def train_only_top_blocks(model: nn.Module, k: int) -> None:
+    """Train the top ``k`` blocks, the modules after the block stack (final norm) and the LM head."""
+    name, top = top_block_indices(model, k)
+    blocks = model.get_submodule(name)
     model.requires_grad_(False)
-    for block in list(blocks)[len(blocks) - k :]:
-        block.requires_grad_(True)
+    for i in top:
+        blocks[i].requires_grad_(True)
     for module in _modules_after(model, name):
         module.requires_grad_(True)
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None

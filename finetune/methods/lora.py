@@ -9,7 +9,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
@@ -17,7 +16,7 @@ from transformers.pytorch_utils import Conv1D
 
 from finetune.config.schema import MethodSpec
 from finetune.errors import UserError
-from finetune.methods.full import find_blocks
+from finetune.methods.full import top_block_indices
 from finetune.methods.targets import default_targets
 
 ADAPTABLE = (nn.Linear, Conv1D)
@@ -29,10 +28,12 @@ def prepare_lora(model: nn.Module, spec: MethodSpec) -> PeftModel:
     With ``freeze.train_top_blocks: k`` the adapter sits in the top k blocks only: nothing below them needs a
     gradient, so autograd stops there and a step skips the backward of the lower blocks.
     """
-    targets, blocks = resolve_targets(model, spec.targets), top_blocks(model, spec.freeze.train_top_blocks)
-    if blocks and isinstance(targets, str):  # peft takes a layer range only with named targets
-        targets = leaf_names([n for n, m in model.get_submodule(blocks.pop("blocks")).named_modules() if _adaptable(m)])
-    blocks.pop("blocks", None)
+    targets, layers = resolve_targets(model, spec.targets), {}
+    if spec.freeze.train_top_blocks is not None:
+        name, top = top_block_indices(model, spec.freeze.train_top_blocks)
+        layers = {"layers_to_transform": top, "layers_pattern": name.rsplit(".")[-1]}
+        if isinstance(targets, str):  # peft takes a layer range only with named targets: the blocks' Linear layers
+            targets = leaf_names([n for n, m in model.get_submodule(name).named_modules() if isinstance(m, ADAPTABLE)])
     config = LoraConfig(
         r=spec.r,
         lora_alpha=spec.alpha,
@@ -40,30 +41,10 @@ def prepare_lora(model: nn.Module, spec: MethodSpec) -> PeftModel:
         target_modules=targets,
         use_dora=spec.kind == "dora",
         task_type="CAUSAL_LM",
-        **blocks,
+        **layers,
     )
     with quiet_checkpointing_alias():
         return get_peft_model(model, config)
-
-
-def top_blocks(model: nn.Module, k: int | None) -> dict[str, Any]:
-    """peft's ``layers_to_transform``/``layers_pattern`` for the top ``k`` blocks; {} for all of them."""
-    if k is None:
-        return {}
-    name, blocks = find_blocks(model)
-    if k > len(blocks):
-        raise UserError(
-            f"method.freeze.train_top_blocks={k} but the model has {len(blocks)} blocks; use at most {len(blocks)}"
-        )
-    return {
-        "layers_to_transform": list(range(len(blocks) - k, len(blocks))),
-        "layers_pattern": name.rsplit(".")[-1],
-        "blocks": name,  # where "all-linear" is resolved to names (the blocks' Linear layers: never the head)
-    }
-
-
-def _adaptable(module: nn.Module) -> bool:
-    return isinstance(module, ADAPTABLE)
 
 
 @contextmanager
