@@ -1,7 +1,7 @@
 """python -m bench.forgetting [--out DIR] [--work DIR] [--only NAME,...] [k=v ...]
 
 The forgetting study (issue 16): recipes/study/forgetting_{full,lora}_{replay0,replay5}.yaml, run one after
-the other on one cached base (the quickstart's pretraining settings), then the task metric and the
+the other on one cached base (400 pretraining steps, the quickstart's settings until 2026-12-02), then the task metric and the
 general-text perplexity (held-out split of the pretraining corpus) before and after, side by side, with the
 literature's expectations checked against what was measured:
 

@@ -11,7 +11,7 @@ import pytest
 from finetune.config.schema import DataSpec
 from finetune.data import format as fmt
 from finetune.data import tokenize as tok_mod
-from finetune.data.format import ChoiceRegistry, Template, encode_example
+from finetune.data.format import ChoiceRegistry, Template, encode_example, encode_examples
 from finetune.data.tokenize import tokenize_rows
 from finetune.model.tokenizer import train_tokenizer
 
@@ -212,6 +212,22 @@ ROWS = [
 ]
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 1024])
+def test_rows_encoded_together_equal_rows_encoded_one_by_one(tokenizer, chunk):
+    """Batching the tokenizer calls over rows changes no id, label, label-set index or count, whatever the chunk."""
+    rows = ROWS + [{"input": f"a <|user|> b {tokenizer.eos_token} c", "output": f"ok {tokenizer.eos_token}"}] + ROWS[:2]
+    template = Template.for_tokenizer(tokenizer, "sys", None, "instruction")
+    one_stats: dict = {}
+    together_stats: dict = {}
+    one_registry, together_registry = ChoiceRegistry(), ChoiceRegistry()
+    one = [_encode(template, tokenizer, r, 64, choices=one_registry, stats=one_stats) for r in rows]
+    together = encode_examples(
+        template, tokenizer, rows, 64, "truncate", False, choices=together_registry, stats=together_stats, chunk=chunk
+    )
+    assert together == one and together_stats == one_stats and together_registry.sets == one_registry.sets
+    assert one_stats["truncated"] == 1 and any("choice_index" in e for e in one)
+
+
 def test_tokenize_rows_stats_and_mixed_choice_keys(tokenizer, tmp_path):
     template = Template.for_tokenizer(tokenizer, None, None, "instruction")
     data, stats = tokenize_rows(ROWS, template, tokenizer, _spec(), None)
@@ -241,7 +257,7 @@ def test_tokenization_cache_hit(tokenizer, tmp_path, monkeypatch, caplog):
     def boom(*args, **kwargs):
         raise AssertionError("tokenized again")
 
-    monkeypatch.setattr(tok_mod, "encode_example", boom)
+    monkeypatch.setattr(tok_mod, "encode_examples", boom)
     with caplog.at_level(logging.INFO, logger="finetune.data.tokenize"):
         second, stats2 = tokenize_rows(ROWS, template, tokenizer, _spec(), tmp_path)
     assert stats2 == {**stats1, "cached": True}

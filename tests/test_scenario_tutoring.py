@@ -93,12 +93,13 @@ def test_tell_share_makes_training_tutors_tell_and_keeps_test_references_hints()
         tut.generate(seed=0, tell_share=2)
 
 
-@pytest.mark.parametrize("solve_rejected", ["wrong_number", "hint"])
+@pytest.mark.parametrize("solve_rejected", ["wrong_number", "hint", "both"])
 def test_pairs_hold_their_preference_by_construction(solve_rejected):
     """Hint requests: the chosen hint does not tell, the rejected worked answer does. Solve requests: the chosen
-    worked answer ends in the answer; the rejected one ends in another number, or is the hint that does not solve."""
+    worked answer ends in the answer; the rejected one ends in another number, or is the hint that does not solve
+    (``both``: each solve pair is one of the two, and both kinds occur)."""
     splits = tut.preference_pairs(seed=1, sizes=SMALL, solve_rejected=solve_rejected)
-    modes = set()
+    modes, kinds = set(), set()
     for rows in splits.values():
         for r in rows:
             modes.add(r["mode"])
@@ -106,13 +107,17 @@ def test_pairs_hold_their_preference_by_construction(solve_rejected):
             assert r["chosen"] == r["output"] and r["prompt"] == r["input"]
             if r["mode"] == "hint":
                 assert not tut._tells(r["chosen"], answer) and tut._tells(r["rejected"], answer)
-            elif solve_rejected == "hint":
+                continue
+            kind = "wrong_number" if "####" in r["rejected"] else "hint"
+            kinds.add(kind)
+            if kind == "hint":
                 assert tut._tells(r["chosen"], answer) and not tut._tells(r["rejected"], answer)
                 assert r["rejected"].endswith("?") and "####" not in r["rejected"]
             else:
                 right, wrong = (marked_number(t) for t in (r["chosen"], r["rejected"]))
                 assert right == answer and wrong is not None and wrong != answer
     assert modes == {"hint", "solve"}
+    assert kinds == ({"wrong_number", "hint"} if solve_rejected == "both" else {solve_rejected})
     with pytest.raises(ValueError, match="solve_rejected"):
         tut.preference_pairs(seed=0, solve_rejected="blank")
 

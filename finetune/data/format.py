@@ -453,12 +453,61 @@ def encode_example(
     train/loss.py); the rest of the label and eos keep the plain loss, so constrained scoring and
     free generation both work. ``stats`` counts truncated, dropped and label_loss_fallbacks.
     """
+    parts = _nonempty_parts(template, row)
+    encoded = encode_many(tokenizer, [pieces for pieces, _ in parts])
+    return _assemble(template, tokenizer, row, parts, encoded, max_length, truncation, train_on_prompt, choices, stats)
+
+
+def encode_examples(
+    template: Template,
+    tokenizer: Any,
+    rows: list[Row],
+    max_length: int,
+    truncation: str,
+    train_on_prompt: bool,
+    choices: ChoiceRegistry | None = None,
+    stats: dict[str, int] | None = None,
+    chunk: int = 1024,
+) -> list[Example | None]:
+    """``encode_example`` for each row, the texts of ``chunk`` rows encoded in one tokenizer call.
+
+    One call per row spent most of a 16k-row tokenization starting the tokenizer's batch (0.35 ms a call, 14 s for the
+    quickstart's rows on 2 cores); the ids are the same (tests/test_data_format.py).
+    """
+    options = (max_length, truncation, train_on_prompt, choices, stats)
+    out: list[Example | None] = []
+    for at in range(0, len(rows), chunk):
+        part_rows = rows[at : at + chunk]
+        parts = [_nonempty_parts(template, row) for row in part_rows]
+        encoded = iter(encode_many(tokenizer, [pieces for row_parts in parts for pieces, _ in row_parts]))
+        for row, row_parts in zip(part_rows, parts):
+            ids = [next(encoded) for _ in row_parts]
+            out.append(_assemble(template, tokenizer, row, row_parts, ids, *options))
+    return out
+
+
+def _nonempty_parts(template: Template, row: Row) -> list[tuple[list[Piece], bool]]:
+    return [(pieces, trained) for pieces, trained in template.parts(row) if _join(pieces)]
+
+
+def _assemble(
+    template: Template,
+    tokenizer: Any,
+    row: Row,
+    parts: list[tuple[list[Piece], bool]],
+    encoded: list[list[int]],
+    max_length: int,
+    truncation: str,
+    train_on_prompt: bool,
+    choices: ChoiceRegistry | None,
+    stats: dict[str, int] | None,
+) -> Example | None:
+    """One row's example from its parts' ids: labels, truncation, the label-set index."""
     stats = stats if stats is not None else {}
-    parts = [(pieces, trained) for pieces, trained in template.parts(row) if _join(pieces)]
     ids: list[int] = []
     trained: list[bool] = []
     start = 0  # first token of the last trained piece: the response
-    for (_, is_trained), piece in zip(parts, encode_many(tokenizer, [pieces for pieces, _ in parts])):
+    for (_, is_trained), piece in zip(parts, encoded):
         if is_trained:
             start = len(ids)
         ids += piece

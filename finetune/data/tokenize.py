@@ -19,7 +19,7 @@ from typing import Any
 
 from finetune.codehash import source_hash
 from finetune.config.schema import DataSpec
-from finetune.data.format import ChoiceRegistry, Template, encode_example
+from finetune.data.format import ChoiceRegistry, Template, encode_examples
 from finetune.data.tokenized import TokenizedData
 
 log = logging.getLogger(__name__)
@@ -45,20 +45,17 @@ def tokenize_rows(
             return hit
     registry = ChoiceRegistry()
     counts: dict[str, int] = {}
-    examples = []
-    for row in rows:
-        example = encode_example(
-            template,
-            tokenizer,
-            row,
-            spec.max_length,
-            spec.truncation,
-            spec.train_on_prompt,
-            choices=registry if spec.label_loss else None,
-            stats=counts,
-        )
-        if example is not None:
-            examples.append(example)
+    encoded = encode_examples(
+        template,
+        tokenizer,
+        rows,
+        spec.max_length,
+        spec.truncation,
+        spec.train_on_prompt,
+        choices=registry if spec.label_loss else None,
+        stats=counts,
+    )
+    examples = [e for e in encoded if e is not None]
     if any("choice_index" in e for e in examples):  # collate needs one set of keys per batch
         for e in examples:
             e.setdefault("choice_index", [-1] * len(e["input_ids"]))

@@ -247,11 +247,14 @@ def _wrong_final(solution: str, answer: float, rng: random.Random) -> str:
 def _pair(p: _Problem, mode: str, difficulty: int, rng: random.Random, solve_rejected: str) -> Row | None:
     """A hint request whose chosen reply guides and whose rejected reply is the worked answer that tells it; or a
     solve request whose chosen reply is the right worked answer and whose rejected one ends in a wrong number
-    (``solve_rejected: wrong_number``) or is the hint that does not solve it (``hint``)."""
+    (``solve_rejected: wrong_number``) or is the hint that does not solve it (``hint``); ``both`` draws one of the
+    two for each solve request."""
     row = _row(p, mode, difficulty)
     if row is None:
         return None
     solution = p.solution()
+    if mode == "solve" and solve_rejected == "both":
+        solve_rejected = rng.choice(("wrong_number", "hint"))
     if mode == "hint":
         rejected = solution
     elif solve_rejected == "hint":
@@ -274,15 +277,15 @@ def preference_pairs(
     """Tutoring pairs with ground truth by construction: hint requests (chosen: the hint that does not state the final
     number; rejected: the worked answer, which does), and for ``solve_share`` of the rows solve requests (chosen: the
     right worked answer; rejected: the same steps ending in a wrong number, or with ``solve_rejected: hint`` the hint
-    that answers a solve request as if it were a hint request), so tuning away from telling keeps the solving. A
-    wrong number asks DPO to teach arithmetic; a hint teaches the two requests apart, which is what the push away
-    from telling blurs. Rows keep ``input``/``output`` (the chosen side), ``answer`` and ``mode``: the evaluator scores them."""
+    that answers a solve request as if it were a hint request; ``both``: half of each), so tuning away from telling
+    keeps the solving. A wrong number asks DPO to teach arithmetic; a hint teaches the two requests apart, which is
+    what the push away from telling blurs. Rows keep ``input``/``output`` (the chosen side), ``answer`` and ``mode``: the evaluator scores them."""
     if difficulty not in (1, 2, 3):
         raise ValueError(f"tutoring: difficulty must be 1, 2 or 3, got {difficulty!r}")
     if not isinstance(solve_share, (int, float)) or not 0.0 <= solve_share <= 1.0:
         raise ValueError(f"tutoring: solve_share must be a number from 0 to 1, got {solve_share!r}")
-    if solve_rejected not in ("wrong_number", "hint"):
-        raise ValueError(f"tutoring: solve_rejected must be 'wrong_number' or 'hint', got {solve_rejected!r}")
+    if solve_rejected not in ("wrong_number", "hint", "both"):
+        raise ValueError(f"tutoring: solve_rejected must be 'wrong_number', 'hint' or 'both', got {solve_rejected!r}")
     rng = random.Random(f"{seed}:pairs")
 
     def make(split: str) -> Row:
