@@ -453,9 +453,7 @@ def encode_example(
     train/loss.py); the rest of the label and eos keep the plain loss, so constrained scoring and
     free generation both work. ``stats`` counts truncated, dropped and label_loss_fallbacks.
     """
-    parts = _nonempty_parts(template, row)
-    encoded = encode_many(tokenizer, [pieces for pieces, _ in parts])
-    return _assemble(template, tokenizer, row, parts, encoded, max_length, truncation, train_on_prompt, choices, stats)
+    return encode_examples(template, tokenizer, [row], max_length, truncation, train_on_prompt, choices, stats)[0]
 
 
 def encode_examples(
@@ -478,16 +476,12 @@ def encode_examples(
     out: list[Example | None] = []
     for at in range(0, len(rows), chunk):
         part_rows = rows[at : at + chunk]
-        parts = [_nonempty_parts(template, row) for row in part_rows]
+        parts = [[(pieces, on) for pieces, on in template.parts(row) if _join(pieces)] for row in part_rows]
         encoded = iter(encode_many(tokenizer, [pieces for row_parts in parts for pieces, _ in row_parts]))
         for row, row_parts in zip(part_rows, parts):
             ids = [next(encoded) for _ in row_parts]
             out.append(_assemble(template, tokenizer, row, row_parts, ids, *options))
     return out
-
-
-def _nonempty_parts(template: Template, row: Row) -> list[tuple[list[Piece], bool]]:
-    return [(pieces, trained) for pieces, trained in template.parts(row) if _join(pieces)]
 
 
 def _assemble(

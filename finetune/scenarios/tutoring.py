@@ -253,11 +253,10 @@ def _pair(p: _Problem, mode: str, difficulty: int, rng: random.Random, solve_rej
     if row is None:
         return None
     solution = p.solution()
-    if mode == "solve" and solve_rejected == "both":
-        solve_rejected = rng.choice(("wrong_number", "hint"))
+    kind = rng.choice(("wrong_number", "hint")) if mode == "solve" and solve_rejected == "both" else solve_rejected
     if mode == "hint":
         rejected = solution
-    elif solve_rejected == "hint":
+    elif kind == "hint":
         hint = _row(p, "hint", difficulty)
         if hint is None:
             return None
