@@ -26,6 +26,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from bench.measure import gemm_gflops
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 MEMORY_STEPS = 20
@@ -87,44 +89,70 @@ def _ft_run(recipe: Path, out: Path, *overrides: str) -> dict:
     return json.loads((out / "report.json").read_text())
 
 
-def study(work: Path) -> dict:
-    """SFT, then DPO on its model; the numbers the acceptance reads."""
-    sft_dir, dpo_dir = work / "tutoring-sft", work / "tutoring-dpo"
+def study(work: Path, seeds: list[int]) -> dict:
+    """SFT once, then DPO on its model with each seed (other pairs, test prompts and batch order); the numbers the
+    acceptance reads, per seed: one seed cannot place a run against lines 0.02 wide."""
+    sft_dir = work / "tutoring-sft"
     started = time.perf_counter()
     sft = _ft_run(ROOT / "recipes/preference/tutoring_sft.yaml", sft_dir)
-    dpo = _ft_run(ROOT / "recipes/preference/tutoring_dpo.yaml", dpo_dir, f"model.path={sft_dir / 'model'}")
     keys = ("exact_match", "telling_rate", "question_rate", "step_validity")
-    # the DPO run's "before" is the SFT model on the DPO run's own test prompts: SFT alone and SFT -> DPO on the
-    # same rows (the SFT run's own test split draws other problems, so its numbers are kept only beside them)
-    before_dpo = dpo["eval"]["before"]["tutoring"]
-    after_dpo = dpo["eval"]["after"]["tutoring"]
-    pairs = dpo["finetune"].get("preference", {})
+    runs = {}
+    for seed in seeds:
+        dpo = _ft_run(
+            ROOT / "recipes/preference/tutoring_dpo.yaml",
+            work / f"tutoring-dpo-{seed}",
+            f"model.path={sft_dir / 'model'}",
+            f"seed={seed}",
+        )
+        # the DPO run's "before" is the SFT model on the DPO run's own test prompts: SFT alone and SFT -> DPO on the
+        # same rows (the SFT run's own test split draws other problems, so its numbers are kept only beside them)
+        pairs = dpo["finetune"].get("preference", {})
+        runs[str(seed)] = {
+            "sft": {k: dpo["eval"]["before"]["tutoring"].get(k) for k in keys},
+            "dpo": {k: dpo["eval"]["after"]["tutoring"].get(k) for k in keys},
+            "reward_accuracy": pairs.get("val_reward_accuracy"),
+            "reward_margin": pairs.get("val_reward_margin"),
+        }
     return {
-        "sft": {k: before_dpo.get(k) for k in keys},
-        "dpo": {k: after_dpo.get(k) for k in keys},
         "sft_on_its_own_test": {k: sft["eval"]["after"]["tutoring"].get(k) for k in keys},
-        "reward_accuracy": pairs.get("val_reward_accuracy"),
-        "reward_margin": pairs.get("val_reward_margin"),
+        "seeds": runs,
         "wall_s": round(time.perf_counter() - started, 1),
     }
+
+
+def _met(run: dict) -> tuple[bool, bool, bool]:
+    """Telling at most half of SFT's, exact match down by at most 0.02, reward accuracy >= 0.9."""
+    tell_s, tell_d = run["sft"]["telling_rate"], run["dpo"]["telling_rate"]
+    halved = tell_s is not None and tell_d is not None and tell_s > 0 and tell_d <= tell_s / 2
+    kept = run["dpo"]["exact_match"] >= run["sft"]["exact_match"] - 0.02
+    return halved, kept, (run["reward_accuracy"] or 0) >= 0.9
 
 
 def verdicts(mem: dict | None, st: dict | None) -> list[str]:
     out = []
     if mem:
-        out.append(
-            f"| LoRA DPO peak RSS <= 1.15x LoRA SFT | {mem['ratio']:.3f}x | {'yes' if mem['ratio'] <= 1.15 else 'no'} |"
-        )
-    if st:
-        tell_s, tell_d = st["sft"]["telling_rate"], st["dpo"]["telling_rate"]
-        em_s, em_d = st["sft"]["exact_match"], st["dpo"]["exact_match"]
-        halved = tell_d is not None and tell_s is not None and tell_d <= tell_s / 2 and tell_s > 0
         out += [
-            f"| telling rate at most half of SFT's | {tell_s} -> {tell_d} | {'yes' if halved else 'no'} |",
-            f"| exact match drops <= 0.02 | {em_s} -> {em_d} | {'yes' if em_d >= em_s - 0.02 else 'no'} |",
-            f"| held-out reward accuracy >= 0.9 | {st['reward_accuracy']} | "
-            f"{'yes' if (st['reward_accuracy'] or 0) >= 0.9 else 'no'} |",
+            "| target | measured | met |",
+            "|---|---|---|",
+            f"| LoRA DPO peak RSS <= 1.15x LoRA SFT | {mem['ratio']:.3f}x | {'yes' if mem['ratio'] <= 1.15 else 'no'} |",
+            "",
         ]
+    if st:
+        yes = {True: "yes", False: "no"}
+        out += [
+            "| DPO seed | exact match SFT -> DPO (line: down <= 0.02) | telling rate SFT -> DPO (line: <= half) "
+            "| held-out reward accuracy (line: >= 0.9) |",
+            "|---:|---|---|---|",
+        ]
+        for seed, run in st["seeds"].items():
+            halved, kept, accurate = _met(run)
+            em_s, em_d = run["sft"]["exact_match"], run["dpo"]["exact_match"]
+            tell_s, tell_d = run["sft"]["telling_rate"], run["dpo"]["telling_rate"]
+            out.append(
+                f"| {seed} | {em_s:.3f} -> {em_d:.3f} ({em_d - em_s:+.3f}): {yes[kept]} "
+                f"| {tell_s:.3f} -> {tell_d:.3f} ({tell_d / tell_s:.2f} kept): {yes[halved]} "
+                f"| {run['reward_accuracy']}: {yes[accurate]} |"
+            )
     return out
 
 
@@ -132,17 +160,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-study", action="store_true")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="the DPO stage's seeds")
     args = parser.parse_args()
     load_before = os.getloadavg()
+    ceiling_before = max(gemm_gflops().values())
     with tempfile.TemporaryDirectory(prefix="ft-pref-bench-") as tmp:
         work = Path(tmp)
         mem = None if args.skip_memory else memory(work)
-        st = None if args.skip_study else study(work)
+        st = None if args.skip_study else study(work, args.seeds)
     load_after = os.getloadavg()
+    ceiling_after = max(gemm_gflops().values())
     result = {
         "date": str(date.today()),
         "load_before": load_before,
         "load_after": load_after,
+        "gemm_gflops_before": ceiling_before,
+        "gemm_gflops_after": ceiling_after,
         "memory": mem,
         "study": st,
     }
@@ -153,10 +186,9 @@ def main() -> None:
     lines = [
         f"# Preference tuning ({date.today()})",
         "",
-        f"Load averages before {tuple(round(x, 2) for x in load_before)}, after {tuple(round(x, 2) for x in load_after)}.",
+        f"Load averages before {tuple(round(x, 2) for x in load_before)}, after {tuple(round(x, 2) for x in load_after)}; "
+        f"fp32 GEMM ceiling {ceiling_before:.0f} GFLOP/s before, {ceiling_after:.0f} after.",
         "",
-        "| target | measured | met |",
-        "|---|---|---|",
         *verdicts(mem, st),
         "",
         "```json",
