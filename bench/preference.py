@@ -5,9 +5,10 @@
 1. Memory: the same base (a 4-layer, width-256 core), the same tutoring pairs (SFT trains on the chosen side),
    the same batch size and steps, each run in its own process; peak RSS (ru_maxrss) of each. Acceptance:
    DPO <= 1.15x SFT (DPO's reference is the base with the adapter disabled, so no second copy).
-2. Study: recipes/preference/tutoring_sft.yaml, then tutoring_dpo.yaml on its model. Telling rate (hint replies
-   that state the final number) and exact match on solve requests, after SFT alone and after SFT -> DPO, on the
-   same 500 test problems (the DPO run's own evaluation before and after); reward accuracy on the held-out pairs.
+2. Study: recipes/preference/tutoring_sft.yaml once, then tutoring_dpo.yaml on its model with each of --seeds
+   (default 0 1 2). Telling rate (hint replies that state the final number) and exact match on solve requests,
+   after SFT alone and after SFT -> DPO, on each DPO run's 500 test problems (its own evaluation before and
+   after); reward accuracy on the held-out pairs.
    Acceptance: telling rate at most half of SFT's, exact match down by at most 0.02, reward accuracy >= 0.9.
 
 Writes bench/results/preference-<date>.md (and .json) with the machine's load averages (preference-memory-<date>
@@ -150,7 +151,7 @@ def verdicts(mem: dict | None, st: dict | None) -> list[str]:
             tell_s, tell_d = run["sft"]["telling_rate"], run["dpo"]["telling_rate"]
             out.append(
                 f"| {seed} | {em_s:.3f} -> {em_d:.3f} ({em_d - em_s:+.3f}): {yes[kept]} "
-                f"| {tell_s:.3f} -> {tell_d:.3f} ({tell_d / tell_s:.2f} kept): {yes[halved]} "
+                f"| {tell_s:.3f} -> {tell_d:.3f} ({tell_d / tell_s if tell_s else float('nan'):.2f} kept): {yes[halved]} "
                 f"| {run['reward_accuracy']}: {yes[accurate]} |"
             )
     return out
